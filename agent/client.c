@@ -1,0 +1,331 @@
+/* client.c — the client side of the protocol, used by migctl, the qemu-ga hook bridge and
+ * the tests: connect, resynchronise with sync-delimited, execute, and collect events. */
+#include "client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "json.h"
+#include "protocol.h"
+
+struct _MaClient
+{
+  int fd;
+  guint timeout_ms;
+  GByteArray *in;
+  GQueue events; /* JsonNode* */
+  gint64 next_id;
+};
+
+static gboolean
+set_io_error (GError **error, int err, const char *what)
+{
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (err), "%s: %s", what, g_strerror (err));
+  return FALSE;
+}
+
+MaClient *
+ma_client_connect (const char *uri, guint timeout_ms, GError **error)
+{
+  g_autoptr(MaClient) self = g_new0 (MaClient, 1);
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  const char *path = g_str_has_prefix (uri, "unix:") ? uri + 5 : uri;
+
+  self->fd = -1;
+  self->in = g_byte_array_new ();
+  self->timeout_ms = timeout_ms;
+  self->next_id = 1;
+  g_queue_init (&self->events);
+  if (*path == '\0' || strlen (path) >= sizeof addr.sun_path)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "bad address '%s'", uri);
+      return NULL;
+    }
+  strcpy (addr.sun_path, path);
+  self->fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (self->fd < 0)
+    {
+      set_io_error (error, errno, "socket");
+      return NULL;
+    }
+  if (connect (self->fd, (struct sockaddr *) &addr, sizeof addr) < 0)
+    {
+      g_autofree char *what = g_strdup_printf ("cannot connect to %s", path);
+      set_io_error (error, errno, what);
+      return NULL;
+    }
+  return g_steal_pointer (&self);
+}
+
+void
+ma_client_free (MaClient *self)
+{
+  if (self == NULL)
+    return;
+  if (self->fd >= 0)
+    close (self->fd);
+  g_byte_array_unref (self->in);
+  g_queue_clear_full (&self->events, (GDestroyNotify) json_node_unref);
+  g_free (self);
+}
+
+void
+ma_client_set_timeout (MaClient *self, guint timeout_ms)
+{
+  self->timeout_ms = timeout_ms;
+}
+
+gboolean
+ma_client_write_raw (MaClient *self, const char *data, gsize len, GError **error)
+{
+  while (len > 0)
+    {
+      ssize_t n = send (self->fd, data, len, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return set_io_error (error, errno, "write");
+      data += n;
+      len -= (gsize) n;
+    }
+  return TRUE;
+}
+
+/* Read more bytes into the buffer before the deadline (monotonic µs, -1 = none). */
+static gboolean
+client_fill (MaClient *self, gint64 deadline, gboolean *timed_out, GError **error)
+{
+  guint8 buf[65536];
+
+  *timed_out = FALSE;
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
+      int wait_ms = -1;
+      ssize_t n;
+      int rc;
+
+      if (deadline >= 0)
+        {
+          gint64 left = deadline - g_get_monotonic_time ();
+          if (left <= 0)
+            {
+              *timed_out = TRUE;
+              return FALSE;
+            }
+          wait_ms = (int) ((left + 999) / 1000);
+        }
+      rc = poll (&pfd, 1, wait_ms);
+      if (rc < 0 && errno == EINTR)
+        continue;
+      if (rc < 0)
+        return set_io_error (error, errno, "poll");
+      if (rc == 0)
+        continue;
+      n = read (self->fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return set_io_error (error, errno, "read");
+      if (n == 0)
+        {
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                               "the agent closed the connection");
+          return FALSE;
+        }
+      g_byte_array_append (self->in, buf, (guint) n);
+      if (self->in->len > MA_CLIENT_MAX_REPLY_BYTES)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                       "reply larger than %d bytes", MA_CLIENT_MAX_REPLY_BYTES);
+          return FALSE;
+        }
+      return TRUE;
+    }
+}
+
+static gint64
+deadline_from (int timeout_ms)
+{
+  return timeout_ms < 0 ? -1 : g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+}
+
+static char *
+client_read_line_until (MaClient *self, gint64 deadline, gboolean *timed_out, GError **error)
+{
+  *timed_out = FALSE;
+  for (;;)
+    {
+      guint8 *nl = memchr (self->in->data, '\n', self->in->len);
+      if (nl != NULL)
+        {
+          gsize len = (gsize) (nl - self->in->data);
+          char *line = g_strndup ((const char *) self->in->data, len);
+          g_byte_array_remove_range (self->in, 0, (guint) len + 1);
+          return line;
+        }
+      if (!client_fill (self, deadline, timed_out, error))
+        return NULL;
+    }
+}
+
+char *
+ma_client_read_line (MaClient *self, int timeout_ms, GError **error)
+{
+  gboolean timed_out;
+  char *line = client_read_line_until (self, deadline_from (timeout_ms), &timed_out, error);
+
+  if (line == NULL && timed_out)
+    g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "no answer from the agent");
+  return line;
+}
+
+/* Read messages until the reply with this id; events are queued. */
+static JsonNode *
+client_wait_reply (MaClient *self, gint64 id, GError **error)
+{
+  gint64 deadline = deadline_from ((int) self->timeout_ms);
+
+  for (;;)
+    {
+      gboolean timed_out;
+      g_autofree char *line = client_read_line_until (self, deadline, &timed_out, error);
+      g_autoptr(JsonNode) node = NULL;
+      JsonObject *obj;
+      JsonNode *id_node;
+      char *start;
+
+      if (line == NULL)
+        {
+          if (timed_out)
+            g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                         "no answer from the agent within %u ms", self->timeout_ms);
+          return NULL;
+        }
+      /* a 0xFF (sync-delimited) starts a fresh stream: drop what precedes it */
+      start = strrchr (line, (char) MA_PROTOCOL_RESET_BYTE);
+      start = start != NULL ? start + 1 : line;
+      node = ma_json_parse (start, strlen (start), NULL);
+      if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+        continue;
+      obj = json_node_get_object (node);
+      if (json_object_has_member (obj, "event"))
+        {
+          g_queue_push_tail (&self->events, g_steal_pointer (&node));
+          continue;
+        }
+      id_node = json_object_has_member (obj, "id") ? json_object_get_member (obj, "id") : NULL;
+      if (id_node == NULL)
+        {
+          /* an error about a request the agent could not parse: ours, if nothing else is pending */
+          JsonObject *err = NULL;
+          const char *desc = "unknown error";
+          if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
+            {
+              ma_json_get_string (err, "desc", &desc, NULL);
+              g_set_error (error, MA_ERROR, MA_ERROR_GENERIC, "%s", desc);
+              return NULL;
+            }
+          continue;
+        }
+      if (!JSON_NODE_HOLDS_VALUE (id_node) || json_node_get_value_type (id_node) != G_TYPE_INT64
+          || json_node_get_int (id_node) != id)
+        continue; /* a stale reply from before a resync */
+      if (json_object_has_member (obj, "error"))
+        {
+          JsonObject *err = NULL;
+          const char *klass = "GenericError", *desc = "unknown error";
+          if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
+            {
+              ma_json_get_string (err, "class", &klass, NULL);
+              ma_json_get_string (err, "desc", &desc, NULL);
+            }
+          g_set_error (error, MA_ERROR, ma_error_from_class (klass), "%s", desc);
+          return NULL;
+        }
+      if (!json_object_has_member (obj, "return"))
+        continue;
+      return json_node_copy (json_object_get_member (obj, "return"));
+    }
+}
+
+static gboolean
+client_send (MaClient *self, const char *command, JsonObject *args, gint64 id, gboolean reset,
+             GError **error)
+{
+  g_autoptr(JsonObject) obj = json_object_new ();
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *line = NULL;
+
+  json_object_set_string_member (obj, "execute", command);
+  if (args != NULL)
+    json_object_set_object_member (obj, "arguments", json_object_ref (args));
+  json_object_set_int_member (obj, "id", id);
+  node = ma_json_new_object_node (json_object_ref (obj));
+  text = ma_json_to_string (node);
+  line = g_strdup_printf ("%s%s\n", reset ? "\xff" : "", text);
+  return ma_client_write_raw (self, line, strlen (line), error);
+}
+
+gboolean
+ma_client_sync (MaClient *self, GError **error)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  gint64 token = g_random_int_range (1, G_MAXINT32);
+
+  json_object_set_int_member (args, "id", token);
+  /* the request id doubles as the token so client_wait_reply matches it */
+  if (!client_send (self, "sync-delimited", args, token, TRUE, error))
+    return FALSE;
+  ret = client_wait_reply (self, token, error);
+  if (ret == NULL)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_VALUE (ret) || json_node_get_int (ret) != token)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the agent answered sync with the wrong token");
+      return FALSE;
+    }
+  self->next_id = token + 1;
+  return TRUE;
+}
+
+JsonNode *
+ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError **error)
+{
+  gint64 id = self->next_id++;
+
+  if (!client_send (self, command, args, id, FALSE, error))
+    return NULL;
+  return client_wait_reply (self, id, error);
+}
+
+JsonNode *
+ma_client_next_event (MaClient *self, int timeout_ms, GError **error)
+{
+  gint64 deadline = deadline_from (timeout_ms);
+
+  while (self->events.length == 0)
+    {
+      gboolean timed_out;
+      g_autofree char *line = client_read_line_until (self, deadline, &timed_out, error);
+      g_autoptr(JsonNode) node = NULL;
+      char *start;
+
+      if (line == NULL)
+        return NULL;
+      start = strrchr (line, (char) MA_PROTOCOL_RESET_BYTE);
+      start = start != NULL ? start + 1 : line;
+      node = ma_json_parse (start, strlen (start), NULL);
+      if (node != NULL && JSON_NODE_HOLDS_OBJECT (node)
+          && json_object_has_member (json_node_get_object (node), "event"))
+        g_queue_push_tail (&self->events, g_steal_pointer (&node));
+    }
+  return g_queue_pop_head (&self->events);
+}

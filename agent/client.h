@@ -1,0 +1,36 @@
+/* client.h — the client side of the protocol, used by migctl, the qemu-ga hook bridge and
+ * the tests: connect, resynchronise with sync-delimited, execute, and collect events. */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+#define MA_CLIENT_DEFAULT_TIMEOUT_MS 60000
+#define MA_CLIENT_MAX_REPLY_BYTES (16 * 1024 * 1024)
+
+typedef struct _MaClient MaClient;
+
+/* uri: unix:PATH (or a bare path). Connection errors are G_IO_ERROR. */
+MaClient *ma_client_connect (const char *uri, guint timeout_ms, GError **error);
+void ma_client_free (MaClient *self);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaClient, ma_client_free)
+
+void ma_client_set_timeout (MaClient *self, guint timeout_ms);
+
+/* Send 0xFF and sync-delimited with a random id, and discard everything until its reply. */
+gboolean ma_client_sync (MaClient *self, GError **error);
+
+/* Execute a command; args may be NULL. Returns the "return" member. An error reply
+ * becomes MA_ERROR with the code of its class (ma_error_from_class) and its desc. */
+JsonNode *ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError **error);
+
+/* Next event (queued while executing, or read now), or NULL at timeout (no error)
+ * or on a connection error (error set). timeout_ms < 0 waits forever. */
+JsonNode *ma_client_next_event (MaClient *self, int timeout_ms, GError **error);
+
+/* Raw access for tests: write bytes, read one line (without the newline). */
+gboolean ma_client_write_raw (MaClient *self, const char *data, gsize len, GError **error);
+char *ma_client_read_line (MaClient *self, int timeout_ms, GError **error);
+
+G_END_DECLS

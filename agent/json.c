@@ -1,0 +1,316 @@
+/* json.c — type-checked access to json-glib nodes and bounded parsing.
+ * No other module calls json_object_get_*_member directly: wrong types become GErrors here. */
+#include "json.h"
+
+#include <math.h>
+
+#include "error.h"
+
+static JsonNode *
+member_node (JsonObject *obj, const char *member)
+{
+  JsonNode *node;
+
+  if (obj == NULL || !json_object_has_member (obj, member))
+    return NULL;
+  node = json_object_get_member (obj, member);
+  if (node == NULL || JSON_NODE_HOLDS_NULL (node))
+    return NULL;
+  return node;
+}
+
+static gboolean
+wrong_type (const char *member, const char *expected, GError **error)
+{
+  g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+               "Parameter '%s' expects %s", member, expected);
+  return FALSE;
+}
+
+static gboolean
+holds_value_of (JsonNode *node, GType type)
+{
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == type;
+}
+
+gboolean
+ma_json_get_string (JsonObject *obj, const char *member, const char **out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (!holds_value_of (node, G_TYPE_STRING))
+    return wrong_type (member, "a string", error);
+  *out = json_node_get_string (node);
+  return TRUE;
+}
+
+gboolean
+ma_json_require_string (JsonObject *obj, const char *member, const char **out, GError **error)
+{
+  if (member_node (obj, member) == NULL)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "Parameter '%s' is missing", member);
+      return FALSE;
+    }
+  return ma_json_get_string (obj, member, out, error);
+}
+
+gboolean
+ma_json_get_int (JsonObject *obj, const char *member, gint64 *out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (holds_value_of (node, G_TYPE_INT64))
+    {
+      *out = json_node_get_int (node);
+      return TRUE;
+    }
+  if (holds_value_of (node, G_TYPE_DOUBLE))
+    {
+      double d = json_node_get_double (node);
+      if (isfinite (d) && d == floor (d) && fabs (d) < 9.0e15)
+        {
+          *out = (gint64) d;
+          return TRUE;
+        }
+    }
+  return wrong_type (member, "an integer", error);
+}
+
+gboolean
+ma_json_get_double (JsonObject *obj, const char *member, double *out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (holds_value_of (node, G_TYPE_INT64))
+    *out = (double) json_node_get_int (node);
+  else if (holds_value_of (node, G_TYPE_DOUBLE))
+    *out = json_node_get_double (node);
+  else
+    return wrong_type (member, "a number", error);
+  return TRUE;
+}
+
+gboolean
+ma_json_get_bool (JsonObject *obj, const char *member, gboolean *out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (!holds_value_of (node, G_TYPE_BOOLEAN))
+    return wrong_type (member, "a boolean", error);
+  *out = json_node_get_boolean (node);
+  return TRUE;
+}
+
+gboolean
+ma_json_get_object (JsonObject *obj, const char *member, JsonObject **out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return wrong_type (member, "an object", error);
+  *out = json_node_get_object (node);
+  return TRUE;
+}
+
+gboolean
+ma_json_get_array (JsonObject *obj, const char *member, JsonArray **out, GError **error)
+{
+  JsonNode *node = member_node (obj, member);
+
+  if (node == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    return wrong_type (member, "an array", error);
+  *out = json_node_get_array (node);
+  return TRUE;
+}
+
+gboolean
+ma_json_get_strv (JsonObject *obj, const char *member, char ***out, GError **error)
+{
+  JsonArray *array = NULL;
+  g_autoptr(GStrvBuilder) builder = NULL;
+
+  if (!ma_json_get_array (obj, member, &array, error))
+    return FALSE;
+  if (array == NULL)
+    return TRUE;
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *node = json_array_get_element (array, i);
+      if (!holds_value_of (node, G_TYPE_STRING))
+        return wrong_type (member, "a list of strings", error);
+      g_strv_builder_add (builder, json_node_get_string (node));
+    }
+  *out = g_strv_builder_end (builder);
+  return TRUE;
+}
+
+gboolean
+ma_json_check_members (JsonObject *obj, const char *const *allowed, GError **error)
+{
+  g_autoptr(GList) members = json_object_get_members (obj);
+
+  for (GList *l = members; l != NULL; l = l->next)
+    {
+      if (!g_strv_contains (allowed, l->data))
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "Parameter '%s' is unexpected", (const char *) l->data);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+guint
+ma_json_text_depth (const char *text, gsize len)
+{
+  guint depth = 0, max_depth = 0;
+  gboolean in_string = FALSE, escaped = FALSE;
+
+  for (gsize i = 0; i < len; i++)
+    {
+      char c = text[i];
+      if (in_string)
+        {
+          if (escaped)
+            escaped = FALSE;
+          else if (c == '\\')
+            escaped = TRUE;
+          else if (c == '"')
+            in_string = FALSE;
+          continue;
+        }
+      if (c == '"')
+        in_string = TRUE;
+      else if (c == '{' || c == '[')
+        {
+          depth++;
+          max_depth = MAX (max_depth, depth);
+        }
+      else if ((c == '}' || c == ']') && depth > 0)
+        depth--;
+    }
+  return max_depth;
+}
+
+JsonNode *
+ma_json_parse (const char *text, gsize len, GError **error)
+{
+  g_autoptr(JsonParser) parser = NULL;
+  g_autoptr(GError) local_error = NULL;
+  JsonNode *root;
+
+  if (!g_utf8_validate_len (text, len, NULL))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, input is not valid UTF-8");
+      return NULL;
+    }
+  if (ma_json_text_depth (text, len) > MA_JSON_MAX_DEPTH)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_TOO_LARGE,
+                   "JSON parse error, nesting deeper than %d", MA_JSON_MAX_DEPTH);
+      return NULL;
+    }
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, text, (gssize) len, &local_error))
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "JSON parse error, %s", local_error->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL)
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, empty input");
+      return NULL;
+    }
+  return json_node_copy (root);
+}
+
+char *
+ma_json_to_string (JsonNode *node)
+{
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+
+  json_generator_set_root (gen, node);
+  return json_generator_to_data (gen, NULL);
+}
+
+JsonNode *
+ma_json_new_object_node (JsonObject *obj)
+{
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+
+  json_node_take_object (node, obj);
+  return node;
+}
+
+JsonNode *
+ma_json_new_array_node (JsonArray *array)
+{
+  JsonNode *node = json_node_new (JSON_NODE_ARRAY);
+
+  json_node_take_array (node, array);
+  return node;
+}
+
+JsonNode *
+ma_json_new_empty_object (void)
+{
+  return ma_json_new_object_node (json_object_new ());
+}
+
+char *
+ma_json_safe_string (const char *bytes, gssize len, gboolean *escaped)
+{
+  GString *out;
+  const char *p, *end;
+
+  if (len < 0)
+    len = (gssize) strlen (bytes);
+  if (escaped != NULL)
+    *escaped = FALSE;
+  if (g_utf8_validate_len (bytes, (gsize) len, NULL))
+    return g_strndup (bytes, (gsize) len);
+
+  /* Escaped form: every backslash doubled, every byte that is not part of a
+   * valid UTF-8 sequence written as \xNN — reversible, hence lossless. */
+  if (escaped != NULL)
+    *escaped = TRUE;
+  out = g_string_sized_new ((gsize) len + 16);
+  p = bytes;
+  end = bytes + len;
+  while (p < end)
+    {
+      gunichar c = g_utf8_get_char_validated (p, end - p);
+      if (c == (gunichar) -1 || c == (gunichar) -2 || c == 0)
+        {
+          g_string_append_printf (out, "\\x%02x", (guchar) *p);
+          p++;
+          continue;
+        }
+      if (c == '\\')
+        g_string_append (out, "\\\\");
+      else
+        g_string_append_unichar (out, c);
+      p = g_utf8_next_char (p);
+    }
+  return g_string_free (out, FALSE);
+}

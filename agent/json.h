@@ -1,0 +1,45 @@
+/* json.h — type-checked access to json-glib nodes and bounded parsing.
+ * No other module calls json_object_get_*_member directly: wrong types become GErrors here. */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+#define MA_JSON_MAX_DEPTH 64
+
+/* Getters: an absent (or null) member leaves *out unchanged and returns TRUE;
+ * a member of the wrong type returns FALSE with MA_ERROR_INVALID_ARGUMENT. */
+gboolean ma_json_get_string (JsonObject *obj, const char *member, const char **out, GError **error);
+gboolean ma_json_get_int (JsonObject *obj, const char *member, gint64 *out, GError **error);
+gboolean ma_json_get_double (JsonObject *obj, const char *member, double *out, GError **error);
+gboolean ma_json_get_bool (JsonObject *obj, const char *member, gboolean *out, GError **error);
+gboolean ma_json_get_object (JsonObject *obj, const char *member, JsonObject **out, GError **error);
+gboolean ma_json_get_array (JsonObject *obj, const char *member, JsonArray **out, GError **error);
+/* A list of strings; *out is a new NULL-terminated vector or left NULL when absent. */
+gboolean ma_json_get_strv (JsonObject *obj, const char *member, char ***out, GError **error);
+
+/* Same, but an absent member is an error. */
+gboolean ma_json_require_string (JsonObject *obj, const char *member, const char **out, GError **error);
+
+/* Every member of obj must be in allowed (NULL-terminated). */
+gboolean ma_json_check_members (JsonObject *obj, const char *const *allowed, GError **error);
+
+/* Nesting depth of JSON text, ignoring brackets inside strings. */
+guint ma_json_text_depth (const char *text, gsize len);
+
+/* Parse text that must be valid UTF-8, at most MA_JSON_MAX_DEPTH deep. */
+JsonNode *ma_json_parse (const char *text, gsize len, GError **error);
+
+/* One-line serialisation (no trailing newline). */
+char *ma_json_to_string (JsonNode *node);
+
+/* Small constructors used everywhere. */
+JsonNode *ma_json_new_object_node (JsonObject *obj /* transfer full */);
+JsonNode *ma_json_new_array_node (JsonArray *array /* transfer full */);
+JsonNode *ma_json_new_empty_object (void);
+/* Strings that may hold arbitrary bytes (paths): valid UTF-8 is kept, anything
+ * else is escaped losslessly as \xNN and *lossy set to TRUE when given. */
+char *ma_json_safe_string (const char *bytes, gssize len, gboolean *escaped);
+
+G_END_DECLS

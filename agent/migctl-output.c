@@ -1,0 +1,340 @@
+/* migctl-output.c — human output helpers for migctl: aligned tables, colour on a TTY,
+ * and the per-command formatters (one function per command that has one). */
+#include "migctl-output.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "json.h"
+
+struct _MaTable
+{
+  guint columns;
+  GPtrArray *rows; /* GStrv */
+};
+
+static int color_mode = -1;
+
+gboolean
+ma_out_use_color (void)
+{
+  if (color_mode < 0)
+    color_mode = isatty (STDOUT_FILENO) && g_getenv ("NO_COLOR") == NULL;
+  return color_mode;
+}
+
+void
+ma_out_set_color (gboolean color)
+{
+  color_mode = color;
+}
+
+const char *
+ma_out_paint (const char *color, const char *text)
+{
+  static GPtrArray *keep = NULL; /* painted strings live until exit */
+  const char *code = NULL;
+  char *painted;
+
+  if (!ma_out_use_color () || text == NULL)
+    return text;
+  if (g_strcmp0 (color, "red") == 0)
+    code = "31";
+  else if (g_strcmp0 (color, "green") == 0)
+    code = "32";
+  else if (g_strcmp0 (color, "yellow") == 0)
+    code = "33";
+  else if (g_strcmp0 (color, "bold") == 0)
+    code = "1";
+  else if (g_strcmp0 (color, "dim") == 0)
+    code = "2";
+  if (code == NULL)
+    return text;
+  if (keep == NULL)
+    keep = g_ptr_array_new_with_free_func (g_free);
+  painted = g_strdup_printf ("\033[%sm%s\033[0m", code, text);
+  g_ptr_array_add (keep, painted);
+  return painted;
+}
+
+const char *
+ma_out_status (const char *status)
+{
+  static const char *const good[] = { "pass", "ok", "ready", "thawed", "validated", "idle", NULL };
+  static const char *const warn[] = { "warn", "slow", "skipped", "expired", NULL };
+  static const char *const bad[] = { "fail", "blocked", "failed", "error", NULL };
+
+  if (status == NULL)
+    return "";
+  if (g_strv_contains (good, status))
+    return ma_out_paint ("green", status);
+  if (g_strv_contains (warn, status))
+    return ma_out_paint ("yellow", status);
+  if (g_strv_contains (bad, status))
+    return ma_out_paint ("red", status);
+  return status;
+}
+
+MaTable *
+ma_table_new (guint columns, ...)
+{
+  MaTable *self = g_new0 (MaTable, 1);
+  char **row = g_new0 (char *, columns + 1);
+  va_list args;
+
+  self->columns = columns;
+  self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  va_start (args, columns);
+  for (guint i = 0; i < columns; i++)
+    row[i] = g_strdup (va_arg (args, const char *));
+  va_end (args);
+  g_ptr_array_add (self->rows, row);
+  return self;
+}
+
+void
+ma_table_add (MaTable *self, ...)
+{
+  char **row = g_new0 (char *, self->columns + 1);
+  va_list args;
+
+  va_start (args, self);
+  for (guint i = 0; i < self->columns; i++)
+    {
+      const char *cell = va_arg (args, const char *);
+      row[i] = g_strdup (cell != NULL ? cell : "");
+    }
+  va_end (args);
+  g_ptr_array_add (self->rows, row);
+}
+
+/* Display width, ignoring ANSI escapes. */
+static gsize
+cell_width (const char *s)
+{
+  gsize width = 0;
+
+  for (const char *p = s; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      if (*p == '\033')
+        {
+          while (*p != '\0' && *p != 'm')
+            p++;
+          if (*p == '\0')
+            break;
+          continue;
+        }
+      width++;
+    }
+  return width;
+}
+
+void
+ma_table_print (MaTable *self)
+{
+  g_autofree gsize *widths = g_new0 (gsize, self->columns);
+
+  for (guint r = 0; r < self->rows->len; r++)
+    {
+      char **row = self->rows->pdata[r];
+      for (guint c = 0; c < self->columns; c++)
+        widths[c] = MAX (widths[c], cell_width (row[c]));
+    }
+  for (guint r = 0; r < self->rows->len; r++)
+    {
+      char **row = self->rows->pdata[r];
+      GString *line = g_string_new (NULL);
+      for (guint c = 0; c < self->columns; c++)
+        {
+          const char *cell = r == 0 ? ma_out_paint ("bold", row[c]) : row[c];
+          g_string_append (line, cell);
+          if (c + 1 < self->columns)
+            for (gsize pad = cell_width (row[c]); pad < widths[c] + 2; pad++)
+              g_string_append_c (line, ' ');
+        }
+      g_strchomp (line->str);
+      printf ("%s\n", line->str);
+      g_string_free (line, TRUE);
+    }
+}
+
+void
+ma_table_free (MaTable *self)
+{
+  if (self == NULL)
+    return;
+  g_ptr_array_unref (self->rows);
+  g_free (self);
+}
+
+void
+ma_out_print_json (JsonNode *node, gboolean pretty)
+{
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autofree char *text = NULL;
+
+  json_generator_set_pretty (gen, pretty);
+  json_generator_set_root (gen, node);
+  text = json_generator_to_data (gen, NULL);
+  printf ("%s\n", text);
+}
+
+static const char *
+str_member (JsonObject *obj, const char *member, const char *def)
+{
+  const char *value = def;
+
+  if (!ma_json_get_string (obj, member, &value, NULL))
+    return def;
+  return value;
+}
+
+static gint64
+int_member (JsonObject *obj, const char *member, gint64 def)
+{
+  gint64 value = def;
+
+  if (!ma_json_get_int (obj, member, &value, NULL))
+    return def;
+  return value;
+}
+
+static JsonObject *
+as_object (JsonNode *node)
+{
+  return node != NULL && JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+}
+
+static void
+format_ping (JsonNode *ret)
+{
+  printf ("%s\n", ma_out_paint ("green", "ok: the agent answers"));
+}
+
+static void
+format_info (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *commands = NULL, *caps = NULL;
+  g_autoptr(MaTable) table = ma_table_new (3, "COMMAND", "ENABLED", "SUMMARY");
+
+  if (obj == NULL)
+    return;
+  printf ("migration-agent %s, protocol %" G_GINT64_FORMAT "\n", str_member (obj, "version", "?"),
+          int_member (obj, "protocol", 0));
+  if (ma_json_get_array (obj, "capabilities", &caps, NULL) && caps != NULL)
+    {
+      g_autoptr(GString) list = g_string_new (NULL);
+      for (guint i = 0; i < json_array_get_length (caps); i++)
+        {
+          JsonNode *n = json_array_get_element (caps, i);
+          if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+            g_string_append_printf (list, "%s%s", list->len ? ", " : "", json_node_get_string (n));
+        }
+      printf ("capabilities: %s\n\n", list->len ? list->str : "(core only)");
+    }
+  if (!ma_json_get_array (obj, "commands", &commands, NULL) || commands == NULL)
+    return;
+  for (guint i = 0; i < json_array_get_length (commands); i++)
+    {
+      JsonObject *c = as_object (json_array_get_element (commands, i));
+      gboolean enabled = FALSE;
+      if (c == NULL)
+        continue;
+      ma_json_get_bool (c, "enabled", &enabled, NULL);
+      ma_table_add (table, str_member (c, "name", "?"),
+                    enabled ? ma_out_paint ("green", "yes") : ma_out_paint ("red", "no"),
+                    enabled ? str_member (c, "summary", "") : str_member (c, "disabled-reason", ""));
+    }
+  ma_table_print (table);
+}
+
+static void
+format_status (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonObject *clients = NULL, *port = NULL, *last = NULL;
+  double uptime = 0;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_double (obj, "uptime", &uptime, NULL);
+  printf ("state:      %s", ma_out_paint ("bold", str_member (obj, "state", "?")));
+  if (str_member (obj, "operation", NULL) != NULL)
+    printf (" (operation %s)", str_member (obj, "operation", NULL));
+  printf ("\nuptime:     %.0f s\n", uptime);
+  if (ma_json_get_object (obj, "clients", &clients, NULL) && clients != NULL)
+    {
+      printf ("clients:    %" G_GINT64_FORMAT " on UNIX sockets\n",
+              int_member (clients, "unix-clients", 0));
+      if (ma_json_get_object (clients, "virtio-port", &port, NULL) && port != NULL)
+        {
+          gboolean present = FALSE, host = FALSE;
+          ma_json_get_bool (port, "present", &present, NULL);
+          ma_json_get_bool (port, "host-connected", &host, NULL);
+          printf ("virtio:     %s %s%s\n", str_member (port, "name", "?"),
+                  present ? "present" : "absent", host ? ", host connected" : "");
+        }
+    }
+  if (ma_json_get_object (obj, "last-operation", &last, NULL) && last != NULL)
+    printf ("last:       %s %s: %s\n", str_member (last, "command", "?"),
+            str_member (last, "operation", ""), str_member (last, "result", ""));
+}
+
+void
+ma_out_print_event (JsonNode *event)
+{
+  JsonObject *obj = as_object (event);
+  JsonObject *ts = NULL;
+  JsonNode *data;
+  g_autoptr(GDateTime) when = NULL;
+  g_autofree char *stamp = NULL;
+  g_autofree char *text = NULL;
+
+  if (obj == NULL)
+    return;
+  if (ma_json_get_object (obj, "timestamp", &ts, NULL) && ts != NULL)
+    when = g_date_time_new_from_unix_local (int_member (ts, "seconds", 0));
+  stamp = when != NULL ? g_date_time_format (when, "%H:%M:%S") : g_strdup ("--:--:--");
+  data = json_object_has_member (obj, "data") ? json_object_get_member (obj, "data") : NULL;
+  text = data != NULL ? ma_json_to_string (data) : g_strdup ("{}");
+  printf ("%s #%-4" G_GINT64_FORMAT " %s %s\n", stamp, int_member (obj, "seq", 0),
+          ma_out_paint ("bold", str_member (obj, "event", "?")), text);
+  fflush (stdout);
+}
+
+static void
+format_events (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *events = NULL;
+
+  if (obj == NULL || !ma_json_get_array (obj, "events", &events, NULL) || events == NULL)
+    return;
+  if (int_member (obj, "missed", 0) > 0)
+    printf ("%s\n", ma_out_paint ("yellow", "(older events were dropped from the buffer)"));
+  for (guint i = 0; i < json_array_get_length (events); i++)
+    ma_out_print_event (json_array_get_element (events, i));
+  if (json_array_get_length (events) == 0)
+    printf ("no events after #%" G_GINT64_FORMAT "\n", int_member (obj, "last-seq", 0));
+}
+
+static const struct
+{
+  const char *command;
+  MaFormatter func;
+} formatters[] = {
+  { "ping", format_ping },
+  { "info", format_info },
+  { "status", format_status },
+  { "events", format_events },
+};
+
+MaFormatter
+ma_out_find_formatter (const char *command)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (formatters); i++)
+    if (g_strcmp0 (formatters[i].command, command) == 0)
+      return formatters[i].func;
+  return NULL;
+}

@@ -1,0 +1,201 @@
+/* migctl.c — the command-line client: connects to the agent (control socket in the guest,
+ * or the virtio chardev's host end), resynchronises, runs one command and prints it. */
+#include "buildconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "client.h"
+#include "error.h"
+#include "json.h"
+#include "migctl-output.h"
+
+#define MIGCTL_EXIT_OK 0
+#define MIGCTL_EXIT_ERROR_REPLY 1
+#define MIGCTL_EXIT_USAGE 2
+#define MIGCTL_DEFAULT_CONNECT "unix:" MA_STATEDIR "/control.sock"
+
+static const char usage_text[] =
+  "COMMAND [KEY=VALUE…]\n\n"
+  "Commands (any agent command may be given; these have human output):\n"
+  "  ping                 is the agent alive\n"
+  "  info                 version, commands and capabilities\n"
+  "  status               lifecycle state, clients, last operation\n"
+  "  events [after=SEQ]   buffered events\n"
+  "  watch [after=SEQ]    print events as they arrive (Ctrl-C to stop)\n\n"
+  "KEY=VALUE becomes an argument; VALUE is read as JSON when it parses (42, true,\n"
+  "[\"a\",\"b\"]) and as a string otherwise. --args '{...}' gives all arguments at once.\n\n"
+  "Exit status: 0 success, 1 the agent answered with an error, 2 usage or connection error.";
+
+static gboolean
+parse_arguments (char **words, const char *args_json, JsonObject *args, GError **error)
+{
+  if (args_json != NULL)
+    {
+      g_autoptr(JsonNode) node = ma_json_parse (args_json, strlen (args_json), error);
+      if (node == NULL)
+        return FALSE;
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        {
+          g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                               "--args must be a JSON object");
+          return FALSE;
+        }
+      g_autoptr(GList) members = json_object_get_members (json_node_get_object (node));
+      for (GList *l = members; l != NULL; l = l->next)
+        json_object_set_member (args, l->data,
+                                json_node_copy (json_object_get_member (json_node_get_object (node),
+                                                                        l->data)));
+    }
+  for (guint i = 0; words != NULL && words[i] != NULL; i++)
+    {
+      const char *eq = strchr (words[i], '=');
+      g_autofree char *key = NULL;
+      g_autoptr(JsonNode) value = NULL;
+
+      if (eq == NULL || eq == words[i])
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "argument '%s' is not KEY=VALUE", words[i]);
+          return FALSE;
+        }
+      key = g_strndup (words[i], (gsize) (eq - words[i]));
+      value = ma_json_parse (eq + 1, strlen (eq + 1), NULL);
+      if (value == NULL)
+        {
+          value = json_node_new (JSON_NODE_VALUE);
+          json_node_set_string (value, eq + 1);
+        }
+      json_object_set_member (args, key, g_steal_pointer (&value));
+    }
+  return TRUE;
+}
+
+static int
+run_watch (MaClient *client, JsonObject *args, gboolean json_output)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) backlog = NULL;
+  JsonArray *events = NULL;
+
+  /* first what is buffered after `after` (if given), then live events */
+  if (json_object_has_member (args, "after"))
+    {
+      backlog = ma_client_execute (client, "events", args, &error);
+      if (backlog == NULL)
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+        }
+      if (JSON_NODE_HOLDS_OBJECT (backlog)
+          && ma_json_get_array (json_node_get_object (backlog), "events", &events, NULL) && events)
+        for (guint i = 0; i < json_array_get_length (events); i++)
+          {
+            if (json_output)
+              ma_out_print_json (json_array_get_element (events, i), FALSE);
+            else
+              ma_out_print_event (json_array_get_element (events, i));
+          }
+    }
+  for (;;)
+    {
+      g_autoptr(JsonNode) event = ma_client_next_event (client, -1, &error);
+      if (event == NULL)
+        {
+          g_printerr ("migctl: %s\n", error != NULL ? error->message : "connection lost");
+          return MIGCTL_EXIT_USAGE;
+        }
+      if (json_output)
+        ma_out_print_json (event, FALSE);
+      else
+        ma_out_print_event (event);
+      fflush (stdout);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(MaClient) client = NULL;
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autofree char *connect_uri = NULL;
+  g_autofree char *args_json = NULL;
+  g_auto(GStrv) rest = NULL;
+  gboolean json_output = FALSE, no_color = FALSE, version = FALSE;
+  double timeout = MA_CLIENT_DEFAULT_TIMEOUT_MS / 1000.0;
+  const char *command;
+  MaFormatter formatter;
+  const GOptionEntry entries[] = {
+    { "connect", 'c', 0, G_OPTION_ARG_STRING, &connect_uri,
+      "Agent address (default " MIGCTL_DEFAULT_CONNECT ")", "unix:PATH" },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, &json_output, "Print the raw return as JSON", NULL },
+    { "args", 'a', 0, G_OPTION_ARG_STRING, &args_json, "Arguments as one JSON object", "JSON" },
+    { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Seconds to wait for the answer (60)",
+      "SECONDS" },
+    { "no-color", 0, 0, G_OPTION_ARG_NONE, &no_color, "Never colour the output", NULL },
+    { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, "COMMAND [KEY=VALUE…]" },
+    { NULL }
+  };
+
+  context = g_option_context_new (NULL);
+  g_option_context_set_summary (context, "Talk to migration-agent.");
+  g_option_context_set_description (context, usage_text);
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return MIGCTL_EXIT_USAGE;
+    }
+  if (version)
+    {
+      printf ("migctl %s\n", MA_VERSION);
+      return MIGCTL_EXIT_OK;
+    }
+  if (rest == NULL || rest[0] == NULL)
+    {
+      g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
+      g_printerr ("%s", help);
+      return MIGCTL_EXIT_USAGE;
+    }
+  if (no_color)
+    ma_out_set_color (FALSE);
+  if (timeout <= 0 || timeout > 86400)
+    {
+      g_printerr ("migctl: --timeout must be between 0 and 86400 seconds\n");
+      return MIGCTL_EXIT_USAGE;
+    }
+  command = rest[0];
+  if (!parse_arguments (rest + 1, args_json, args, &error))
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return MIGCTL_EXIT_USAGE;
+    }
+
+  client = ma_client_connect (connect_uri != NULL ? connect_uri : MIGCTL_DEFAULT_CONNECT,
+                              (guint) (timeout * 1000), &error);
+  if (client == NULL || !ma_client_sync (client, &error))
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+    }
+
+  if (g_strcmp0 (command, "watch") == 0)
+    return run_watch (client, args, json_output);
+
+  ret = ma_client_execute (client, command, args, &error);
+  if (ret == NULL)
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+    }
+  formatter = ma_out_find_formatter (command);
+  if (json_output || formatter == NULL)
+    ma_out_print_json (ret, !json_output);
+  else
+    formatter (ret);
+  return MIGCTL_EXIT_OK;
+}
