@@ -116,7 +116,7 @@ if [ "$deb" != "-" ]; then
     [ -r "$deb" ] || die "$deb not readable"
     dpkg-deb -x "$deb" "$root"
     find "$root/usr" "$root/etc" -type f 2>/dev/null | while read -r f; do
-        [ -x "$f" ] && is_elf "$f" && copy_libs "$f"
+        if [ -x "$f" ] && is_elf "$f"; then copy_libs "$f"; fi
     done
     [ -x "$root/usr/sbin/migration-agent" ] || die "$deb has no /usr/sbin/migration-agent"
 fi

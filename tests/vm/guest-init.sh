@@ -84,7 +84,9 @@ if [ -x /usr/sbin/migration-agent ] && [ "$(cmdline_get ma.agent || echo 1)" != 
     wait_for 'port_by_name org.migration_agent.0 >/dev/null' 20 "agent port" || true
     ma_port=$(port_by_name org.migration_agent.0 || true)
     # Log to a file in /run (never frozen) and to the console.
-    ( /usr/sbin/migration-agent --foreground 2>&1; echo "MA-AGENT-EXIT: rc=$?" ) \
+    # A GLib critical is a bug: make it fatal (ma.gdebug= overrides).
+    ( export G_DEBUG="$(cmdline_get ma.gdebug || echo fatal-criticals)"
+      /usr/sbin/migration-agent --foreground 2>&1; echo "MA-AGENT-EXIT: rc=$?" ) \
         | tee -a /run/migration-agent.log &
     echo "MA-AGENT: started (port ${ma_port:-none})"
 else

@@ -133,7 +133,7 @@ def ensure_deb():
                                stdout=fp, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             with open(logf, errors="replace") as fp:
-                log("".join(fp.readlines()[-60:]))
+                log("".join(fp.readlines()[-25:]))
             raise VMError("packaging/build-deb.sh failed (log: %s)" % logf)
         log("built the .deb in %.1f s" % (time.monotonic() - t0))
         shutil.rmtree(d, ignore_errors=True)
@@ -508,6 +508,55 @@ def migrate(src, dst, timeout=MIGRATE_TIMEOUT, **caps):
     return info
 
 
+class Agent:
+    """A raw protocol connection to the agent's port (host side), for
+    latency measurements without the client's process start-up."""
+
+    def __init__(self, path, timeout=CMD_TIMEOUT):
+        self.s = JsonStream(connect_unix(path, time.monotonic() + timeout))
+        self.events = []
+        self._id = 0
+        self.sync(timeout)
+
+    def sync(self, timeout=CMD_TIMEOUT):
+        until = time.monotonic() + timeout
+        while True:
+            sid = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+            self.s.send({"execute": "sync-delimited", "arguments": {"id": sid}},
+                        prefix=b"\xff")
+            try:
+                step = min(until, time.monotonic() + 2)
+                while True:
+                    self.s.skip_to_ff(step)
+                    r = self.s.recv(step)
+                    if r.get("return") == sid:
+                        return
+            except TimeoutError:
+                if time.monotonic() > until:
+                    raise VMError("the agent did not answer sync-delimited in %d s" % timeout)
+
+    def cmd(self, name, timeout=CMD_TIMEOUT, **args):
+        self._id += 1
+        msg = {"execute": name, "id": self._id}
+        if args:
+            msg["arguments"] = args
+        self.s.send(msg)
+        until = time.monotonic() + timeout
+        while True:
+            r = self.s.recv(until)
+            if "event" in r:
+                self.events.append(r)
+                continue
+            if r.get("id") != self._id:
+                continue
+            if "error" in r:
+                raise QMPError("%s: %s" % (name, r["error"].get("desc")))
+            return r.get("return")
+
+    def close(self):
+        self.s.close()
+
+
 # --------------------------------------------------------------------------
 # the project's client, from the host side
 # --------------------------------------------------------------------------
@@ -525,6 +574,30 @@ def migctl(binary, sock, *args, timeout=CMD_TIMEOUT):
     except ValueError:
         pass
     return r.returncode, out, r.stderr, dt
+
+
+def migctl_ok(binary, sock, *args, timeout=CMD_TIMEOUT):
+    """migctl that must succeed; returns (parsed JSON, seconds)."""
+    rc, out, err, dt = migctl(binary, sock, *args, timeout=timeout)
+    if rc != 0:
+        raise VMError("migctl %s: exit %d: %s %s" % (" ".join(args), rc, out, err.strip()))
+    return out, dt
+
+
+def wait_migctl(binary, sock, timeout=BOOT_TIMEOUT):
+    """Retry `migctl ping` until the agent answers (it starts after boot)."""
+    until = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < until:
+        try:
+            rc, out, err, dt = migctl(binary, sock, "ping", "--timeout", "5", timeout=15)
+            if rc == 0:
+                return out, dt
+            last = "exit %d: %s %s" % (rc, out, err.strip())
+        except subprocess.TimeoutExpired:
+            last = "migctl timed out"
+        time.sleep(0.2)
+    raise VMError("the agent did not answer migctl ping in %d s (%s)" % (timeout, last))
 
 
 # --------------------------------------------------------------------------
