@@ -18,7 +18,7 @@ from vmlib import VMError  # noqa: E402
 FROZEN_LATENCY_LIMIT = 0.100  # seconds, protocol round trip host -> guest -> host
 PINGS = 20
 
-vmlib.require_host_tools()
+vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")

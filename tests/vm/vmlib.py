@@ -697,8 +697,18 @@ def skip_all(reason):
     sys.exit(0)
 
 
-def require_host_tools():
-    missing = [t for t in ("qemu-system-x86_64", "mkfs.ext4", "cpio", "busybox", "dpkg-deb")
-               if not shutil.which(t)]
+def require_host_tools(agent=False):
+    """Skip the whole test (TAP `1..0 # SKIP`) when the host cannot run it."""
+    missing = [t for t in ("qemu-system-x86_64", "mkfs.ext4", "cpio", "busybox", "dpkg-deb",
+                           "modprobe") if not shutil.which(t)]
+    if not os.path.exists("/usr/sbin/qemu-ga"):
+        missing.append("qemu-ga (qemu-guest-agent)")
+    import glob
+    kernels = [k for k in glob.glob("/boot/vmlinuz-*")
+               if os.path.isdir("/lib/modules/" + k[len("/boot/vmlinuz-"):])]
+    if not kernels:
+        missing.append("a kernel with modules (linux-image-amd64)")
+    if agent and not os.environ.get("MA_DEB"):
+        missing += [t for t in ("dpkg-buildpackage", "dh", "meson") if not shutil.which(t)]
     if missing:
-        skip_all("missing host tools: " + " ".join(missing))
+        skip_all("missing on the host: " + ", ".join(missing))
