@@ -276,6 +276,12 @@ agent_on_accept (int fd, gint64 uid, gint64 pid, gpointer user_data)
         NULL, "PermissionDenied",
         self->shutting_down ? "the agent is shutting down"
                             : "this user may not use the agent (configuration [access] allowed-uids)");
+      JsonObject *data = json_object_new ();
+      json_object_set_int_member (data, "uid", uid);
+      json_object_set_int_member (data, "pid", pid);
+      json_object_set_string_member (data, "reason", self->shutting_down ? "shutting down"
+                                                                          : "uid not allowed");
+      ma_agent_emit_event (self, "ACCESS_DENIED", ma_json_new_object_node (data));
       g_message ("refused %s", name);
       if (write (fd, line, strlen (line)) < 0)
         g_debug ("could not tell the refused client: %s", g_strerror (errno));

@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "corecmds.h"
+#include "json.h"
 #include "sdnotify.h"
 
 typedef struct
@@ -159,6 +160,12 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGTERM, on_signal, &m);
   g_unix_signal_add (SIGINT, on_signal, &m);
   ma_sd_watchdog_start ();
+  {
+    JsonObject *data = json_object_new ();
+    json_object_set_string_member (data, "version", MA_VERSION);
+    json_object_set_int_member (data, "pid", getpid ());
+    ma_agent_emit_event (agent, "AGENT_STARTED", ma_json_new_object_node (data));
+  }
   ma_sd_notify ("READY=1");
   g_message ("migration-agent %s ready (state in %s)", MA_VERSION, state_dir);
   g_main_loop_run (loop);

@@ -1,0 +1,131 @@
+/* test-json.c — type-checked JSON access, bounded parsing and lossless path strings. */
+#include <glib.h>
+
+#include "error.h"
+#include "json.h"
+
+static JsonObject *
+parse_object (const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = ma_json_parse (text, strlen (text), &error);
+
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (node));
+  return json_object_ref (json_node_get_object (node));
+}
+
+static void
+test_getters_types (void)
+{
+  g_autoptr(JsonObject) obj =
+    parse_object ("{\"s\":\"x\",\"i\":5,\"d\":2.0,\"f\":2.5,\"b\":true,\"a\":[\"p\",\"q\"],"
+                  "\"o\":{},\"n\":null,\"bad\":[1]}");
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) strv = NULL;
+  const char *s = NULL;
+  gint64 i = 0;
+  double d = 0;
+  gboolean b = FALSE;
+  JsonObject *o = NULL;
+
+  g_assert_true (ma_json_get_string (obj, "s", &s, &error));
+  g_assert_cmpstr (s, ==, "x");
+  g_assert_true (ma_json_get_int (obj, "i", &i, &error));
+  g_assert_cmpint (i, ==, 5);
+  g_assert_true (ma_json_get_int (obj, "d", &i, &error)); /* 2.0 is an integer */
+  g_assert_cmpint (i, ==, 2);
+  g_assert_true (ma_json_get_double (obj, "f", &d, &error));
+  g_assert_cmpfloat (d, ==, 2.5);
+  g_assert_true (ma_json_get_bool (obj, "b", &b, &error));
+  g_assert_true (b);
+  g_assert_true (ma_json_get_object (obj, "o", &o, &error));
+  g_assert_nonnull (o);
+  g_assert_true (ma_json_get_strv (obj, "a", &strv, &error));
+  g_assert_cmpstr (strv[1], ==, "q");
+  g_assert_no_error (error);
+
+  /* absent and null leave the output alone */
+  s = "default";
+  g_assert_true (ma_json_get_string (obj, "missing", &s, &error));
+  g_assert_true (ma_json_get_string (obj, "n", &s, &error));
+  g_assert_cmpstr (s, ==, "default");
+
+  /* wrong types are errors, never criticals */
+  g_assert_false (ma_json_get_string (obj, "i", &s, &error));
+  g_assert_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (ma_json_get_int (obj, "f", &i, &error));
+  g_clear_error (&error);
+  g_assert_false (ma_json_get_int (obj, "s", &i, &error));
+  g_clear_error (&error);
+  g_assert_false (ma_json_get_bool (obj, "i", &b, &error));
+  g_clear_error (&error);
+  g_assert_false (ma_json_get_object (obj, "a", &o, &error));
+  g_clear_error (&error);
+  g_assert_false (ma_json_get_strv (obj, "bad", &strv, &error));
+  g_clear_error (&error);
+  g_assert_false (ma_json_require_string (obj, "missing", &s, &error));
+  g_assert_true (strstr (error->message, "'missing' is missing") != NULL);
+}
+
+static void
+test_check_members (void)
+{
+  g_autoptr(JsonObject) obj = parse_object ("{\"a\":1,\"zz\":2}");
+  const char *const allowed[] = { "a", "b", NULL };
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (ma_json_check_members (obj, allowed, &error));
+  g_assert_cmpstr (error->message, ==, "Parameter 'zz' is unexpected");
+}
+
+static void
+test_parse_limits (void)
+{
+  g_autoptr(GString) deep = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = NULL;
+
+  for (guint i = 0; i < 65; i++)
+    g_string_append_c (deep, '[');
+  for (guint i = 0; i < 65; i++)
+    g_string_append_c (deep, ']');
+  node = ma_json_parse (deep->str, deep->len, &error);
+  g_assert_null (node);
+  g_assert_error (error, MA_ERROR, MA_ERROR_TOO_LARGE);
+  g_clear_error (&error);
+
+  /* 64 is fine, and brackets inside strings do not count */
+  g_string_erase (deep, 0, 1);
+  g_string_truncate (deep, deep->len - 1);
+  g_string_append (deep, "");
+  node = ma_json_parse (deep->str, deep->len, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ma_json_text_depth ("[\"[[[[\"]", 8), ==, 1);
+}
+
+static void
+test_safe_string (void)
+{
+  gboolean escaped = TRUE;
+  g_autofree char *plain = ma_json_safe_string ("/tmp/a b\nc", -1, &escaped);
+  g_autofree char *odd = NULL;
+
+  g_assert_cmpstr (plain, ==, "/tmp/a b\nc");
+  g_assert_false (escaped);
+  odd = ma_json_safe_string ("/x\\y\xff\xc3\xa9", -1, &escaped);
+  g_assert_true (escaped);
+  g_assert_cmpstr (odd, ==, "/x\\\\y\\xff\xc3\xa9");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/json/getters/types", test_getters_types);
+  g_test_add_func ("/json/check-members", test_check_members);
+  g_test_add_func ("/json/parse/limits", test_parse_limits);
+  g_test_add_func ("/json/safe-string", test_safe_string);
+  return g_test_run ();
+}
