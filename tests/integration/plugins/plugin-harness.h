@@ -1,0 +1,75 @@
+/* plugin-harness.h — what the shipped-plugin tests share: real database servers started in a
+ * temporary directory (killed with the test even when it aborts), and both plugin protocols. */
+#pragma once
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/* Deadlines for conditions the tests wait for; none of them is a speed goal. */
+#define HARNESS_SERVER_START_MS 60000
+#define HARNESS_REPLY_MS 60000
+#define HARNESS_EXIT_MS 60000
+/* How long a write must stay blocked to count as blocked. */
+#define HARNESS_BLOCKED_MS 700
+
+/* A temporary directory owned by user (NULL: the caller), removed by harness_tmpdir_free. */
+typedef struct
+{
+  char *path;
+  gboolean keep;
+} HarnessTmpdir;
+HarnessTmpdir *harness_tmpdir_new (const char *user);
+void harness_tmpdir_free (HarnessTmpdir *dir);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HarnessTmpdir, harness_tmpdir_free)
+
+/* Resolve a program (absolute path or in PATH plus the sbin directories); NULL when absent. */
+char *harness_find_program (const char *name);
+
+/* Spawn argv as user (NULL: unchanged), with envp (NULL: inherit), stdout/stderr into log
+ * when given. The child gets SIGKILL when this process dies, however it dies. */
+GSubprocess *harness_spawn (const char *const *argv, const char *const *envp, const char *user,
+                            const char *log, GError **error);
+/* Same with stdin and stdout as pipes (a session plugin). */
+GSubprocess *harness_spawn_piped (const char *const *argv, const char *const *envp,
+                                  GError **error);
+/* Run argv to completion as user, return its exit status, stdout in *out when given. */
+int harness_run (const char *const *argv, const char *const *envp, const char *user, char **out);
+/* Wait up to timeout_ms for proc to exit; TRUE when it did. */
+gboolean harness_wait_exit (GSubprocess *proc, guint timeout_ms);
+/* Kill (SIGKILL) and reap, if still running. */
+void harness_kill (GSubprocess *proc);
+
+/* Poll cond until it is true or timeout_ms pass. */
+gboolean harness_wait_for (gboolean (*cond) (gpointer data), gpointer data, guint timeout_ms);
+
+/* Run a oneshot plugin: `exe phase` with envp. Returns the exit status, the last stdout
+ * line's "detail" in *detail. */
+int harness_oneshot (const char *exe, const char *phase, const char *const *envp, char **detail);
+
+/* A session plugin: send one phase, read one reply {"status", "detail"}. */
+typedef struct
+{
+  GSubprocess *proc;
+  int stdin_fd;
+  int stdout_fd;
+  GString *pending;
+} HarnessSession;
+HarnessSession *harness_session_start (const char *exe, const char *const *envp);
+/* TRUE when the reply says ok; *detail gets the detail. Asserts a well-formed reply. */
+gboolean harness_session_phase (HarnessSession *session, const char *phase, gint64 deadline_ms,
+                                gint64 lease_seconds, char **detail);
+/* Close the plugin's stdin (as a dying agent does) and wait for it to exit; returns status. */
+int harness_session_close (HarnessSession *session);
+void harness_session_free (HarnessSession *session);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HarnessSession, harness_session_free)
+
+/* Environment for a plugin: the agent's MA_* variables plus extra KEY=VALUE entries. */
+char **harness_plugin_env (const char *plugin, const char *phase, const char *state_dir,
+                           const char *first_extra, ...) G_GNUC_NULL_TERMINATED;
+
+/* The plugin executable named by environment variable var (set by meson), or NULL. */
+const char *harness_plugin_path (const char *var);
+
+G_END_DECLS
