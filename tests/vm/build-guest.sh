@@ -3,7 +3,11 @@
 # boots Debian's stock kernel, loads the virtio/ext4 modules, runs qemu-ga and
 # (when a .deb is given) migration-agent, then an optional scenario script.
 #
-# usage: build-guest.sh OUTDIR [DEBFILE|-]
+# usage: build-guest.sh OUTDIR [DEBFILE|-] [busybox|systemd]
+#   flavour busybox (default): /init starts qemu-ga and the agent itself;
+#   flavour systemd: /init hands over to the host's systemd (PID 1) with
+#     udevd and journald, and udev starts qemu-ga and migration-agent through
+#     their own rules and units: the packaging is what is under test.
 #   OUTDIR/vmlinuz            the kernel to boot (copied from /boot)
 #   OUTDIR/initramfs.cpio.gz  the guest root
 #   OUTDIR/guest.key          cache key; nothing is rebuilt while it matches
@@ -15,9 +19,12 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: build-guest.sh OUTDIR [DEBFILE|-]}
 deb=${2:--}
+flavour=${3:-busybox}
+case "$flavour" in busybox|systemd) ;; *) die_early=1 ;; esac
 [ "$deb" = "-" ] || deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
 
 die() { echo "build-guest: $*" >&2; exit 1; }
+[ -z "${die_early:-}" ] || die "unknown flavour '$flavour' (busybox or systemd)"
 
 if [ -n "${MA_VM_KVER:-}" ]; then
     kver=$MA_VM_KVER
@@ -38,10 +45,14 @@ modules="virtio_pci virtio_console virtio_blk virtio_net ext4"
 
 # --- cache key: everything that goes into the image -------------------------
 key=$( {
-    echo "kver=$kver"
+    echo "kver=$kver flavour=$flavour"
     sha256sum "$0" "$here/guest-init.sh" "/boot/vmlinuz-$kver" "$busybox" /usr/sbin/qemu-ga
     find "$here/guest-scenarios" -type f -name '*.sh' | sort | xargs -r sha256sum
     [ "$deb" = "-" ] || sha256sum "$deb"
+    if [ "$flavour" = systemd ]; then
+        sha256sum /lib/systemd/systemd /bin/udevadm /bin/systemctl
+        find "$here/guest-systemd" -type f | sort | xargs -r sha256sum
+    fi
     for m in $modules; do modprobe --show-depends -S "$kver" "$m"; done
 } | sha256sum | cut -d' ' -f1 )
 
@@ -55,16 +66,20 @@ fi
 root=$(mktemp -d "${TMPDIR:-/tmp}/ma-guest.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 
-mkdir -p "$root"/bin "$root"/sbin "$root"/usr/bin "$root"/usr/sbin "$root"/etc/qemu \
+# merged /usr, as on Debian 12: /bin, /sbin, /lib, /lib64 point into /usr
+mkdir -p "$root"/usr/bin "$root"/usr/sbin "$root"/usr/lib "$root"/usr/lib64 "$root"/etc/qemu \
          "$root"/proc "$root"/sys "$root"/dev "$root"/run "$root"/tmp "$root"/data \
-         "$root"/var/log "$root"/root "$root"/scenarios "$root"/lib/modules/"$kver"
+         "$root"/var/log "$root"/var/lib "$root"/root "$root"/scenarios
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$root/$d"; done
+ln -s ../run "$root/var/run"
+mkdir -p "$root/lib/modules/$kver"
 chmod 1777 "$root/tmp"
 
 # --- busybox ------------------------------------------------------------------
-cp "$busybox" "$root/bin/busybox"
+cp "$busybox" "$root/usr/bin/busybox"
 for applet in $("$busybox" --list); do
     case "$applet" in busybox) continue ;; esac
-    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+    [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"
 done
 
 # --- shared libraries of an ELF, resolved on the host --------------------------
@@ -119,6 +134,43 @@ if [ "$deb" != "-" ]; then
         if [ -x "$f" ] && is_elf "$f"; then copy_libs "$f"; fi
     done
     [ -x "$root/usr/sbin/migration-agent" ] || die "$deb has no /usr/sbin/migration-agent"
+fi
+
+# --- systemd flavour: PID 1, udevd, journald from the host ------------------------
+if [ "$flavour" = systemd ]; then
+    for f in /lib/systemd/systemd /lib/systemd/systemd-journald /bin/udevadm \
+             /bin/systemctl /bin/journalctl /bin/systemd-tmpfiles; do
+        [ -x "$f" ] || die "$f not found: install systemd (and udev)"
+        rm -f "$root$f"
+        cp "$f" "$root$f"
+        copy_libs "$f"
+    done
+    ln -sf /bin/udevadm "$root/lib/systemd/systemd-udevd"
+    mkdir -p "$root/lib/systemd/system" "$root/lib/udev/rules.d" "$root/etc/systemd/system" \
+             "$root/etc/udev"
+    # every target and slice (dependency anchors), but only the services we run
+    cp /lib/systemd/system/*.target /lib/systemd/system/*.slice "$root/lib/systemd/system/"
+    for u in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
+             systemd-udev-trigger.service systemd-journald.service systemd-journald.socket \
+             systemd-journald-dev-log.socket systemd-tmpfiles-setup.service; do
+        cp "/lib/systemd/system/$u" "$root/lib/systemd/system/"
+    done
+    # qemu-ga, started by its own udev rule and unit, as in a real image
+    if [ -f /lib/systemd/system/qemu-guest-agent.service ]; then
+        cp /lib/systemd/system/qemu-guest-agent.service "$root/lib/systemd/system/"
+        cp /lib/udev/rules.d/60-qemu-guest-agent.rules "$root/lib/udev/rules.d/"
+    fi
+    for r in 50-udev-default.rules 99-systemd.rules; do
+        cp "/lib/udev/rules.d/$r" "$root/lib/udev/rules.d/"
+    done
+    # the test's own units (default target, scenario runner)
+    cp "$here"/guest-systemd/* "$root/etc/systemd/system/"
+    ln -sf ma-guest.target "$root/etc/systemd/system/default.target"
+    : > "$root/etc/machine-id"
+    [ -r /usr/lib/os-release ] && cp /usr/lib/os-release "$root/usr/lib/os-release"
+    echo systemd > "$root/etc/ma-flavour"
+else
+    echo busybox > "$root/etc/ma-flavour"
 fi
 
 # --- identity files glib and friends expect -------------------------------------

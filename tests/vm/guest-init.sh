@@ -60,6 +60,29 @@ if wait_for '[ -b /dev/vda ]' 20 /dev/vda; then
         || echo "MA-WARN: mounting /dev/vda failed"
 fi
 
+# --- the scenario, run once by busybox init or by ma-scenario.service ----------
+scenario=$(cmdline_get ma.scenario || true)
+cat > /etc/ma-scenario.sh <<EOS
+#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+if [ -n "$scenario" ]; then
+    if [ -x "/scenarios/$scenario.sh" ]; then
+        echo "MA-SCENARIO-START: $scenario"
+        /scenarios/$scenario.sh
+        echo "MA-SCENARIO-END: $scenario rc=\$?"
+    else
+        echo "MA-SCENARIO-END: $scenario rc=127 (no /scenarios/$scenario.sh)"
+    fi
+fi
+EOS
+chmod 755 /etc/ma-scenario.sh
+
+# --- systemd flavour: PID 1 becomes systemd; udev starts both agents ---------------
+if [ "$(cat /etc/ma-flavour 2>/dev/null)" = systemd ]; then
+    echo "MA-SYSTEMD: handing over to systemd at $(cut -d' ' -f1 /proc/uptime)s"
+    exec /lib/systemd/systemd --log-target=kmsg --show-status=false
+fi
+
 # --- virtio-serial ports by name ----------------------------------------------
 port_by_name() {
     for d in /sys/class/virtio-ports/*; do
@@ -96,20 +119,5 @@ fi
 echo "MA-READY: uptime $(cut -d' ' -f1 /proc/uptime)s qga=${qga_port:-none} ma=${ma_port:-none}"
 
 # --- hand over to busybox init: it reaps orphans and runs the scenario once ----
-scenario=$(cmdline_get ma.scenario || true)
-cat > /etc/ma-scenario.sh <<EOS
-#!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
-if [ -n "$scenario" ]; then
-    if [ -x "/scenarios/$scenario.sh" ]; then
-        echo "MA-SCENARIO-START: $scenario"
-        /scenarios/$scenario.sh
-        echo "MA-SCENARIO-END: $scenario rc=\$?"
-    else
-        echo "MA-SCENARIO-END: $scenario rc=127 (no /scenarios/$scenario.sh)"
-    fi
-fi
-EOS
-chmod 755 /etc/ma-scenario.sh
 printf '::once:/etc/ma-scenario.sh\n::ctrlaltdel:/bin/poweroff -f\n' > /etc/inittab
 exec /bin/busybox init

@@ -149,11 +149,14 @@ def ensure_deb():
     return os.path.join(d, sorted(debs)[0])
 
 
-def ensure_guest(with_agent):
-    """Build (or reuse) the guest image; returns (kernel, initrd)."""
+def ensure_guest(with_agent, flavour="busybox"):
+    """Build (or reuse) the guest image; returns (kernel, initrd).
+    flavour 'systemd': systemd is PID 1 and udev starts the agents."""
     deb = ensure_deb() if with_agent else "-"
-    out = os.path.join(cache_dir(), "guest-agent" if with_agent else "guest-base")
-    r = subprocess.run([os.path.join(HERE, "build-guest.sh"), out, deb],
+    name = ("guest-agent" if with_agent else "guest-base") + \
+        ("" if flavour == "busybox" else "-" + flavour)
+    out = os.path.join(cache_dir(), name)
+    r = subprocess.run([os.path.join(HERE, "build-guest.sh"), out, deb, flavour],
                        capture_output=True, text=True)
     if r.returncode != 0:
         log(r.stdout + r.stderr)
@@ -333,6 +336,21 @@ class QGA:
         finally:
             self.cmd("guest-file-close", handle=h)
         return data
+
+    def write_file(self, path, data, mode="w"):
+        import base64
+        h = self.cmd("guest-file-open", path=path, mode=mode)
+        try:
+            self.cmd("guest-file-write", handle=h, **{"buf-b64": base64.b64encode(data).decode()})
+        finally:
+            self.cmd("guest-file-close", handle=h)
+
+    def sh(self, script, timeout=CMD_TIMEOUT):
+        """Run a shell snippet in the guest; returns stdout; raises on failure."""
+        rc, out, err = self.exec(["/bin/sh", "-c", script], timeout)
+        if rc != 0:
+            raise VMError("guest command %r: exit %s: %s %s" % (script, rc, out, err))
+        return out
 
     def exec(self, argv, timeout=CMD_TIMEOUT):
         """Run argv in the guest; returns (exitcode, stdout, stderr)."""
@@ -674,6 +692,16 @@ class Harness:
                         q.cmd("guest-fsfreeze-thaw", timeout=10)
                 except Exception:
                     pass
+                try:
+                    rc, out, err = q.exec(["/bin/sh", "-c",
+                                           "command -v journalctl >/dev/null || exit 3; "
+                                           "journalctl -b --no-pager -q -o short-monotonic "
+                                           "| tail -n 400"], timeout=30)
+                    if rc != 3:
+                        log("---- %s: journal ----" % g.name)
+                        log(out + err)
+                except Exception as e:  # noqa: BLE001
+                    log("---- %s: journal unavailable: %s" % (g.name, e))
                 for p in ("/run/migration-agent.log", "/run/qemu-ga.log"):
                     try:
                         data = q.read_file(p)

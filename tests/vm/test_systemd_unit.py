@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""VM scenario: the packaging in a systemd guest.
+
+systemd is PID 1 with udevd and journald; nothing starts the agents but
+their own udev rules and units: 60-migration-agent.rules and
+migration-agent.service from the .deb, qemu-guest-agent's from the host.
+Proves: udev pulls the unit in when the port appears; Type=notify reaches
+"running"; the unit's hardening is in force (capability bounding set, no new
+privileges, seccomp) and the agent still serves the port and its control
+socket (/run/migration-agent 0700, control.sock 0600); it answers while
+qemu-ga has the filesystems frozen; it pings the systemd watchdog (checked
+with a short WatchdogSec= drop-in, as an administrator would set one); a
+restarted agent serves the host again; and after a live migration it is the
+same process, answering on the destination's port."""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmlib  # noqa: E402
+from vmlib import VMError  # noqa: E402
+
+UNIT = "migration-agent.service"
+DEVICE_UNIT = r"dev-virtio\x2dports-org.migration_agent.0.device"
+
+CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+
+vmlib.require_host_tools(agent=True)
+for tool in ("/lib/systemd/systemd", "/bin/udevadm", "/bin/systemctl"):
+    if not os.path.exists(tool):
+        vmlib.skip_all("%s not on the host (the guest borrows the host's systemd)" % tool)
+MIGCTL = vmlib.find_migctl()
+if not MIGCTL:
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+
+h = vmlib.Harness("systemd-unit")
+st = {}
+
+
+def show(q, unit, *props):
+    out = q.exec(["/bin/systemctl", "show", unit, "-p", ",".join(props)])[1]
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def unit_caps():
+    """The capability bounding set the unit in packaging/ declares."""
+    with open(os.path.join(vmlib.SRCROOT, "packaging", "migration-agent.service.in")) as fp:
+        m = re.search(r"^CapabilityBoundingSet=(.*)$", fp.read(), re.M)
+    mask = 0
+    for name in m.group(1).split():
+        mask |= 1 << CAPS.index(name)
+    return mask
+
+
+def build():
+    st["deb"] = vmlib.ensure_deb()
+    st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True, flavour="systemd")
+    vmlib.make_data_disk(h.disk)
+    return os.path.basename(st["deb"])
+
+
+def boot():
+    g = st["src"] = h.guest("src", st["kernel"], st["initrd"], "ma.scenario=smoke").start()
+    g.wait_console(r"Started migration-agent\.service")
+    m = g.wait_console(r"Startup finished in .* = (\S+)s\.")
+    vmlib.wait_migctl(MIGCTL, g.ma_sock)
+    st["q"] = g.qga()
+    return "systemd startup finished in %ss (guest time)" % m.group(1)
+
+
+def pulled_by_udev():
+    q = st["q"]
+    # systemd hangs SYSTEMD_WANTS on the port's sysfs device unit; the
+    # /dev/virtio-ports/NAME unit (BindsTo=) is the same device by its link
+    link = show(q, DEVICE_UNIT, "ActiveState", "SysFSPath")
+    svc = show(q, UNIT, "BindsTo", "WantedBy")
+    wanted_by = svc.get("WantedBy", "").replace('"', "").replace("\\\\", "\\").split()
+    if link.get("ActiveState") != "active" or not wanted_by:
+        raise VMError("device %r, service %r" % (link, svc))
+    dev = show(q, wanted_by[0], "SysFSPath", "Wants")
+    if dev.get("SysFSPath") != link.get("SysFSPath") or UNIT not in dev.get("Wants", ""):
+        raise VMError("%s is wanted by %r (%r), the port is %r" % (UNIT, wanted_by, dev, link))
+    if DEVICE_UNIT not in svc.get("BindsTo", "").replace("\\\\", "\\"):
+        raise VMError("unit BindsTo=%r" % svc.get("BindsTo"))
+    rc, out, err = q.exec(["/bin/udevadm", "info", "-q", "property",
+                           "/dev/virtio-ports/org.migration_agent.0"])
+    if not re.search(r"^SYSTEMD_WANTS=.*migration-agent\.service", out, re.M):
+        raise VMError("udev properties of the port: %s %s" % (out, err))
+    return "SYSTEMD_WANTS on %s" % link.get("SysFSPath")
+
+
+def running():
+    s = show(st["q"], UNIT, "ActiveState", "SubState", "Type", "MainPID", "NRestarts",
+             "WatchdogUSec", "StatusText")
+    want = {"ActiveState": "active", "SubState": "running", "Type": "notify",
+            "NRestarts": "0", "WatchdogUSec": "30s"}
+    bad = {k: s.get(k) for k, v in want.items() if s.get(k) != v}
+    if bad:
+        raise VMError("systemctl show %s: %r (all: %r)" % (UNIT, bad, s))
+    st["pid"] = s["MainPID"]
+    return "active (running), Type=notify, MainPID %s, watchdog 30s" % s["MainPID"]
+
+
+def hardening():
+    q = st["q"]
+    status = q.read_file("/proc/%s/status" % st["pid"]).decode()
+    f = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    capbnd = int(f["CapBnd"].strip(), 16)
+    if capbnd != unit_caps():
+        raise VMError("CapBnd %x, the unit declares %x" % (capbnd, unit_caps()))
+    if f.get("NoNewPrivs", "").strip() != "1":
+        raise VMError("NoNewPrivs=%r" % f.get("NoNewPrivs"))
+    if f.get("Seccomp", "").strip() != "2":
+        raise VMError("Seccomp=%r (2 = filter)" % f.get("Seccomp"))
+    # same mount namespace as PID 1: mount IDs must match the applications'
+    ns_agent = q.exec(["/bin/readlink", "/proc/%s/ns/mnt" % st["pid"]])[1].strip()
+    ns_init = q.exec(["/bin/readlink", "/proc/1/ns/mnt"])[1].strip()
+    if ns_agent != ns_init:
+        raise VMError("the agent has its own mount namespace (%s vs %s)" % (ns_agent, ns_init))
+    names = [n for i, n in enumerate(CAPS) if capbnd >> i & 1]
+    return "CapBnd=%s, NoNewPrivs, seccomp filter, host mount namespace" % ",".join(
+        n[4:].lower() for n in names)
+
+
+def state_dir():
+    q = st["q"]
+    out = q.sh("stat -c '%a %U %F' /run/migration-agent /run/migration-agent/control.sock")
+    lines = out.strip().splitlines()
+    if lines[0] != "700 root directory" or not lines[1].startswith("600 root socket"):
+        raise VMError("state dir: %r" % lines)
+    rc, out, err = q.exec(["/usr/bin/migctl", "ping", "--json"])
+    if rc != 0 or out.strip() != "{}":
+        raise VMError("migctl in the guest: exit %s: %s %s" % (rc, out, err))
+    return "/run/migration-agent 0700, control.sock 0600, migctl in the guest answers"
+
+
+def frozen():
+    q = st["q"]
+    n = q.cmd("guest-fsfreeze-freeze", timeout=60)
+    try:
+        if q.cmd("guest-fsfreeze-status") != "frozen" or n < 1:
+            raise VMError("qemu-ga did not freeze (%r)" % n)
+        _, dt = vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "ping", timeout=10)
+        a = vmlib.Agent(st["src"].ma_sock)
+        try:
+            lat = []
+            for _ in range(10):
+                t0 = time.monotonic()
+                a.cmd("ping")
+                lat.append(time.monotonic() - t0)
+        finally:
+            a.close()
+        if max(lat) > 0.1:
+            raise VMError("ping round trips while frozen: %r" % lat)
+    finally:
+        q.cmd("guest-fsfreeze-thaw", timeout=60)
+    return "%d fs frozen; migctl %.0f ms; raw ping max %.1f ms" % (n, dt * 1000, max(lat) * 1000)
+
+
+def watchdog():
+    q = st["q"]
+    d = "/etc/systemd/system/%s.d" % UNIT
+    q.sh("mkdir -p %s" % d)
+    q.write_file(d + "/50-test-watchdog.conf", b"[Service]\nWatchdogSec=2\n")
+    q.sh("systemctl daemon-reload && systemctl restart %s" % UNIT, timeout=60)
+    s0 = show(q, UNIT, "MainPID", "WatchdogUSec", "ActiveState", "NRestarts")
+    if s0.get("WatchdogUSec") != "2s" or s0.get("ActiveState") != "active":
+        raise VMError("after the drop-in: %r" % s0)
+    # three watchdog periods: a missing ping would have killed it by then
+    deadline = time.monotonic() + 30 * vmlib.SCALE
+    stamps = set()
+    while len(stamps) < 3 and time.monotonic() < deadline:
+        stamps.add(show(q, UNIT, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+        time.sleep(0.3)
+    s1 = show(q, UNIT, "MainPID", "ActiveState", "NRestarts", "Result")
+    if len(stamps) < 3:
+        raise VMError("the watchdog timestamp did not move: %r" % stamps)
+    if s1.get("MainPID") != s0.get("MainPID") or s1.get("ActiveState") != "active":
+        raise VMError("the agent was restarted by the watchdog: %r -> %r" % (s0, s1))
+    q.sh("rm -f %s/50-test-watchdog.conf && systemctl daemon-reload && systemctl restart %s"
+         % (d, UNIT), timeout=60)
+    st["pid"] = show(q, UNIT, "MainPID")["MainPID"]
+    return "WatchdogSec=2: %d pings seen, same MainPID" % len(stamps)
+
+
+def restarted():
+    # the agent was restarted twice above: the host side must be served again
+    out, dt = vmlib.wait_migctl(MIGCTL, st["src"].ma_sock, timeout=30 * vmlib.SCALE)
+    return "migctl ping answered %.0f ms after asking" % (dt * 1000)
+
+
+def migrate():
+    st["dst"] = h.guest("dst", st["kernel"], st["initrd"], "ma.scenario=smoke",
+                        incoming=True).start()
+    st["q"].close()
+    st["src"]._qga = None
+    info = vmlib.migrate(st["src"], st["dst"])
+    st["src"].stop()
+    return "total %s ms, downtime %s ms" % (info.get("total-time"), info.get("downtime"))
+
+
+def after_migration():
+    vmlib.wait_migctl(MIGCTL, st["dst"].ma_sock, timeout=30 * vmlib.SCALE)
+    q = st["q"] = st["dst"].qga(timeout=30)
+    s = show(q, UNIT, "ActiveState", "SubState", "MainPID")
+    if s.get("ActiveState") != "active" or s.get("MainPID") != st["pid"]:
+        raise VMError("after migration: %r (MainPID was %s)" % (s, st["pid"]))
+    return "same agent process (MainPID %s) answers on the destination" % s["MainPID"]
+
+
+def journal_clean():
+    q = st["q"]
+    rc, out, err = q.exec(["/bin/journalctl", "-b", "-q", "--no-pager", "-u", UNIT,
+                           "-p", "err"])
+    if out.strip():
+        raise VMError("errors in the agent's journal:\n" + out)
+    rc, out, err = q.exec(["/bin/journalctl", "-b", "-q", "--no-pager", "-u", UNIT])
+    return "%d journal lines, none at priority err or worse" % len(out.splitlines())
+
+
+tap = vmlib.Tap([
+    ("build the .deb and a systemd guest", build),
+    ("systemd boots; udev starts qemu-ga and the agent; migctl answers", boot),
+    ("udev's rule pulls the unit in from the port's device unit", pulled_by_udev),
+    ("Type=notify unit active (running), watchdog 30 s, no restarts", running),
+    ("the unit's hardening is in force on the running agent", hardening),
+    ("state dir 0700, control socket 0600, migctl works inside the guest", state_dir),
+    ("the agent answers while qemu-ga has the filesystems frozen", frozen),
+    ("the agent pings the systemd watchdog (WatchdogSec=2 drop-in)", watchdog),
+    ("after restarts, the agent serves the host's port again", restarted),
+    ("live migration to a second QEMU completes", migrate),
+    ("the same agent process answers on the destination", after_migration),
+    ("no error in the agent's journal", journal_clean),
+])
+rc = tap.run(on_failure=h.dump)
+h.close(rc != 0)
+sys.exit(rc)
