@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "corecmds.h"
 #include "json.h"
+#include "quiesce.h"
 #include "sdnotify.h"
 
 typedef struct
@@ -124,6 +125,7 @@ main (int argc, char **argv)
       return EXIT_FAILURE;
     }
   ma_core_commands_register (agent);
+  ma_quiesce_register (agent);
   if (!ma_agent_apply_command_config (agent, &error))
     {
       g_printerr ("migration-agent: %s\n", error->message);

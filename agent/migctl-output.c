@@ -319,6 +319,165 @@ format_events (JsonNode *ret)
     printf ("no events after #%" G_GINT64_FORMAT "\n", int_member (obj, "last-seq", 0));
 }
 
+/* ---- quiesce plugins ---- */
+
+static void
+print_phase_results (JsonArray *results)
+{
+  g_autoptr(MaTable) table = ma_table_new (5, "PLUGIN", "PHASE", "STATUS", "SECONDS", "DETAIL");
+
+  for (guint i = 0; results != NULL && i < json_array_get_length (results); i++)
+    {
+      JsonObject *r = as_object (json_array_get_element (results, i));
+      g_autofree char *secs = NULL;
+      double seconds = 0;
+      if (r == NULL)
+        continue;
+      ma_json_get_double (r, "seconds", &seconds, NULL);
+      secs = g_strdup_printf ("%.3f", seconds);
+      ma_table_add (table, str_member (r, "plugin", "?"), str_member (r, "phase", "?"),
+                    ma_out_status (str_member (r, "status", "?")), secs,
+                    str_member (r, "detail", ""));
+    }
+  ma_table_print (table);
+}
+
+static void
+format_plugins (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *plugins = NULL, *order = NULL;
+  JsonObject *op = NULL;
+  g_autoptr(MaTable) table = ma_table_new (6, "PLUGIN", "STATE", "PROTOCOL", "ORDER", "LAST",
+                                           "DESCRIPTION / REASON");
+
+  if (obj == NULL || !ma_json_get_array (obj, "plugins", &plugins, NULL) || plugins == NULL)
+    return;
+  for (guint i = 0; i < json_array_get_length (plugins); i++)
+    {
+      JsonObject *p = as_object (json_array_get_element (plugins, i));
+      JsonObject *last = NULL;
+      g_autoptr(GString) timings = g_string_new (NULL);
+      g_autofree char *ord = NULL;
+      if (p == NULL)
+        continue;
+      if (ma_json_get_object (p, "last", &last, NULL) && last != NULL)
+        {
+          static const char *const phases[] = { "check", "quiesce", "thaw", "validate" };
+          for (guint k = 0; k < G_N_ELEMENTS (phases); k++)
+            {
+              JsonObject *ph = NULL;
+              double seconds = 0;
+              if (!ma_json_get_object (last, phases[k], &ph, NULL) || ph == NULL)
+                continue;
+              ma_json_get_double (ph, "seconds", &seconds, NULL);
+              g_string_append_printf (timings, "%s%s %.3fs %s", timings->len ? ", " : "",
+                                      phases[k], seconds, str_member (ph, "status", ""));
+            }
+        }
+      ord = json_object_has_member (p, "order")
+              ? g_strdup_printf ("%" G_GINT64_FORMAT, int_member (p, "order", 0))
+              : g_strdup ("");
+      ma_table_add (table, str_member (p, "name", "?"),
+                    ma_out_status (str_member (p, "state", "?")), str_member (p, "protocol", ""),
+                    ord, timings->str,
+                    str_member (p, "reason", str_member (p, "description", "")));
+    }
+  ma_table_print (table);
+  if (ma_json_get_array (obj, "order", &order, NULL) && order != NULL
+      && json_array_get_length (order) > 0)
+    {
+      g_autoptr(GString) list = g_string_new (NULL);
+      for (guint i = 0; i < json_array_get_length (order); i++)
+        {
+          JsonNode *n = json_array_get_element (order, i);
+          if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+            g_string_append_printf (list, "%s%s", list->len ? " → " : "", json_node_get_string (n));
+        }
+      printf ("\nquiesce order: %s\n", list->str);
+    }
+  if (ma_json_get_object (obj, "operation", &op, NULL) && op != NULL)
+    printf ("operation %s: %s\n", str_member (op, "operation", "?"), str_member (op, "state", "?"));
+}
+
+static void
+format_quiesce (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *results = NULL;
+  double seconds = 0, expires = 0;
+  gboolean already = FALSE;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_double (obj, "seconds", &seconds, NULL);
+  ma_json_get_double (obj, "expires_in", &expires, NULL);
+  ma_json_get_bool (obj, "already", &already, NULL);
+  printf ("%s operation %s in %.3f s%s; lease %" G_GINT64_FORMAT " s, expires in %.0f s "
+          "(renew or thaw before)\n", ma_out_paint ("green", "quiesced"),
+          str_member (obj, "operation", "?"), seconds, already ? " (already)" : "",
+          int_member (obj, "lease_seconds", 0), expires);
+  if (ma_json_get_array (obj, "results", &results, NULL) && results != NULL)
+    print_phase_results (results);
+}
+
+static void
+format_thaw (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *results = NULL;
+  gboolean already = FALSE;
+  double seconds = 0;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_bool (obj, "already", &already, NULL);
+  ma_json_get_double (obj, "seconds", &seconds, NULL);
+  if (already)
+    {
+      printf ("%s: nothing was quiesced\n", ma_out_paint ("green", "thawed"));
+      return;
+    }
+  printf ("%s operation %s in %.3f s\n", ma_out_paint ("green", "thawed"),
+          str_member (obj, "operation", "?"), seconds);
+  if (ma_json_get_array (obj, "results", &results, NULL) && results != NULL)
+    print_phase_results (results);
+}
+
+static void
+format_check (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *results = NULL;
+  gboolean ready = FALSE;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_bool (obj, "ready", &ready, NULL);
+  printf ("%s: %s\n", str_member (obj, "phase", "check"),
+          ready ? ma_out_paint ("green", "every plugin is ready")
+                : ma_out_paint ("red", "a plugin is not ready"));
+  if (ma_json_get_array (obj, "plugins", &results, NULL) && results != NULL)
+    print_phase_results (results);
+}
+
+static void
+format_plugin_test (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *results = NULL;
+  gboolean ok = FALSE;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_bool (obj, "ok", &ok, NULL);
+  if (ma_json_get_array (obj, "phases", &results, NULL) && results != NULL)
+    print_phase_results (results);
+  printf ("plugin %s: %s\n", str_member (obj, "plugin", "?"),
+          ok ? ma_out_paint ("green", "every phase passed")
+             : ma_out_paint ("red", "a phase failed"));
+}
+
 static const struct
 {
   const char *command;
@@ -328,6 +487,12 @@ static const struct
   { "info", format_info },
   { "status", format_status },
   { "events", format_events },
+  { "plugins", format_plugins },
+  { "quiesce", format_quiesce },
+  { "renew", format_quiesce },
+  { "thaw", format_thaw },
+  { "check", format_check },
+  { "plugin-test", format_plugin_test },
 };
 
 MaFormatter

@@ -22,7 +22,11 @@ static const char usage_text[] =
   "  info                 version, commands and capabilities\n"
   "  status               lifecycle state, clients, last operation\n"
   "  events [after=SEQ]   buffered events\n"
-  "  watch [after=SEQ]    print events as they arrive (Ctrl-C to stop)\n\n"
+  "  watch [after=SEQ]    print events as they arrive (Ctrl-C to stop)\n"
+  "  plugins              quiesce plugins, their state and last timings\n"
+  "  quiesce [operation=ID] [lease_seconds=N] [plugins=[...]]\n"
+  "  thaw [operation=ID] | renew [lease_seconds=N] | check [phase=validate]\n"
+  "  plugin-test NAME     run every phase of one plugin and time each\n\n"
   "KEY=VALUE becomes an argument; VALUE is read as JSON when it parses (42, true,\n"
   "[\"a\",\"b\"]) and as a string otherwise. --args '{...}' gives all arguments at once.\n\n"
   "Exit status: 0 success, 1 the agent answered with an error, 2 usage or connection error.";
@@ -169,7 +173,11 @@ main (int argc, char **argv)
       return MIGCTL_EXIT_USAGE;
     }
   command = rest[0];
-  if (!parse_arguments (rest + 1, args_json, args, &error))
+  /* `migctl plugin-test NAME`: the one command with a positional argument */
+  if (g_strcmp0 (command, "plugin-test") == 0 && rest[1] != NULL && strchr (rest[1], '=') == NULL)
+    json_object_set_string_member (args, "name", rest[1]);
+  if (!parse_arguments (json_object_has_member (args, "name") ? rest + 2 : rest + 1, args_json,
+                        args, &error))
     {
       g_printerr ("migctl: %s\n", error->message);
       return MIGCTL_EXIT_USAGE;

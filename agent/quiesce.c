@@ -1,0 +1,1303 @@
+/* quiesce.c — the quiesce engine: all-or-nothing quiesce of the plugins in dependency order
+ * with a lease, thaw, renew, check, plugins and plugin-test, and the journal for restarts. */
+#include "quiesce.h"
+
+#include <errno.h>
+
+#include <glib/gstdio.h>
+
+#include "json.h"
+#include "plugin-run.h"
+#include "plugin.h"
+
+typedef struct _MaQuiesce MaQuiesce;
+typedef struct _MaBatch MaBatch;
+typedef struct _MaOperation MaOperation;
+
+/* ---- batches: one phase over a set of plugins, in order, parallel where independent ---- */
+
+typedef enum
+{
+  ITEM_PENDING,
+  ITEM_RUNNING,
+  ITEM_OK,
+  ITEM_FAILED,
+} MaItemState;
+
+typedef struct
+{
+  MaBatch *batch;
+  MaPlugin *plugin;
+  MaPluginProcess **session; /* the operation's slot for a session plugin, or NULL */
+  MaItemState state;
+  MaPhaseResult *result;
+} MaBatchItem;
+
+typedef void (*MaBatchFunc) (MaBatch *batch, gpointer user_data);
+typedef void (*MaBatchItemFunc) (MaBatch *batch, MaBatchItem *item, gpointer user_data);
+
+struct _MaBatch
+{
+  MaQuiesce *q;
+  MaPluginSet *set; /* for ordering; NULL runs everything at once */
+  MaPluginPhase phase;
+  gboolean reverse;
+  gboolean stop_on_failure;
+  gboolean stopped;
+  char *operation;
+  guint lease_seconds;
+  GPtrArray *items; /* MaBatchItem* */
+  guint running;
+  gint64 started;
+  MaBatchFunc done;
+  MaBatchItemFunc starting;
+  gpointer user_data;
+};
+
+struct _MaQuiesce
+{
+  MaAgent *agent;
+  MaPluginSet *set;
+  GHashTable *last;     /* plugin name → JsonObject {phase → result} */
+  MaOperation *op;      /* the operation holding plugins, or NULL */
+  GHashTable *history;  /* operation id → JsonObject {"state", "error"} */
+  GQueue *history_ids;
+  gboolean replaying;
+  gboolean testing;
+  gboolean shutting_down;
+  gboolean holding; /* ma_agent_hold() taken for shutdown */
+  guint checks;     /* check batches running */
+};
+
+typedef enum
+{
+  OP_QUIESCING,
+  OP_QUIESCED,
+  OP_RELEASING,
+} MaOpState;
+
+typedef struct
+{
+  MaPlugin *plugin;
+  MaPluginProcess *session;
+  gboolean attempted; /* quiesce started: thaw it on release */
+  gboolean quiesced;
+} MaOpNode;
+
+struct _MaOperation
+{
+  MaQuiesce *q;
+  char *id;
+  MaPluginSet *set;
+  GPtrArray *nodes; /* MaOpNode*, quiesce order */
+  guint lease_seconds;
+  gint64 expires_at; /* monotonic µs */
+  guint lease_id;
+  MaOpState state;
+  GPtrArray *quiesce_calls; /* MaCall* */
+  GPtrArray *thaw_calls;    /* MaCall* */
+  GPtrArray *journaled;     /* names of oneshot plugins whose quiesce started */
+  char *failure;            /* why the quiesce failed */
+  gboolean failure_timeout;
+  gboolean release_requested;
+  char *release_reason;
+  MaState release_state;
+  double quiesce_seconds;
+  JsonArray *quiesce_results;
+  JsonArray *thaw_results;
+};
+
+static void operation_release (MaOperation *op, const char *reason, MaState state);
+
+/* ---- helpers ---- */
+
+static void
+enter_state (MaQuiesce *q, MaState state, const char *operation, const char *reason)
+{
+  g_autoptr(GError) error = NULL;
+  MaLifecycle *lc = ma_agent_get_lifecycle (q->agent);
+
+  if (ma_lifecycle_get_state (lc) == state && state != MA_STATE_QUIESCED)
+    return;
+  if (!ma_lifecycle_enter (lc, state, operation, reason, &error))
+    g_message ("lifecycle: %s", error->message);
+}
+
+static void
+record_last (MaQuiesce *q, MaPhaseResult *result)
+{
+  JsonObject *phases = g_hash_table_lookup (q->last, result->plugin->name);
+  JsonObject *entry = ma_phase_result_to_json (result);
+
+  if (phases == NULL)
+    {
+      phases = json_object_new ();
+      g_hash_table_insert (q->last, g_strdup (result->plugin->name), phases);
+    }
+  json_object_remove_member (entry, "plugin");
+  json_object_remove_member (entry, "phase");
+  json_object_set_int_member (entry, "at", g_get_real_time () / G_USEC_PER_SEC);
+  json_object_set_object_member (phases, ma_plugin_phase_to_string (result->phase), entry);
+}
+
+static void
+emit_plugin_failed (MaQuiesce *q, MaPhaseResult *result, const char *operation)
+{
+  JsonObject *data = json_object_new ();
+
+  json_object_set_string_member (data, "plugin", result->plugin->name);
+  json_object_set_string_member (data, "phase", ma_plugin_phase_to_string (result->phase));
+  if (operation != NULL)
+    json_object_set_string_member (data, "operation", operation);
+  json_object_set_string_member (data, "detail", result->detail ? result->detail : "failed");
+  json_object_set_boolean_member (data, "timed-out", result->timed_out);
+  ma_agent_emit_event (q->agent, "PLUGIN_FAILED", ma_json_new_object_node (data));
+}
+
+static MaPluginSet *
+quiesce_reload (MaQuiesce *q)
+{
+  /* while plugins are held, the set they were quiesced with stays */
+  if (q->op == NULL)
+    {
+      g_auto(GStrv) dirs = ma_plugin_search_path (ma_agent_get_config (q->agent));
+      g_clear_pointer (&q->set, ma_plugin_set_unref);
+      q->set = ma_plugin_set_load ((const char *const *) dirs);
+    }
+  return q->set;
+}
+
+static void
+remember (MaQuiesce *q, const char *id, const char *state, const char *error)
+{
+  JsonObject *obj = json_object_new ();
+
+  json_object_set_string_member (obj, "state", state);
+  if (error != NULL)
+    json_object_set_string_member (obj, "error", error);
+  if (!g_hash_table_contains (q->history, id))
+    g_queue_push_tail (q->history_ids, g_strdup (id));
+  g_hash_table_replace (q->history, g_strdup (id), obj);
+  while (g_queue_get_length (q->history_ids) > MA_QUIESCE_HISTORY)
+    {
+      g_autofree char *old = g_queue_pop_head (q->history_ids);
+      g_hash_table_remove (q->history, old);
+    }
+}
+
+/* ---- journal: which oneshot plugins may be quiesced, for a restarted agent ---- */
+
+static char *
+journal_path (MaQuiesce *q)
+{
+  return g_build_filename (ma_agent_get_state_dir (q->agent), MA_QUIESCE_JOURNAL, NULL);
+}
+
+static void
+journal_write (MaOperation *op)
+{
+  g_autofree char *path = journal_path (op->q);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  JsonObject *obj = json_object_new ();
+  JsonArray *names = json_array_new ();
+
+  for (guint i = 0; i < op->journaled->len; i++)
+    json_array_add_string_element (names, op->journaled->pdata[i]);
+  json_object_set_string_member (obj, "operation", op->id);
+  json_object_set_array_member (obj, "plugins", names);
+  node = ma_json_new_object_node (obj);
+  text = ma_json_to_string (node);
+  /* the state dir is under /run: never a filesystem that may be frozen */
+  if (!g_file_set_contents_full (path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
+    g_warning ("cannot write the quiesce journal: %s", error->message);
+}
+
+static void
+journal_remove (MaQuiesce *q)
+{
+  g_autofree char *path = journal_path (q);
+
+  if (g_unlink (path) < 0 && errno != ENOENT)
+    g_warning ("cannot remove %s: %s", path, g_strerror (errno));
+}
+
+/* ---- batches ---- */
+
+static void batch_pump (MaBatch *batch);
+
+static MaBatch *
+batch_new (MaQuiesce *q, MaPluginSet *set, MaPluginPhase phase, const char *operation,
+           guint lease_seconds)
+{
+  MaBatch *batch = g_new0 (MaBatch, 1);
+
+  batch->q = q;
+  batch->set = set != NULL ? ma_plugin_set_ref (set) : NULL;
+  batch->phase = phase;
+  batch->operation = g_strdup (operation);
+  batch->lease_seconds = lease_seconds;
+  batch->items = g_ptr_array_new ();
+  return batch;
+}
+
+static void
+batch_free (MaBatch *batch)
+{
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      ma_phase_result_free (item->result);
+      ma_plugin_unref (item->plugin);
+      g_free (item);
+    }
+  g_ptr_array_unref (batch->items);
+  g_clear_pointer (&batch->set, ma_plugin_set_unref);
+  g_free (batch->operation);
+  g_free (batch);
+}
+
+static void
+batch_add (MaBatch *batch, MaPlugin *plugin, MaPluginProcess **session)
+{
+  MaBatchItem *item = g_new0 (MaBatchItem, 1);
+
+  item->batch = batch;
+  item->plugin = ma_plugin_ref (plugin);
+  item->session = session;
+  g_ptr_array_add (batch->items, item);
+}
+
+static void
+on_item_done (MaPhaseResult *result, gpointer user_data)
+{
+  MaBatchItem *item = user_data;
+  MaBatch *batch = item->batch;
+
+  item->result = result;
+  item->state = result->ok ? ITEM_OK : ITEM_FAILED;
+  record_last (batch->q, result);
+  if (!result->ok)
+    {
+      if (batch->phase == MA_PLUGIN_PHASE_QUIESCE || batch->phase == MA_PLUGIN_PHASE_THAW)
+        emit_plugin_failed (batch->q, result, batch->operation);
+      if (batch->stop_on_failure)
+        batch->stopped = TRUE;
+    }
+  batch->running--;
+  batch_pump (batch);
+}
+
+static gboolean
+item_ready (MaBatch *batch, MaBatchItem *item)
+{
+  if (batch->set == NULL)
+    return TRUE;
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *other = batch->items->pdata[i];
+      gboolean first;
+
+      if (other == item || other->state == ITEM_OK || other->state == ITEM_FAILED)
+        continue;
+      first = batch->reverse ? ma_plugin_set_precedes (batch->set, item->plugin, other->plugin)
+                             : ma_plugin_set_precedes (batch->set, other->plugin, item->plugin);
+      if (first)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+batch_pump (MaBatch *batch)
+{
+  for (guint i = 0; i < batch->items->len && !batch->stopped; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      MaRunContext ctx = { batch->operation, batch->lease_seconds,
+                           ma_agent_get_state_dir (batch->q->agent) };
+
+      if (item->state != ITEM_PENDING || !item_ready (batch, item))
+        continue;
+      item->state = ITEM_RUNNING;
+      batch->running++;
+      if (batch->starting != NULL)
+        batch->starting (batch, item, batch->user_data);
+      ma_plugin_run_phase (item->plugin, batch->phase, &ctx, item->session, on_item_done, item);
+    }
+  if (batch->running == 0)
+    {
+      /* nothing runs and nothing more can start: the batch is over */
+      for (guint i = 0; i < batch->items->len && !batch->stopped; i++)
+        if (((MaBatchItem *) batch->items->pdata[i])->state == ITEM_PENDING)
+          return; /* cannot happen with an acyclic order; kept from finishing twice */
+      batch->done (batch, batch->user_data);
+    }
+}
+
+static void
+batch_start (MaBatch *batch, MaBatchFunc done, gpointer user_data)
+{
+  batch->done = done;
+  batch->user_data = user_data;
+  batch->started = g_get_monotonic_time ();
+  if (batch->items->len == 0)
+    {
+      done (batch, user_data);
+      return;
+    }
+  batch_pump (batch);
+}
+
+static JsonArray *
+batch_results (MaBatch *batch)
+{
+  JsonArray *array = json_array_new ();
+
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      if (item->result != NULL)
+        json_array_add_object_element (array, ma_phase_result_to_json (item->result));
+    }
+  return array;
+}
+
+static MaBatchItem *
+batch_first_failure (MaBatch *batch)
+{
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      if (item->state == ITEM_FAILED)
+        return item;
+    }
+  return NULL;
+}
+
+/* ---- operations ---- */
+
+static void
+op_node_free (MaOpNode *node)
+{
+  if (node->session != NULL)
+    ma_plugin_process_abandon (g_steal_pointer (&node->session));
+  ma_plugin_unref (node->plugin);
+  g_free (node);
+}
+
+static void
+operation_free (MaOperation *op)
+{
+  g_clear_handle_id (&op->lease_id, g_source_remove);
+  g_ptr_array_unref (op->nodes);
+  g_ptr_array_unref (op->quiesce_calls);
+  g_ptr_array_unref (op->thaw_calls);
+  g_ptr_array_unref (op->journaled);
+  g_clear_pointer (&op->quiesce_results, json_array_unref);
+  g_clear_pointer (&op->thaw_results, json_array_unref);
+  ma_plugin_set_unref (op->set);
+  g_free (op->id);
+  g_free (op->failure);
+  g_free (op->release_reason);
+  g_free (op);
+}
+
+static JsonArray *
+op_names (MaOperation *op, gboolean only_quiesced)
+{
+  JsonArray *names = json_array_new ();
+
+  for (guint i = 0; i < op->nodes->len; i++)
+    {
+      MaOpNode *node = op->nodes->pdata[i];
+      if (!only_quiesced || node->quiesced)
+        json_array_add_string_element (names, node->plugin->name);
+    }
+  return names;
+}
+
+static double
+op_expires_in (MaOperation *op)
+{
+  if (op->state != OP_QUIESCED)
+    return op->lease_seconds;
+  return MAX (0.0, (double) (op->expires_at - g_get_monotonic_time ()) / G_USEC_PER_SEC);
+}
+
+static JsonNode *
+op_summary (MaOperation *op, gboolean already)
+{
+  static const char *const state_names[] = { "quiescing", "quiesced", "releasing" };
+  JsonObject *obj = json_object_new ();
+
+  json_object_set_string_member (obj, "operation", op->id);
+  json_object_set_string_member (obj, "state", state_names[op->state]);
+  json_object_set_array_member (obj, "plugins", op_names (op, FALSE));
+  json_object_set_int_member (obj, "lease_seconds", op->lease_seconds);
+  json_object_set_double_member (obj, "expires_in", op_expires_in (op));
+  json_object_set_double_member (obj, "seconds", op->quiesce_seconds);
+  if (op->quiesce_results != NULL)
+    json_object_set_array_member (obj, "results", json_array_ref (op->quiesce_results));
+  if (already)
+    json_object_set_boolean_member (obj, "already", TRUE);
+  return ma_json_new_object_node (obj);
+}
+
+static gboolean
+on_lease_expired (gpointer user_data)
+{
+  MaOperation *op = user_data;
+  MaQuiesce *q = op->q;
+  JsonObject *data = json_object_new ();
+
+  op->lease_id = 0;
+  g_warning ("quiesce lease of operation %s expired after %u s without renew or thaw: "
+             "releasing every plugin", op->id, op->lease_seconds);
+  json_object_set_string_member (data, "operation", op->id);
+  json_object_set_int_member (data, "lease_seconds", op->lease_seconds);
+  json_object_set_array_member (data, "plugins", op_names (op, TRUE));
+  ma_agent_emit_event (q->agent, "QUIESCE_EXPIRED", ma_json_new_object_node (data));
+  enter_state (q, MA_STATE_EXPIRED, op->id, "the quiesce lease expired");
+  operation_release (op, "lease expired", MA_STATE_EXPIRED);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+lease_start (MaOperation *op)
+{
+  g_clear_handle_id (&op->lease_id, g_source_remove);
+  op->expires_at = g_get_monotonic_time () + (gint64) op->lease_seconds * G_USEC_PER_SEC;
+  op->lease_id = g_timeout_add ((guint) MIN ((guint64) op->lease_seconds * 1000, G_MAXUINT),
+                                on_lease_expired, op);
+}
+
+static void
+answer_calls (GPtrArray *calls, JsonNode *ret, const GError *error)
+{
+  for (guint i = 0; i < calls->len; i++)
+    {
+      MaCall *call = calls->pdata[i];
+      if (error != NULL)
+        ma_call_return_error (call, g_error_copy (error));
+      else
+        ma_call_return (call, json_node_copy (ret));
+      ma_call_unref (call);
+    }
+  g_ptr_array_set_size (calls, 0);
+}
+
+static void
+shutdown_done (MaQuiesce *q)
+{
+  if (q->holding && q->op == NULL && !q->replaying && !q->testing)
+    {
+      q->holding = FALSE;
+      ma_agent_release (q->agent);
+    }
+}
+
+static void
+on_released (MaBatch *batch, gpointer user_data)
+{
+  MaOperation *op = user_data;
+  MaQuiesce *q = op->q;
+  g_autoptr(GString) failures = g_string_new (NULL);
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonObject *data = json_object_new ();
+  JsonObject *obj;
+  double seconds = (double) (g_get_monotonic_time () - batch->started) / G_USEC_PER_SEC;
+
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      if (item->state == ITEM_FAILED)
+        g_string_append_printf (failures, "%s%s: %s", failures->len ? "; " : "",
+                                item->plugin->name, item->result->detail);
+    }
+  op->thaw_results = batch_results (batch);
+  journal_remove (q);
+
+  json_object_set_string_member (data, "operation", op->id);
+  json_object_set_string_member (data, "reason", op->release_reason);
+  json_object_set_array_member (data, "plugins", op_names (op, FALSE));
+  json_object_set_double_member (data, "seconds", seconds);
+  if (failures->len > 0)
+    json_object_set_string_member (data, "failures", failures->str);
+  ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
+
+  obj = json_object_new ();
+  json_object_set_string_member (obj, "operation", op->id);
+  json_object_set_string_member (obj, "reason", op->release_reason);
+  json_object_set_double_member (obj, "seconds", seconds);
+  json_object_set_array_member (obj, "results", json_array_ref (op->thaw_results));
+  ret = ma_json_new_object_node (obj);
+
+  if (failures->len > 0)
+    {
+      g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "thaw failed for %s",
+                   failures->str);
+      enter_state (q, MA_STATE_FAILED, op->id, error->message);
+    }
+  else if (op->release_state == MA_STATE_THAWED)
+    enter_state (q, MA_STATE_THAWED, op->id, op->release_reason);
+
+  if (op->failure != NULL)
+    {
+      /* a failed quiesce, now rolled back */
+      g_autoptr(GError) qerror = NULL;
+      g_autoptr(GString) rolled = g_string_new (NULL);
+      for (guint i = 0; i < batch->items->len; i++)
+        {
+          MaBatchItem *item = batch->items->pdata[i];
+          g_string_append_printf (rolled, "%s%s", rolled->len ? ", " : "", item->plugin->name);
+        }
+      g_set_error (&qerror, MA_ERROR, op->failure_timeout ? MA_ERROR_TIMEOUT : MA_ERROR_PLUGIN_FAILED,
+                   "quiesce of operation %s failed: %s; rolled back in reverse order: %s%s%s",
+                   op->id, op->failure, rolled->len ? rolled->str : "nothing to roll back",
+                   failures->len ? "; rollback failures: " : "", failures->str);
+      enter_state (q, MA_STATE_FAILED, op->id, qerror->message);
+      remember (q, op->id, "failed", qerror->message);
+      answer_calls (op->quiesce_calls, NULL, qerror);
+    }
+  else
+    {
+      remember (q, op->id, op->release_state == MA_STATE_EXPIRED ? "expired" : "thawed",
+                error ? error->message : NULL);
+      answer_calls (op->quiesce_calls, NULL, error); /* only a thaw during quiesce waits here */
+    }
+  answer_calls (op->thaw_calls, ret, error);
+  ma_agent_set_last_operation (q->agent, "thaw", op->id, error ? "fail" : "ok");
+
+  batch_free (batch);
+  q->op = NULL;
+  operation_free (op);
+  shutdown_done (q);
+}
+
+static void
+operation_release (MaOperation *op, const char *reason, MaState state)
+{
+  MaBatch *batch;
+
+  g_clear_handle_id (&op->lease_id, g_source_remove);
+  op->state = OP_RELEASING;
+  op->release_reason = g_strdup (reason);
+  op->release_state = state;
+  batch = batch_new (op->q, op->set, MA_PLUGIN_PHASE_THAW, op->id, op->lease_seconds);
+  batch->reverse = TRUE;
+  for (guint i = 0; i < op->nodes->len; i++)
+    {
+      MaOpNode *node = op->nodes->pdata[i];
+      if (node->attempted)
+        batch_add (batch, node->plugin, &node->session);
+    }
+  g_message ("releasing operation %s (%s): %u plugins", op->id, reason, batch->items->len);
+  batch_start (batch, on_released, op);
+}
+
+static void
+on_quiesce_starting (MaBatch *batch, MaBatchItem *item, gpointer user_data)
+{
+  MaOperation *op = user_data;
+
+  for (guint i = 0; i < op->nodes->len; i++)
+    {
+      MaOpNode *node = op->nodes->pdata[i];
+      if (node->plugin == item->plugin)
+        node->attempted = TRUE;
+    }
+  /* before it runs: an agent that dies from here on thaws it at its next start */
+  if (item->plugin->protocol == MA_PLUGIN_ONESHOT)
+    {
+      g_ptr_array_add (op->journaled, g_strdup (item->plugin->name));
+      journal_write (op);
+    }
+}
+
+static void
+on_quiesced (MaBatch *batch, gpointer user_data)
+{
+  MaOperation *op = user_data;
+  MaQuiesce *q = op->q;
+  MaBatchItem *failed = batch_first_failure (batch);
+  g_autoptr(JsonNode) ret = NULL;
+
+  op->quiesce_seconds = (double) (g_get_monotonic_time () - batch->started) / G_USEC_PER_SEC;
+  op->quiesce_results = batch_results (batch);
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      MaOpNode *node = op->nodes->pdata[i];
+      node->quiesced = item->state == ITEM_OK;
+    }
+
+  if (failed != NULL)
+    {
+      op->failure = g_strdup_printf ("plugin %s, phase quiesce: %s", failed->plugin->name,
+                                     failed->result->detail ? failed->result->detail : "failed");
+      op->failure_timeout = failed->result->timed_out;
+      batch_free (batch);
+      operation_release (op, "rollback", MA_STATE_FAILED);
+      return;
+    }
+  batch_free (batch);
+  if (op->release_requested || q->shutting_down)
+    {
+      operation_release (op, q->shutting_down ? "agent stopping" : "thaw", MA_STATE_THAWED);
+      return;
+    }
+
+  op->state = OP_QUIESCED;
+  lease_start (op);
+  enter_state (q, MA_STATE_QUIESCED, op->id, "plugins quiesced");
+  {
+    JsonObject *data = json_object_new ();
+    json_object_set_string_member (data, "operation", op->id);
+    json_object_set_array_member (data, "plugins", op_names (op, TRUE));
+    json_object_set_int_member (data, "lease_seconds", op->lease_seconds);
+    json_object_set_double_member (data, "seconds", op->quiesce_seconds);
+    ma_agent_emit_event (q->agent, "QUIESCED", ma_json_new_object_node (data));
+  }
+  ma_agent_set_last_operation (q->agent, "quiesce", op->id, "ok");
+  ret = op_summary (op, FALSE);
+  answer_calls (op->quiesce_calls, ret, NULL);
+}
+
+/* ---- argument helpers ---- */
+
+static gboolean
+get_operation_id (JsonObject *args, const char **out, GError **error)
+{
+  const char *id = NULL;
+
+  if (!ma_json_get_string (args, "operation", &id, error))
+    return FALSE;
+  if (id != NULL)
+    {
+      gsize len = strlen (id);
+      if (len == 0 || len > MA_QUIESCE_MAX_OPERATION_ID)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "Parameter 'operation' must have 1 to %d characters",
+                       MA_QUIESCE_MAX_OPERATION_ID);
+          return FALSE;
+        }
+      for (const char *p = id; *p != '\0'; p++)
+        if (g_ascii_iscntrl (*p))
+          {
+            g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                                 "Parameter 'operation' must not contain control characters");
+            return FALSE;
+          }
+    }
+  *out = id;
+  return TRUE;
+}
+
+static gboolean
+get_lease (JsonObject *args, gint64 *out, GError **error)
+{
+  if (!ma_json_get_int (args, "lease_seconds", out, error))
+    return FALSE;
+  if (*out < 1 || *out > MA_QUIESCE_MAX_LEASE_SECONDS)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "Parameter 'lease_seconds' must be from 1 to %d", MA_QUIESCE_MAX_LEASE_SECONDS);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The usable plugins named (all when names is NULL), in quiesce order. */
+static GPtrArray *
+select_plugins (MaPluginSet *set, char **names, GError **error)
+{
+  GPtrArray *ordered = ma_plugin_set_get_ordered (set);
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_plugin_unref);
+
+  for (guint i = 0; names != NULL && names[i] != NULL; i++)
+    {
+      MaPlugin *p = ma_plugin_set_lookup (set, names[i]);
+      if (p == NULL)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_NOT_FOUND, "no plugin named '%s'", names[i]);
+          return NULL;
+        }
+      if (p->status != MA_PLUGIN_USABLE)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "plugin '%s' cannot run: %s",
+                       names[i], p->reason);
+          return NULL;
+        }
+    }
+  for (guint i = 0; i < ordered->len; i++)
+    {
+      MaPlugin *p = ordered->pdata[i];
+      if (names == NULL || g_strv_contains ((const char *const *) names, p->name))
+        g_ptr_array_add (out, ma_plugin_ref (p));
+    }
+  return g_steal_pointer (&out);
+}
+
+/* ---- commands ---- */
+
+static void
+cmd_quiesce (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", "lease_seconds", "plugins", NULL };
+  MaQuiesce *q = user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  const char *id = NULL;
+  gint64 lease = MA_QUIESCE_DEFAULT_LEASE_SECONDS;
+  g_auto(GStrv) names = NULL;
+  g_autofree char *generated = NULL;
+  g_autoptr(GPtrArray) plugins = NULL;
+  MaLifecycle *lc = ma_agent_get_lifecycle (q->agent);
+  MaOperation *op;
+  MaBatch *batch;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!get_operation_id (args, &id, &error) || !get_lease (args, &lease, &error)
+      || !ma_json_get_strv (args, "plugins", &names, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (q->op != NULL && g_strcmp0 (q->op->id, id) == 0)
+    {
+      /* idempotent: the same operation again joins or repeats its answer */
+      if (q->op->state == OP_QUIESCING)
+        g_ptr_array_add (q->op->quiesce_calls, ma_call_ref (call));
+      else if (q->op->state == OP_QUIESCED)
+        ma_call_return (call, op_summary (q->op, TRUE));
+      else
+        ma_call_return_new_error (call, MA_ERROR_BUSY, "operation %s is being released (%s)",
+                                  id, q->op->release_reason);
+      return;
+    }
+  if (id != NULL && g_hash_table_contains (q->history, id))
+    {
+      JsonObject *past = g_hash_table_lookup (q->history, id);
+      const char *state = NULL, *message = NULL;
+      ma_json_get_string (past, "state", &state, NULL);
+      ma_json_get_string (past, "error", &message, NULL);
+      if (g_strcmp0 (state, "failed") == 0 && message != NULL)
+        ma_call_return_new_error (call, MA_ERROR_PLUGIN_FAILED, "%s", message);
+      else
+        ma_call_return_new_error (call, MA_ERROR_BUSY,
+                                  "operation %s is over (%s); quiesce again with a new "
+                                  "operation id", id, state);
+      return;
+    }
+  if (q->op != NULL)
+    {
+      ma_call_return_new_error (call, MA_ERROR_BUSY,
+                                "operation %s holds the plugins (%s); thaw it first", q->op->id,
+                                q->op->state == OP_RELEASING ? "releasing" : "quiesced");
+      return;
+    }
+  if (q->replaying || q->testing || q->shutting_down)
+    {
+      ma_call_return_new_error (call, MA_ERROR_BUSY, "%s",
+                                q->replaying ? "releasing plugins left quiesced by the previous "
+                                               "run of the agent"
+                                : q->testing ? "a plugin-test is running"
+                                             : "the agent is shutting down");
+      return;
+    }
+  if (!ma_lifecycle_allows (ma_lifecycle_get_state (lc), MA_STATE_QUIESCED))
+    {
+      ma_call_return_new_error (call, MA_ERROR_BUSY, "cannot quiesce in state '%s'",
+                                ma_state_to_string (ma_lifecycle_get_state (lc)));
+      return;
+    }
+  quiesce_reload (q);
+  plugins = select_plugins (q->set, names, &error);
+  if (plugins == NULL)
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (id == NULL)
+    id = generated = g_strdup_printf ("quiesce-%" G_GINT64_FORMAT, g_get_real_time ());
+
+  op = g_new0 (MaOperation, 1);
+  op->q = q;
+  op->id = g_strdup (id);
+  op->set = ma_plugin_set_ref (q->set);
+  op->lease_seconds = (guint) lease;
+  op->state = OP_QUIESCING;
+  op->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) op_node_free);
+  op->quiesce_calls = g_ptr_array_new ();
+  op->thaw_calls = g_ptr_array_new ();
+  op->journaled = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (op->quiesce_calls, ma_call_ref (call));
+  q->op = op;
+
+  batch = batch_new (q, op->set, MA_PLUGIN_PHASE_QUIESCE, op->id, op->lease_seconds);
+  batch->stop_on_failure = TRUE;
+  batch->starting = on_quiesce_starting;
+  for (guint i = 0; i < plugins->len; i++)
+    {
+      MaOpNode *node = g_new0 (MaOpNode, 1);
+      node->plugin = ma_plugin_ref (plugins->pdata[i]);
+      g_ptr_array_add (op->nodes, node);
+      batch_add (batch, node->plugin, &node->session);
+    }
+  g_message ("quiesce operation %s: %u plugins, lease %u s", op->id, plugins->len,
+             op->lease_seconds);
+  batch_start (batch, on_quiesced, op);
+}
+
+static void
+cmd_thaw (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", NULL };
+  MaQuiesce *q = user_data;
+  GError *error = NULL;
+  const char *id = NULL;
+  MaOperation *op = q->op;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!get_operation_id (ma_call_get_arguments (call), &id, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (op == NULL || (id != NULL && g_strcmp0 (id, op->id) != 0))
+    {
+      JsonObject *obj;
+      if (id != NULL && op != NULL && !g_hash_table_contains (q->history, id))
+        {
+          ma_call_return_new_error (call, MA_ERROR_NOT_FOUND,
+                                    "operation %s is not the one holding the plugins (%s is)",
+                                    id, op->id);
+          return;
+        }
+      /* nothing held: a thaw is always safe to repeat (qemu-ga calls it after every freeze) */
+      obj = json_object_new ();
+      if (id != NULL)
+        json_object_set_string_member (obj, "operation", id);
+      json_object_set_array_member (obj, "results", json_array_new ());
+      json_object_set_boolean_member (obj, "already", TRUE);
+      ma_call_return (call, ma_json_new_object_node (obj));
+      return;
+    }
+  g_ptr_array_add (op->thaw_calls, ma_call_ref (call));
+  if (op->state == OP_QUIESCED)
+    operation_release (op, "thaw", MA_STATE_THAWED);
+  else if (op->state == OP_QUIESCING)
+    op->release_requested = TRUE;
+}
+
+static void
+cmd_renew (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", "lease_seconds", NULL };
+  MaQuiesce *q = user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  const char *id = NULL;
+  gint64 lease;
+  MaOperation *op = q->op;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!get_operation_id (args, &id, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (op == NULL || op->state == OP_RELEASING || (id != NULL && g_strcmp0 (id, op->id) != 0))
+    {
+      ma_call_return_new_error (call, MA_ERROR_NOT_FOUND, "no quiesced operation%s%s to renew",
+                                id ? " " : "", id ? id : "");
+      return;
+    }
+  lease = op->lease_seconds;
+  if (!get_lease (args, &lease, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  op->lease_seconds = (guint) lease;
+  if (op->state == OP_QUIESCED)
+    lease_start (op);
+  ma_call_return (call, op_summary (op, FALSE));
+}
+
+typedef struct
+{
+  MaQuiesce *q;
+  MaCall *call;
+} MaCheckCall;
+
+static void
+on_checked (MaBatch *batch, gpointer user_data)
+{
+  MaCheckCall *cc = user_data;
+  JsonObject *obj = json_object_new ();
+
+  json_object_set_boolean_member (obj, "ready", batch_first_failure (batch) == NULL);
+  json_object_set_string_member (obj, "phase", ma_plugin_phase_to_string (batch->phase));
+  json_object_set_double_member (obj, "seconds",
+                                 (double) (g_get_monotonic_time () - batch->started)
+                                   / G_USEC_PER_SEC);
+  json_object_set_array_member (obj, "plugins", batch_results (batch));
+  ma_call_return (cc->call, ma_json_new_object_node (obj));
+  ma_call_unref (cc->call);
+  cc->q->checks--;
+  batch_free (batch);
+  g_free (cc);
+}
+
+static void
+cmd_check (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "plugins", "phase", NULL };
+  MaQuiesce *q = user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  g_auto(GStrv) names = NULL;
+  const char *phase_name = "check";
+  MaPluginPhase phase;
+  g_autoptr(GPtrArray) plugins = NULL;
+  MaCheckCall *cc;
+  MaBatch *batch;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!ma_json_get_strv (args, "plugins", &names, &error)
+      || !ma_json_get_string (args, "phase", &phase_name, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (!ma_plugin_phase_from_string (phase_name, &phase)
+      || (phase != MA_PLUGIN_PHASE_CHECK && phase != MA_PLUGIN_PHASE_VALIDATE))
+    {
+      ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
+                                "Parameter 'phase' must be \"check\" or \"validate\"");
+      return;
+    }
+  quiesce_reload (q);
+  plugins = select_plugins (q->set, names, &error);
+  if (plugins == NULL)
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  /* checks only look: all of them run at once */
+  batch = batch_new (q, NULL, phase, q->op ? q->op->id : "check", MA_QUIESCE_DEFAULT_LEASE_SECONDS);
+  for (guint i = 0; i < plugins->len; i++)
+    batch_add (batch, plugins->pdata[i], NULL);
+  cc = g_new0 (MaCheckCall, 1);
+  cc->q = q;
+  cc->call = ma_call_ref (call);
+  q->checks++;
+  batch_start (batch, on_checked, cc);
+}
+
+static const char *
+plugin_state (MaQuiesce *q, MaPlugin *plugin)
+{
+  static const char *const status_names[] = { "ready", "masked", "refused" };
+
+  if (q->op != NULL)
+    for (guint i = 0; i < q->op->nodes->len; i++)
+      {
+        MaOpNode *node = q->op->nodes->pdata[i];
+        if (g_strcmp0 (node->plugin->name, plugin->name) != 0)
+          continue;
+        if (q->op->state == OP_RELEASING)
+          return "thawing";
+        if (q->op->state == OP_QUIESCING)
+          return node->attempted ? "quiescing" : "waiting";
+        return node->quiesced ? "quiesced" : "ready";
+      }
+  return status_names[plugin->status];
+}
+
+static void
+cmd_plugins (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { NULL };
+  MaQuiesce *q = user_data;
+  JsonObject *obj;
+  JsonArray *list, *dirs, *order;
+  MaPluginSet *set;
+  const char *const *d;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  set = quiesce_reload (q);
+  obj = json_object_new ();
+  dirs = json_array_new ();
+  for (d = ma_plugin_set_get_dirs (set); d != NULL && *d != NULL; d++)
+    json_array_add_string_element (dirs, *d);
+  json_object_set_array_member (obj, "dirs", dirs);
+  list = json_array_new ();
+  for (guint i = 0; i < ma_plugin_set_get_all (set)->len; i++)
+    {
+      MaPlugin *p = ma_plugin_set_get_all (set)->pdata[i];
+      JsonObject *entry = ma_plugin_to_json (p);
+      JsonObject *last = g_hash_table_lookup (q->last, p->name);
+      json_object_set_string_member (entry, "state", plugin_state (q, p));
+      if (last != NULL)
+        json_object_set_object_member (entry, "last", json_object_ref (last));
+      json_array_add_object_element (list, entry);
+    }
+  json_object_set_array_member (obj, "plugins", list);
+  order = json_array_new ();
+  for (guint i = 0; i < ma_plugin_set_get_ordered (set)->len; i++)
+    json_array_add_string_element (order,
+                                   ((MaPlugin *) ma_plugin_set_get_ordered (set)->pdata[i])->name);
+  json_object_set_array_member (obj, "order", order);
+  if (q->op != NULL)
+    json_object_set_member (obj, "operation", op_summary (q->op, FALSE));
+  else
+    json_object_set_null_member (obj, "operation");
+  ma_call_return (call, ma_json_new_object_node (obj));
+}
+
+/* ---- plugin-test: every phase of one plugin, one after the other ---- */
+
+typedef struct
+{
+  MaQuiesce *q;
+  MaCall *call;
+  MaPlugin *plugin;
+  MaPluginProcess *session;
+  char *operation;
+  guint lease_seconds;
+  MaPluginPhase next;
+  JsonArray *results;
+  gboolean ok;
+} MaPluginTest;
+
+static void plugin_test_next (MaPluginTest *t);
+
+static void
+on_test_phase (MaPhaseResult *result, gpointer user_data)
+{
+  MaPluginTest *t = user_data;
+
+  record_last (t->q, result);
+  if (!result->ok)
+    t->ok = FALSE;
+  json_array_add_object_element (t->results, ma_phase_result_to_json (result));
+  ma_phase_result_free (result);
+  t->next++;
+  plugin_test_next (t);
+}
+
+static void
+plugin_test_next (MaPluginTest *t)
+{
+  MaRunContext ctx = { t->operation, t->lease_seconds, ma_agent_get_state_dir (t->q->agent) };
+  JsonObject *obj;
+
+  if (t->next < MA_PLUGIN_N_PHASES)
+    {
+      ma_plugin_run_phase (t->plugin, t->next, &ctx, &t->session, on_test_phase, t);
+      return;
+    }
+  obj = json_object_new ();
+  json_object_set_string_member (obj, "plugin", t->plugin->name);
+  json_object_set_string_member (obj, "operation", t->operation);
+  json_object_set_boolean_member (obj, "ok", t->ok);
+  json_object_set_array_member (obj, "phases", t->results);
+  ma_call_return (t->call, ma_json_new_object_node (obj));
+  ma_call_unref (t->call);
+  if (t->session != NULL)
+    ma_plugin_process_abandon (g_steal_pointer (&t->session));
+  t->q->testing = FALSE;
+  shutdown_done (t->q);
+  ma_plugin_unref (t->plugin);
+  g_free (t->operation);
+  g_free (t);
+}
+
+static void
+cmd_plugin_test (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "name", "lease_seconds", NULL };
+  MaQuiesce *q = user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  const char *name = NULL;
+  gint64 lease = MA_QUIESCE_DEFAULT_LEASE_SECONDS;
+  MaPlugin *plugin;
+  MaPluginTest *t;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!ma_json_require_string (args, "name", &name, &error) || !get_lease (args, &lease, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (q->op != NULL || q->testing || q->replaying || q->shutting_down)
+    {
+      ma_call_return_new_error (call, MA_ERROR_BUSY,
+                                "plugins are in use (%s); plugin-test quiesces the application "
+                                "itself", q->op ? q->op->id : "another test or a release");
+      return;
+    }
+  plugin = ma_plugin_set_lookup (quiesce_reload (q), name);
+  if (plugin == NULL || plugin->status != MA_PLUGIN_USABLE)
+    {
+      ma_call_return_new_error (call, plugin == NULL ? MA_ERROR_NOT_FOUND : MA_ERROR_PLUGIN_FAILED,
+                                plugin == NULL ? "no plugin named '%s'%s" : "plugin '%s' cannot run: %s",
+                                name, plugin == NULL ? "" : plugin->reason);
+      return;
+    }
+  t = g_new0 (MaPluginTest, 1);
+  t->q = q;
+  t->call = ma_call_ref (call);
+  t->plugin = ma_plugin_ref (plugin);
+  t->operation = g_strdup_printf ("plugin-test-%" G_GINT64_FORMAT, g_get_real_time ());
+  t->lease_seconds = (guint) lease;
+  t->results = json_array_new ();
+  t->ok = TRUE;
+  t->next = MA_PLUGIN_PHASE_CHECK;
+  q->testing = TRUE;
+  plugin_test_next (t);
+}
+
+/* ---- restart: thaw what the previous run left quiesced ---- */
+
+static void
+on_replayed (MaBatch *batch, gpointer user_data)
+{
+  MaQuiesce *q = user_data;
+  JsonObject *data = json_object_new ();
+  MaBatchItem *failed = batch_first_failure (batch);
+  JsonArray *names = json_array_new ();
+
+  for (guint i = 0; i < batch->items->len; i++)
+    json_array_add_string_element (names, ((MaBatchItem *) batch->items->pdata[i])->plugin->name);
+  journal_remove (q);
+  json_object_set_string_member (data, "operation", batch->operation);
+  json_object_set_string_member (data, "reason", "agent restarted while quiesced");
+  json_object_set_array_member (data, "plugins", names);
+  json_object_set_boolean_member (data, "replayed", TRUE);
+  if (failed != NULL)
+    json_object_set_string_member (data, "failures", failed->result->detail);
+  ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
+  g_message ("thawed %u plugins left quiesced by the previous run (operation %s)",
+             batch->items->len, batch->operation);
+  remember (q, batch->operation, "thawed", NULL);
+  q->replaying = FALSE;
+  batch_free (batch);
+  shutdown_done (q);
+}
+
+static gboolean
+replay_journal (gpointer user_data)
+{
+  MaQuiesce *q = user_data;
+  g_autofree char *path = journal_path (q);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_auto(GStrv) names = NULL;
+  const char *operation = "unknown";
+  MaPluginSet *set;
+  MaBatch *batch;
+
+  if (!g_file_get_contents (path, &text, NULL, &error))
+    {
+      q->replaying = FALSE;
+      return G_SOURCE_REMOVE;
+    }
+  node = ma_json_parse (text, strlen (text), &error);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)
+      || !ma_json_get_string (json_node_get_object (node), "operation", &operation, &error)
+      || !ma_json_get_strv (json_node_get_object (node), "plugins", &names, &error))
+    {
+      g_warning ("quiesce journal %s is unreadable (%s); cannot replay its thaw", path,
+                 error ? error->message : "not an object");
+      journal_remove (q);
+      q->replaying = FALSE;
+      return G_SOURCE_REMOVE;
+    }
+  set = quiesce_reload (q);
+  batch = batch_new (q, set, MA_PLUGIN_PHASE_THAW, operation, 0);
+  batch->reverse = TRUE;
+  for (guint i = 0; names != NULL && names[i] != NULL; i++)
+    {
+      MaPlugin *p = ma_plugin_set_lookup (set, names[i]);
+      if (p == NULL || p->status != MA_PLUGIN_USABLE)
+        g_warning ("plugin %s was left quiesced by the previous run but cannot run now (%s)",
+                   names[i], p ? p->reason : "gone");
+      else
+        batch_add (batch, p, NULL);
+    }
+  g_message ("the previous run left operation %s quiesced: thawing %u plugins", operation,
+             batch->items->len);
+  batch_start (batch, on_replayed, q);
+  return G_SOURCE_REMOVE;
+}
+
+/* ---- shutdown ---- */
+
+static void
+on_shutdown (MaAgent *agent, gpointer user_data)
+{
+  MaQuiesce *q = user_data;
+
+  q->shutting_down = TRUE;
+  if (q->op == NULL && !q->replaying && !q->testing)
+    return;
+  q->holding = TRUE;
+  ma_agent_hold (agent);
+  if (q->op != NULL && q->op->state == OP_QUIESCED)
+    {
+      g_message ("stopping while operation %s is quiesced: releasing every plugin first",
+                 q->op->id);
+      operation_release (q->op, "agent stopping", MA_STATE_THAWED);
+    }
+  /* quiescing: released when the quiesce ends; releasing/replaying/testing: finishing */
+}
+
+void
+ma_quiesce_register (MaAgent *agent)
+{
+  MaQuiesce *q = g_new0 (MaQuiesce, 1); /* lives as long as the process */
+  MaCommands *commands = ma_agent_get_commands (agent);
+  g_autofree char *journal = NULL;
+
+  q->agent = agent;
+  q->last = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                   (GDestroyNotify) json_object_unref);
+  q->history = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify) json_object_unref);
+  q->history_ids = g_queue_new ();
+
+  ma_commands_add (commands, "quiesce", cmd_quiesce, q,
+                   "quiesce the applications through their plugins, all or nothing, with a lease");
+  ma_commands_add (commands, "thaw", cmd_thaw, q, "release every quiesced plugin in reverse order");
+  ma_commands_add (commands, "renew", cmd_renew, q, "extend the lease of the quiesced operation");
+  ma_commands_add (commands, "check", cmd_check, q,
+                   "run every plugin's check (or validate) phase: can the applications quiesce?");
+  ma_commands_add (commands, "plugins", cmd_plugins, q,
+                   "the quiesce plugins found, their state and last timings");
+  ma_commands_add (commands, "plugin-test", cmd_plugin_test, q,
+                   "run every phase of one plugin against the live application, with timings");
+  ma_agent_add_capability (agent, "quiesce");
+  ma_agent_add_shutdown_func (agent, on_shutdown, q);
+
+  journal = journal_path (q);
+  if (g_file_test (journal, G_FILE_TEST_EXISTS))
+    {
+      q->replaying = TRUE;
+      g_idle_add (replay_journal, q);
+    }
+}
