@@ -160,7 +160,7 @@ client_read_line_until (MaClient *self, gint64 deadline, gboolean *timed_out, GE
   *timed_out = FALSE;
   for (;;)
     {
-      guint8 *nl = memchr (self->in->data, '\n', self->in->len);
+      guint8 *nl = self->in->len > 0 ? memchr (self->in->data, '\n', self->in->len) : NULL;
       if (nl != NULL)
         {
           gsize len = (gsize) (nl - self->in->data);

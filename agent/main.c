@@ -15,6 +15,7 @@
 #include "corecmds.h"
 #include "json.h"
 #include "quiesce.h"
+#include "resume.h"
 #include "sdnotify.h"
 
 typedef struct
@@ -126,6 +127,7 @@ main (int argc, char **argv)
     }
   ma_core_commands_register (agent);
   ma_quiesce_register (agent);
+  ma_resume_register (agent);
   if (!ma_agent_apply_command_config (agent, &error))
     {
       g_printerr ("migration-agent: %s\n", error->message);

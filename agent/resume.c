@@ -1,0 +1,794 @@
+/* resume.c — resume detection (NOTIFY_PEERS on virtio_net, the `resumed` command, corroborating
+ * host reconnects and clock steps) and the commands prepare, snapshot, resumed, validate, announce. */
+#include "resume.h"
+
+#include <errno.h>
+#include <string.h>
+#include <linux/if_link.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+
+/* the blockers module lands on its own; prepare reports "blockers": null without it */
+#if __has_include("blockers.h")
+#include "blockers.h"
+#define MA_HAVE_BLOCKERS 1
+#endif
+#include "json.h"
+#include "snapshot.h"
+#include "validate-net.h"
+#include "validate.h"
+
+#define MA_RESUME_DRIVER "virtio_net"
+#define MA_RESUME_MAX_OPERATION_ID 128
+/* The realtime timer that only exists to be cancelled by a clock step. */
+#define MA_CLOCK_WATCH_SECONDS (100LL * 365 * 24 * 3600)
+
+struct _MaResume
+{
+  MaAgent *agent;
+  MaNlMonitor *monitor;
+  MaValidator *validator;
+  int clock_fd;
+  guint clock_watch;
+
+  guint coalesce_ms;
+  gboolean validate;
+  gboolean announce_auto;
+
+  /* the resume being gathered */
+  guint window;
+  GPtrArray *signals;    /* char*, unique */
+  GPtrArray *interfaces; /* char*, unique */
+  char *operation;
+
+  /* the last resume */
+  guint64 count;
+  gint64 last_at; /* monotonic µs */
+  gboolean last_notify_peers;
+  char *last_operation;
+  JsonNode *last_event;
+  guint announce_timer;
+
+  gint64 host_reconnect_at;
+  gint64 clock_step_at;
+};
+
+static void
+add_unique (GPtrArray *array, const char *value)
+{
+  if (value != NULL && !g_ptr_array_find_with_equal_func (array, value, g_str_equal, NULL))
+    g_ptr_array_add (array, g_strdup (value));
+}
+
+static JsonNode *
+strings_to_json (GPtrArray *array)
+{
+  JsonArray *out = json_array_new ();
+
+  for (guint i = 0; i < array->len; i++)
+    json_array_add_string_element (out, array->pdata[i]);
+  return ma_json_new_array_node (out);
+}
+
+static gboolean
+within (gint64 at, gint64 seconds)
+{
+  return at > 0 && g_get_monotonic_time () - at <= seconds * G_USEC_PER_SEC;
+}
+
+/* ---- announce ---- */
+
+static void
+announce_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  JsonNode *sent = ma_net_announce (&error);
+
+  if (sent == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, sent, (GDestroyNotify) json_node_unref);
+}
+
+static void
+announce_async (GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, NULL, callback, user_data);
+
+  g_task_run_in_thread (task, announce_thread);
+}
+
+static void
+auto_announce_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MaResume *self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) sent = g_task_propagate_pointer (G_TASK (result), &error);
+  JsonObject *data = json_object_new ();
+
+  json_object_set_int_member (data, "resume", (gint64) self->count);
+  json_object_set_string_member (data, "reason",
+                                 "no NOTIFY_PEERS arrived after the resume (configuration "
+                                 "[resume] announce=auto)");
+  if (sent != NULL)
+    json_object_set_member (data, "sent", g_steal_pointer (&sent));
+  else
+    json_object_set_string_member (data, "error", error->message);
+  ma_agent_emit_event (self->agent, "ANNOUNCED", ma_json_new_object_node (data));
+}
+
+static gboolean
+on_announce_wait (gpointer user_data)
+{
+  MaResume *self = user_data;
+
+  self->announce_timer = 0;
+  if (!self->last_notify_peers)
+    announce_async (auto_announce_done, self);
+  return G_SOURCE_REMOVE;
+}
+
+/* ---- detection ---- */
+
+static void
+finish_resume (MaResume *self)
+{
+  JsonObject *data = json_object_new ();
+  MaLifecycle *lc = ma_agent_get_lifecycle (self->agent);
+  g_autoptr(GError) error = NULL;
+
+  g_clear_handle_id (&self->window, g_source_remove);
+  if (within (self->host_reconnect_at, MA_RESUME_CORROBORATE_SECONDS))
+    add_unique (self->signals, "host-reconnect");
+  if (within (self->clock_step_at, MA_RESUME_CORROBORATE_SECONDS))
+    add_unique (self->signals, "clock-step");
+  self->count++;
+  self->last_at = g_get_monotonic_time ();
+  self->last_notify_peers = g_ptr_array_find_with_equal_func (self->signals, "notify-peers",
+                                                              g_str_equal, NULL);
+  g_free (self->last_operation);
+  self->last_operation = g_steal_pointer (&self->operation);
+
+  json_object_set_int_member (data, "resume", (gint64) self->count);
+  json_object_set_member (data, "signals", strings_to_json (self->signals));
+  json_object_set_member (data, "interfaces", strings_to_json (self->interfaces));
+  if (self->last_operation != NULL)
+    json_object_set_string_member (data, "operation", self->last_operation);
+  json_object_set_boolean_member (data, "validation", self->validate);
+  g_clear_pointer (&self->last_event, json_node_unref);
+  self->last_event = ma_json_new_object_node (data);
+  g_ptr_array_set_size (self->signals, 0);
+  g_ptr_array_set_size (self->interfaces, 0);
+
+  g_message ("resume #%" G_GUINT64_FORMAT " detected", self->count);
+  ma_agent_emit_event (self->agent, "RESUMED", json_node_copy (self->last_event));
+  if (ma_lifecycle_get_state (lc) != MA_STATE_RESUMED
+      && !ma_lifecycle_enter (lc, MA_STATE_RESUMED, self->last_operation, "resume detected",
+                              &error))
+    g_debug ("lifecycle: %s", error->message);
+  if (self->validate && self->validator != NULL)
+    ma_validator_start (self->validator, "resume", self->count, self->last_operation, NULL, NULL,
+                        NULL);
+  g_clear_handle_id (&self->announce_timer, g_source_remove);
+  if (self->announce_auto && !self->last_notify_peers)
+    self->announce_timer = g_timeout_add (MA_RESUME_ANNOUNCE_WAIT_MS, on_announce_wait, self);
+}
+
+static gboolean
+on_window_closed (gpointer user_data)
+{
+  MaResume *self = user_data;
+
+  self->window = 0;
+  finish_resume (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* A primary signal: opens a coalescing window, joins the open one, or belongs to the last
+ * resume when it comes within the holdoff. Returns TRUE when it starts a new resume. */
+static gboolean
+note_primary (MaResume *self, const char *signal, const char *ifname)
+{
+  if (self->window == 0 && within (self->last_at, MA_RESUME_HOLDOFF_SECONDS))
+    {
+      if (g_str_equal (signal, "notify-peers"))
+        self->last_notify_peers = TRUE;
+      g_debug ("%s%s%s belongs to resume #%" G_GUINT64_FORMAT, signal, ifname ? " on " : "",
+               ifname ? ifname : "", self->count);
+      return FALSE;
+    }
+  add_unique (self->signals, signal);
+  add_unique (self->interfaces, ifname);
+  if (self->window == 0)
+    self->window = g_timeout_add (self->coalesce_ms, on_window_closed, self);
+  return TRUE;
+}
+
+static void
+on_link (const MaNlLink *link, gboolean removed, gpointer user_data)
+{
+  MaResume *self = user_data;
+  g_autofree char *driver = NULL;
+
+  if (removed || link->event != IFLA_EVENT_NOTIFY_PEERS)
+    return;
+  /* a bonding failover announces on the bond itself, as QEMU does on the NIC: not a move */
+  if (g_strcmp0 (link->kind, "bond") == 0)
+    {
+      g_debug ("NOTIFY_PEERS on bond %s: a failover, not a resume", link->name);
+      return;
+    }
+  driver = ma_netlink_get_driver (link->name);
+  if (g_strcmp0 (driver, MA_RESUME_DRIVER) != 0)
+    {
+      g_debug ("NOTIFY_PEERS on %s (driver %s): not a migration signal", link->name,
+               driver ? driver : "none");
+      return;
+    }
+  note_primary (self, "notify-peers", link->name);
+}
+
+void
+ma_resume_note_signal (MaResume *self, const char *signal)
+{
+  if (g_str_equal (signal, "host-reconnect"))
+    self->host_reconnect_at = g_get_monotonic_time ();
+  else if (g_str_equal (signal, "clock-step"))
+    self->clock_step_at = g_get_monotonic_time ();
+  if (self->window != 0)
+    add_unique (self->signals, signal);
+}
+
+static void
+on_host_connected (MaAgent *agent, gpointer user_data)
+{
+  ma_resume_note_signal (user_data, "host-reconnect");
+}
+
+static gboolean
+arm_clock_watch (int fd)
+{
+  struct itimerspec its = { 0 };
+  struct timespec now;
+
+  clock_gettime (CLOCK_REALTIME, &now);
+  its.it_value.tv_sec = now.tv_sec + MA_CLOCK_WATCH_SECONDS;
+  return timerfd_settime (fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL) == 0;
+}
+
+static gboolean
+on_clock_step (int fd, GIOCondition cond, gpointer user_data)
+{
+  MaResume *self = user_data;
+  guint64 expirations;
+
+  if (read (fd, &expirations, sizeof expirations) < 0 && errno == ECANCELED)
+    {
+      g_debug ("the realtime clock was stepped");
+      ma_resume_note_signal (self, "clock-step");
+    }
+  arm_clock_watch (fd);
+  return G_SOURCE_CONTINUE;
+}
+
+MaResume *
+ma_resume_new (MaAgent *agent, GError **error)
+{
+  g_autoptr(MaResume) self = g_new0 (MaResume, 1);
+  MaConfig *config = ma_agent_get_config (agent);
+  g_autofree char *announce = NULL;
+  gint64 coalesce;
+
+  self->agent = agent;
+  self->clock_fd = -1;
+  self->signals = g_ptr_array_new_with_free_func (g_free);
+  self->interfaces = g_ptr_array_new_with_free_func (g_free);
+  if (!ma_config_get_int (config, "resume", "coalesce-ms", MA_RESUME_COALESCE_MS, 1, 60000,
+                          &coalesce, error)
+      || !ma_config_get_bool (config, "resume", "validate", TRUE, &self->validate, error))
+    return NULL;
+  self->coalesce_ms = (guint) coalesce;
+  announce = ma_config_get_string (config, "resume", "announce", "auto");
+  if (!g_str_equal (announce, "auto") && !g_str_equal (announce, "never"))
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "configuration [resume] announce: '%s' is not auto or never", announce);
+      return NULL;
+    }
+  self->announce_auto = g_str_equal (announce, "auto");
+  self->monitor = ma_netlink_monitor_new (on_link, self, error);
+  if (self->monitor == NULL)
+    return NULL;
+  self->clock_fd = timerfd_create (CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (self->clock_fd >= 0 && arm_clock_watch (self->clock_fd))
+    self->clock_watch = g_unix_fd_add (self->clock_fd, G_IO_IN, on_clock_step, self);
+  else
+    g_warning ("cannot watch for clock steps: %s", g_strerror (errno));
+  return g_steal_pointer (&self);
+}
+
+void
+ma_resume_free (MaResume *self)
+{
+  if (self == NULL)
+    return;
+  g_clear_handle_id (&self->window, g_source_remove);
+  g_clear_handle_id (&self->announce_timer, g_source_remove);
+  g_clear_handle_id (&self->clock_watch, g_source_remove);
+  if (self->clock_fd >= 0)
+    close (self->clock_fd);
+  g_clear_pointer (&self->monitor, ma_netlink_monitor_free);
+  g_clear_pointer (&self->validator, ma_validator_free);
+  g_clear_pointer (&self->last_event, json_node_unref);
+  g_ptr_array_unref (self->signals);
+  g_ptr_array_unref (self->interfaces);
+  g_free (self->operation);
+  g_free (self->last_operation);
+  g_free (self);
+}
+
+MaNlMonitor *
+ma_resume_get_monitor (MaResume *self)
+{
+  return self->monitor;
+}
+
+guint64
+ma_resume_get_count (MaResume *self)
+{
+  return self->count;
+}
+
+/* ---- commands ---- */
+
+static gboolean
+get_operation (MaCall *call, gboolean required, const char **operation)
+{
+  g_autoptr(GError) error = NULL;
+  JsonObject *args = ma_call_get_arguments (call);
+
+  if (!(required ? ma_json_require_string (args, "operation", operation, &error)
+                 : ma_json_get_string (args, "operation", operation, &error)))
+    {
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return FALSE;
+    }
+  if (*operation != NULL
+      && ((*operation)[0] == '\0' || strlen (*operation) > MA_RESUME_MAX_OPERATION_ID))
+    {
+      ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
+                                "Parameter 'operation' must be 1 to %d characters",
+                                MA_RESUME_MAX_OPERATION_ID);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static JsonNode *
+snapshot_summary (JsonNode *snapshot)
+{
+  JsonObject *obj = json_node_get_object (snapshot), *summary = json_object_new ();
+  static const struct
+  {
+    const char *part, *member;
+  } counts[] = { { "network", "links" }, { "network", "addresses" }, { "network", "routes" },
+                 { "storage", "mounts" }, { "storage", "devices" } };
+  JsonArray *errors = json_array_new ();
+  gint64 taken_at = 0;
+
+  ma_json_get_int (obj, "taken-at", &taken_at, NULL);
+  json_object_set_int_member (summary, "taken-at", taken_at);
+  for (guint i = 0; i < G_N_ELEMENTS (counts); i++)
+    {
+      JsonObject *part = NULL;
+      JsonArray *array = NULL;
+      const char *err = NULL;
+      if (!ma_json_get_object (obj, counts[i].part, &part, NULL) || part == NULL)
+        continue;
+      if (ma_json_get_string (part, "error", &err, NULL) && err != NULL && i % 3 == 0)
+        json_array_add_string_element (errors, err);
+      if (ma_json_get_array (part, counts[i].member, &array, NULL) && array != NULL)
+        json_object_set_int_member (summary, counts[i].member, json_array_get_length (array));
+    }
+  json_object_set_array_member (summary, "errors", errors);
+  return ma_json_new_object_node (summary);
+}
+
+static gboolean
+snapshot_complete (JsonNode *snapshot)
+{
+  static const char *const parts[] = { "network", "storage", NULL };
+
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      JsonObject *part = NULL;
+      if (!ma_json_get_object (json_node_get_object (snapshot), parts[i], &part, NULL)
+          || part == NULL || json_object_has_member (part, "error"))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* snapshot + blockers, in one worker */
+typedef struct
+{
+  char *reason;
+  char *operation;
+  gboolean blockers;
+  JsonNode *snapshot;
+  JsonNode *blockers_report;
+  char *blockers_error;
+} PrepareData;
+
+static void
+prepare_data_free (PrepareData *data)
+{
+  g_free (data->reason);
+  g_free (data->operation);
+  g_clear_pointer (&data->snapshot, json_node_unref);
+  g_clear_pointer (&data->blockers_report, json_node_unref);
+  g_free (data->blockers_error);
+  g_free (data);
+}
+
+static void
+prepare_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  PrepareData *data = task_data;
+
+  data->snapshot = ma_snapshot_collect (data->reason, data->operation);
+#ifdef MA_HAVE_BLOCKERS
+  if (data->blockers)
+    {
+      g_autoptr(GError) error = NULL;
+      data->blockers_report = ma_blockers_collect (NULL, cancellable, &error);
+      if (data->blockers_report == NULL)
+        data->blockers_error = g_strdup (error->message);
+    }
+#endif
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+run_prepare (MaCall *call, const char *reason, const char *operation, gboolean blockers,
+             GAsyncReadyCallback done)
+{
+  g_autoptr(GTask) task = g_task_new (NULL, NULL, done, ma_call_ref (call));
+  PrepareData *data = g_new0 (PrepareData, 1);
+
+  data->reason = g_strdup (reason);
+  data->operation = g_strdup (operation);
+  data->blockers = blockers;
+  g_task_set_task_data (task, data, (GDestroyNotify) prepare_data_free);
+  g_task_run_in_thread (task, prepare_thread);
+}
+
+static gboolean
+save_snapshot (MaCall *call, JsonNode *snapshot)
+{
+  MaAgent *agent = ma_call_get_agent (call);
+  g_autoptr(GError) error = NULL;
+
+  if (!ma_snapshot_save (snapshot, ma_agent_get_state_dir (agent), &error))
+    {
+      g_prefix_error (&error, "cannot keep the snapshot: ");
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(MaCall) call = user_data;
+  PrepareData *data = g_task_get_task_data (G_TASK (result));
+  MaAgent *agent = ma_call_get_agent (call);
+  MaLifecycle *lc = ma_agent_get_lifecycle (agent);
+  g_autoptr(GError) error = NULL;
+  JsonObject *obj = json_object_new ();
+  g_autoptr(GPtrArray) not_ready = g_ptr_array_new_with_free_func (g_free);
+  const char *verdict = NULL;
+
+  if (!save_snapshot (call, data->snapshot))
+    {
+      json_object_unref (obj);
+      return;
+    }
+  if (!snapshot_complete (data->snapshot))
+    g_ptr_array_add (not_ready, g_strdup ("the snapshot is incomplete"));
+  if (data->blockers_report != NULL)
+    {
+      JsonObject *report = json_node_get_object (data->blockers_report);
+      ma_json_get_string (report, "verdict", &verdict, NULL);
+      if (g_strcmp0 (verdict, "blocked") == 0)
+        g_ptr_array_add (not_ready, g_strdup ("blockers: a filesystem freeze would block"));
+      json_object_set_member (obj, "blockers", json_node_copy (data->blockers_report));
+    }
+  else
+    {
+      if (data->blockers_error != NULL)
+        g_ptr_array_add (not_ready, g_strdup_printf ("blockers could not be collected: %s",
+                                                     data->blockers_error));
+      json_object_set_null_member (obj, "blockers");
+    }
+  /* the quiesce engine exports no callable check yet: its own `check` command answers */
+  json_object_set_null_member (obj, "plugins");
+  json_object_set_boolean_member (obj, "ready", not_ready->len == 0);
+  {
+    JsonArray *reasons = json_array_new ();
+    for (guint i = 0; i < not_ready->len; i++)
+      json_array_add_string_element (reasons, not_ready->pdata[i]);
+    json_object_set_array_member (obj, "not-ready", reasons);
+  }
+  json_object_set_string_member (obj, "operation", data->operation);
+  json_object_set_member (obj, "snapshot", snapshot_summary (data->snapshot));
+  if (ma_lifecycle_allows (ma_lifecycle_get_state (lc), MA_STATE_PREPARED)
+      && !ma_lifecycle_enter (lc, MA_STATE_PREPARED, data->operation, "prepare", &error))
+    g_debug ("lifecycle: %s", error->message);
+  ma_agent_set_last_operation (agent, "prepare", data->operation,
+                               not_ready->len == 0 ? "ready" : "not ready");
+  ma_call_return (call, ma_json_new_object_node (obj));
+}
+
+static void
+cmd_prepare (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", NULL };
+  const char *operation = NULL;
+
+  if (!ma_call_check_arguments (call, allowed) || !get_operation (call, TRUE, &operation))
+    return;
+  run_prepare (call, "prepare", operation, TRUE, prepare_done);
+}
+
+static void
+snapshot_taken (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(MaCall) call = user_data;
+  PrepareData *data = g_task_get_task_data (G_TASK (result));
+
+  if (save_snapshot (call, data->snapshot))
+    ma_call_return (call, json_node_copy (data->snapshot));
+}
+
+static void
+cmd_snapshot (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "take", NULL };
+  JsonObject *args = ma_call_get_arguments (call);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) stored = NULL;
+  gboolean take = FALSE;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (!ma_json_get_bool (args, "take", &take, &error))
+    {
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return;
+    }
+  if (take)
+    {
+      run_prepare (call, "command", NULL, FALSE, snapshot_taken);
+      return;
+    }
+  stored = ma_snapshot_load (ma_agent_get_state_dir (ma_call_get_agent (call)), &error);
+  if (stored == NULL)
+    ma_call_return_error (call, g_steal_pointer (&error));
+  else
+    ma_call_return (call, g_steal_pointer (&stored));
+}
+
+static void
+validation_answer (JsonNode *report, gpointer user_data)
+{
+  ma_call_return (user_data, json_node_copy (report));
+}
+
+static void
+cmd_validate (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", NULL };
+  MaResume *self = user_data;
+  const char *operation = NULL;
+
+  if (!ma_call_check_arguments (call, allowed) || !get_operation (call, FALSE, &operation))
+    return;
+  ma_validator_start (self->validator, "command", 0, operation, validation_answer,
+                      ma_call_ref (call), (GDestroyNotify) ma_call_unref);
+}
+
+static JsonObject *
+resumed_reply (MaResume *self, gboolean is_new)
+{
+  JsonObject *obj = json_node_dup_object (self->last_event);
+
+  json_object_set_boolean_member (obj, "new", is_new);
+  json_object_set_string_member (obj, "validation",
+                                 !self->validate                              ? "disabled"
+                                 : ma_validator_is_running (self->validator) ? "running"
+                                                                              : "done");
+  return obj;
+}
+
+typedef struct
+{
+  MaCall *call;
+  JsonObject *reply;
+} WaitData;
+
+static void
+wait_data_free (WaitData *data)
+{
+  ma_call_unref (data->call);
+  json_object_unref (data->reply);
+  g_free (data);
+}
+
+static void
+resumed_report (JsonNode *report, gpointer user_data)
+{
+  WaitData *data = user_data;
+
+  json_object_set_string_member (data->reply, "validation", "done");
+  json_object_set_member (data->reply, "report", json_node_copy (report));
+  ma_call_return (data->call, ma_json_new_object_node (json_object_ref (data->reply)));
+}
+
+static void
+cmd_resumed (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "operation", "wait", NULL };
+  MaResume *self = user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  g_autoptr(GError) error = NULL;
+  const char *operation = NULL;
+  gboolean wait = FALSE, is_new;
+  WaitData *data;
+
+  if (!ma_call_check_arguments (call, allowed) || !get_operation (call, TRUE, &operation))
+    return;
+  if (!ma_json_get_bool (args, "wait", &wait, &error))
+    {
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return;
+    }
+  is_new = note_primary (self, "command", NULL);
+  if (is_new)
+    {
+      g_free (self->operation);
+      self->operation = g_strdup (operation);
+      /* the orchestrator knows: no need to wait for more signals */
+      finish_resume (self);
+    }
+  else if (self->last_operation == NULL)
+    self->last_operation = g_strdup (operation);
+  ma_agent_set_last_operation (ma_call_get_agent (call), "resumed", operation,
+                               is_new ? "new resume" : "already detected");
+  if (!wait || !self->validate)
+    {
+      ma_call_return (call, ma_json_new_object_node (resumed_reply (self, is_new)));
+      return;
+    }
+  data = g_new0 (WaitData, 1);
+  data->call = ma_call_ref (call);
+  data->reply = resumed_reply (self, is_new);
+  if (ma_validator_is_running (self->validator))
+    ma_validator_start (self->validator, "resume", self->count, self->last_operation,
+                        resumed_report, data, (GDestroyNotify) wait_data_free);
+  else
+    {
+      /* already validated: answer with the stored report */
+      g_autofree char *path = g_build_filename (ma_agent_get_state_dir (self->agent),
+                                                MA_VALIDATION_FILE, NULL);
+      g_autofree char *text = NULL;
+      g_autoptr(JsonNode) report = NULL;
+      gsize len = 0;
+      if (g_file_get_contents (path, &text, &len, NULL)
+          && (report = ma_json_parse (text, len, NULL)) != NULL)
+        resumed_report (report, data);
+      else
+        {
+          json_object_set_null_member (data->reply, "report");
+          ma_call_return (call, ma_json_new_object_node (json_object_ref (data->reply)));
+        }
+      wait_data_free (data);
+    }
+}
+
+static void
+announce_answer (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr(MaCall) call = user_data;
+  g_autoptr(GError) error = NULL;
+  JsonNode *sent = g_task_propagate_pointer (G_TASK (result), &error);
+  JsonObject *obj;
+
+  if (sent == NULL)
+    {
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return;
+    }
+  obj = json_object_new ();
+  json_object_set_member (obj, "sent", sent);
+  ma_call_return (call, ma_json_new_object_node (obj));
+}
+
+static void
+cmd_announce (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { NULL };
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  announce_async (announce_answer, ma_call_ref (call));
+}
+
+/* ---- registration ---- */
+
+static void
+baseline_taken (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  MaResume *self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) snapshot = ma_snapshot_collect_finish (result, &error);
+  g_autoptr(JsonNode) existing = ma_snapshot_load (ma_agent_get_state_dir (self->agent), NULL);
+
+  /* a prepare that raced the baseline wins */
+  if (existing == NULL && snapshot != NULL
+      && !ma_snapshot_save (snapshot, ma_agent_get_state_dir (self->agent), &error))
+    g_warning ("cannot keep the baseline snapshot: %s", error->message);
+  ma_agent_release (self->agent);
+}
+
+static void
+resume_shutdown (MaAgent *agent, gpointer user_data)
+{
+  MaResume *self = user_data;
+
+  /* stop detecting; the validator finishes what runs (it holds the agent) */
+  g_clear_pointer (&self->monitor, ma_netlink_monitor_free);
+  g_clear_handle_id (&self->window, g_source_remove);
+  g_clear_handle_id (&self->announce_timer, g_source_remove);
+}
+
+void
+ma_resume_register (MaAgent *agent)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) existing = NULL;
+  MaCommands *commands = ma_agent_get_commands (agent);
+  MaResume *self = ma_resume_new (agent, &error);
+
+  if (self == NULL)
+    {
+      g_warning ("resume detection is not available: %s", error->message);
+      return;
+    }
+  self->validator = ma_validator_new (agent);
+  ma_agent_set_host_connected_func (agent, on_host_connected, self);
+  ma_agent_add_shutdown_func (agent, resume_shutdown, self);
+  ma_commands_add (commands, "prepare", cmd_prepare, self,
+                   "take the pre-migration snapshot and say whether the guest is ready");
+  ma_commands_add (commands, "snapshot", cmd_snapshot, self,
+                   "the stored snapshot (take=true takes a new one)");
+  ma_commands_add (commands, "resumed", cmd_resumed, self,
+                   "the orchestrator says the guest resumed on the destination");
+  ma_commands_add (commands, "validate", cmd_validate, self,
+                   "validate network, storage and clock against the snapshot");
+  ma_commands_add (commands, "announce", cmd_announce, self,
+                   "gratuitous ARP and unsolicited neighbour advertisements on each interface");
+  ma_agent_add_capability (agent, "resume-detection");
+  ma_agent_add_capability (agent, "validation");
+
+  /* the baseline, unless this agent restarted after a prepare (then that one counts) */
+  existing = ma_snapshot_load (ma_agent_get_state_dir (agent), NULL);
+  if (existing == NULL)
+    {
+      ma_agent_hold (agent);
+      ma_snapshot_collect_async ("baseline", NULL, NULL, baseline_taken, self);
+    }
+}
