@@ -17,6 +17,7 @@
 #include "quiesce.h"
 #include "resume.h"
 #include "sdnotify.h"
+#include "throttle.h"
 
 typedef struct
 {
@@ -126,6 +127,7 @@ main (int argc, char **argv)
       return EXIT_FAILURE;
     }
   ma_core_commands_register (agent);
+  ma_convergence_register (agent);
   ma_quiesce_register (agent);
   ma_resume_register (agent);
   if (!ma_agent_apply_command_config (agent, &error))

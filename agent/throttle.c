@@ -1,0 +1,1232 @@
+/* throttle.c — cooperative throttling during a migration: configured classes of cgroups or
+ * units slowed with cgroup v2 cpu.max or frozen, leased, journalled, and undone exactly. */
+#include "throttle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "dirtyrate.h"
+#include "json.h"
+#include "paths.h"
+
+#define THROTTLE_GROUP "throttle"
+#define THROTTLE_CLASS_PREFIX "throttle:"
+#define THROTTLE_VALUE_MAX 256
+
+typedef struct
+{
+  char *name;
+  MaThrottlePolicy policy;
+  char **cgroups; /* relative to the cgroup2 root */
+  char **units;
+} ThrottleClass;
+
+/* One file changed in one cgroup. */
+typedef struct
+{
+  char *path;     /* absolute cgroup directory */
+  char *file;     /* "cpu.max" or "cgroup.freeze" */
+  char *previous; /* its content before, restored exactly */
+  char *applied;
+} ThrottleChange;
+
+typedef struct
+{
+  MaThrottle *owner;
+  char *klass;
+  char *policy;
+  char *operation;
+  GPtrArray *changes; /* ThrottleChange* */
+  gint64 expires_at;  /* realtime µs */
+  guint lease_id;
+} ActiveThrottle;
+
+struct _MaThrottle
+{
+  MaAgent *agent;
+  char *root;
+  char *journal_path;
+  GPtrArray *classes;    /* ThrottleClass* in configuration order */
+  char **protected_units;
+  gint64 default_lease;
+  GHashTable *active;    /* class name → ActiveThrottle* */
+  GError *config_error;  /* set when the configuration is invalid */
+};
+
+/* ---- policies ---- */
+
+gboolean
+ma_throttle_parse_policy (const char *text, MaThrottlePolicy *out, GError **error)
+{
+  g_auto(GStrv) words = NULL;
+  guint n;
+  guint64 quota, period = MA_THROTTLE_CPU_MAX_DEFAULT_PERIOD;
+
+  words = g_strsplit_set (text != NULL ? text : "", " \t", -1);
+  /* drop empty words from repeated spaces */
+  {
+    guint j = 0;
+    for (guint i = 0; words[i] != NULL; i++)
+      {
+        if (words[i][0] == '\0')
+          {
+            g_free (words[i]);
+            continue;
+          }
+        words[j++] = words[i];
+      }
+    words[j] = NULL;
+  }
+  n = g_strv_length (words);
+  if (n == 1 && g_str_equal (words[0], "freeze"))
+    {
+      out->kind = MA_THROTTLE_POLICY_FREEZE;
+      out->quota = out->period = 0;
+      return TRUE;
+    }
+  if ((n == 2 || n == 3) && g_str_equal (words[0], "cpu.max"))
+    {
+      if (!g_ascii_string_to_unsigned (words[1], 10, MA_THROTTLE_CPU_MAX_MIN_QUOTA, G_MAXINT32,
+                                       &quota, NULL)
+          || (n == 3
+              && !g_ascii_string_to_unsigned (words[2], 10, MA_THROTTLE_CPU_MAX_MIN_QUOTA,
+                                              MA_THROTTLE_CPU_MAX_MAX_PERIOD, &period, NULL)))
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "policy '%s': cpu.max wants QUOTA [PERIOD] in µs, QUOTA >= %d and "
+                       "PERIOD from %d to %d", text, MA_THROTTLE_CPU_MAX_MIN_QUOTA,
+                       MA_THROTTLE_CPU_MAX_MIN_QUOTA, MA_THROTTLE_CPU_MAX_MAX_PERIOD);
+          return FALSE;
+        }
+      out->kind = MA_THROTTLE_POLICY_CPU_MAX;
+      out->quota = (gint64) quota;
+      out->period = (gint64) period;
+      return TRUE;
+    }
+  g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+               "policy '%s' is neither 'freeze' nor 'cpu.max QUOTA [PERIOD]'",
+               text != NULL ? text : "");
+  return FALSE;
+}
+
+const char *
+ma_throttle_policy_file (const MaThrottlePolicy *policy)
+{
+  return policy->kind == MA_THROTTLE_POLICY_FREEZE ? "cgroup.freeze" : "cpu.max";
+}
+
+char *
+ma_throttle_policy_value (const MaThrottlePolicy *policy)
+{
+  if (policy->kind == MA_THROTTLE_POLICY_FREEZE)
+    return g_strdup ("1");
+  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT, policy->quota,
+                          policy->period);
+}
+
+char *
+ma_throttle_policy_to_string (const MaThrottlePolicy *policy)
+{
+  if (policy->kind == MA_THROTTLE_POLICY_FREEZE)
+    return g_strdup ("freeze");
+  return g_strdup_printf ("cpu.max %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, policy->quota,
+                          policy->period);
+}
+
+/* ---- cgroup files ---- */
+
+static gboolean
+is_cgroup2_dir (const char *dir)
+{
+  g_autofree char *controllers = g_build_filename (dir, "cgroup.controllers", NULL);
+
+  return g_file_test (controllers, G_FILE_TEST_EXISTS);
+}
+
+char *
+ma_throttle_find_cgroup_root (MaConfig *config)
+{
+  g_autofree char *configured = ma_config_get_string (config, THROTTLE_GROUP, "cgroup-root", NULL);
+  g_autofree char *unified = NULL;
+
+  if (configured != NULL && configured[0] != '\0')
+    return g_steal_pointer (&configured);
+  if (is_cgroup2_dir (ma_path_cgroupfs ()))
+    return g_strdup (ma_path_cgroupfs ());
+  unified = g_build_filename (ma_path_cgroupfs (), "unified", NULL);
+  if (is_cgroup2_dir (unified))
+    return g_steal_pointer (&unified);
+  return g_strdup (ma_path_cgroupfs ());
+}
+
+static char *
+cgroup_read (const char *dir, const char *file, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, file, NULL);
+  char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return NULL;
+  return g_strstrip (text);
+}
+
+static gboolean
+cgroup_write (const char *dir, const char *file, const char *value, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, file, NULL);
+  int fd = open (path, O_WRONLY | O_CLOEXEC);
+  gsize len = strlen (value);
+  ssize_t n;
+  int saved;
+
+  if (fd < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot open %s: %s", path,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  n = write (fd, value, len);
+  saved = errno;
+  close (fd);
+  if (n != (ssize_t) len)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot write '%s' to %s: %s",
+                   value, path, n < 0 ? g_strerror (saved) : "short write");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- records ---- */
+
+static void
+change_free (ThrottleChange *c)
+{
+  g_free (c->path);
+  g_free (c->file);
+  g_free (c->previous);
+  g_free (c->applied);
+  g_free (c);
+}
+
+static void
+active_free (ActiveThrottle *a)
+{
+  if (a->lease_id != 0)
+    g_source_remove (a->lease_id);
+  g_free (a->klass);
+  g_free (a->policy);
+  g_free (a->operation);
+  g_ptr_array_unref (a->changes);
+  g_free (a);
+}
+
+static void
+class_free (ThrottleClass *c)
+{
+  g_free (c->name);
+  g_strfreev (c->cgroups);
+  g_strfreev (c->units);
+  g_free (c);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ThrottleClass, class_free)
+
+static JsonNode *
+changes_to_json (GPtrArray *changes, MaThrottle *self)
+{
+  JsonArray *arr = json_array_new ();
+
+  for (guint i = 0; i < changes->len; i++)
+    {
+      ThrottleChange *c = changes->pdata[i];
+      JsonObject *o = json_object_new ();
+      const char *rel = c->path;
+      g_autofree char *safe = NULL;
+
+      if (self != NULL && g_str_has_prefix (c->path, self->root))
+        rel = c->path + strlen (self->root);
+      safe = ma_json_safe_string (rel[0] != '\0' ? rel : "/", -1, NULL);
+      json_object_set_string_member (o, "cgroup", safe);
+      json_object_set_string_member (o, "file", c->file);
+      json_object_set_string_member (o, "previous", c->previous);
+      json_object_set_string_member (o, "applied", c->applied);
+      json_array_add_object_element (arr, o);
+    }
+  return ma_json_new_array_node (arr);
+}
+
+static JsonNode *
+active_to_json (ActiveThrottle *a)
+{
+  JsonObject *o = json_object_new ();
+  gint64 left = (a->expires_at - g_get_real_time ()) / G_USEC_PER_SEC;
+
+  json_object_set_string_member (o, "class", a->klass);
+  json_object_set_string_member (o, "policy", a->policy);
+  if (a->operation != NULL)
+    json_object_set_string_member (o, "operation", a->operation);
+  json_object_set_int_member (o, "expires", a->expires_at / G_USEC_PER_SEC);
+  json_object_set_int_member (o, "lease-seconds-left", MAX (left, 0));
+  json_object_set_member (o, "cgroups", changes_to_json (a->changes, a->owner));
+  return ma_json_new_object_node (o);
+}
+
+/* ---- the journal: every active change, rewritten atomically before and after each change ---- */
+
+static gboolean
+journal_save (MaThrottle *self, GError **error)
+{
+  JsonObject *root = json_object_new ();
+  JsonArray *list = json_array_new ();
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *text = NULL;
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, self->active);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      ActiveThrottle *a = value;
+      JsonObject *o = json_object_new ();
+      JsonArray *changes = json_array_new ();
+
+      json_object_set_string_member (o, "class", a->klass);
+      json_object_set_string_member (o, "policy", a->policy);
+      if (a->operation != NULL)
+        json_object_set_string_member (o, "operation", a->operation);
+      for (guint i = 0; i < a->changes->len; i++)
+        {
+          ThrottleChange *c = a->changes->pdata[i];
+          JsonObject *co = json_object_new ();
+          json_object_set_string_member (co, "path", c->path);
+          json_object_set_string_member (co, "file", c->file);
+          json_object_set_string_member (co, "previous", c->previous);
+          json_object_set_string_member (co, "applied", c->applied);
+          json_array_add_object_element (changes, co);
+        }
+      json_object_set_array_member (o, "changes", changes);
+      json_array_add_object_element (list, o);
+    }
+  json_object_set_int_member (root, "version", 1);
+  json_object_set_array_member (root, "throttles", list);
+  node = ma_json_new_object_node (root);
+  text = ma_json_to_string (node);
+  return g_file_set_contents_full (self->journal_path, text, -1,
+                                   G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
+/* Undo one change: restore `previous` when the file still holds what we applied. */
+static gboolean
+change_restore (ThrottleChange *c, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autofree char *current = cgroup_read (c->path, c->file, &local);
+
+  if (current == NULL)
+    {
+      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        return TRUE; /* the cgroup is gone: nothing left to undo */
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  if (g_str_equal (current, c->previous))
+    return TRUE;
+  if (!g_str_equal (current, c->applied))
+    {
+      g_warning ("%s/%s is '%s', neither what the agent applied ('%s') nor what it found "
+                 "('%s'): someone else changed it; left as is", c->path, c->file, current,
+                 c->applied, c->previous);
+      return TRUE;
+    }
+  return cgroup_write (c->path, c->file, c->previous, error);
+}
+
+/* Restores in reverse order; returns FALSE when some change could not be undone. */
+static gboolean
+changes_restore (GPtrArray *changes, GString *failures)
+{
+  gboolean ok = TRUE;
+
+  for (guint i = changes->len; i > 0; i--)
+    {
+      g_autoptr(GError) error = NULL;
+      if (!change_restore (changes->pdata[i - 1], &error))
+        {
+          g_warning ("cannot undo a throttle: %s", error->message);
+          if (failures != NULL)
+            g_string_append_printf (failures, "%s%s", failures->len ? "; " : "", error->message);
+          ok = FALSE;
+        }
+    }
+  return ok;
+}
+
+static void
+emit_unthrottled (MaThrottle *self, const char *klass, const char *operation, const char *reason,
+                  GPtrArray *changes)
+{
+  JsonObject *data = json_object_new ();
+
+  json_object_set_string_member (data, "class", klass);
+  if (operation != NULL)
+    json_object_set_string_member (data, "operation", operation);
+  json_object_set_string_member (data, "reason", reason);
+  json_object_set_member (data, "cgroups", changes_to_json (changes, self));
+  ma_agent_emit_event (self->agent, "UNTHROTTLED", ma_json_new_object_node (data));
+}
+
+static void
+journal_replay (MaThrottle *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  JsonArray *list = NULL;
+  gsize len;
+
+  if (!g_file_get_contents (self->journal_path, &text, &len, &error))
+    return; /* no journal: nothing was left applied */
+  node = ma_json_parse (text, len, &error);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)
+      || !ma_json_get_array (json_node_get_object (node), "throttles", &list, &error)
+      || list == NULL)
+    {
+      g_warning ("throttle journal %s is unreadable (%s); removing it", self->journal_path,
+                 error != NULL ? error->message : "no throttles list");
+      g_unlink (self->journal_path);
+      return;
+    }
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      JsonNode *en = json_array_get_element (list, i);
+      JsonObject *eo;
+      JsonArray *changes = NULL;
+      const char *klass = "?", *operation = NULL;
+      g_autoptr(GPtrArray) restored = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+
+      if (!JSON_NODE_HOLDS_OBJECT (en))
+        continue;
+      eo = json_node_get_object (en);
+      if (!ma_json_get_string (eo, "class", &klass, NULL)
+          || !ma_json_get_string (eo, "operation", &operation, NULL)
+          || !ma_json_get_array (eo, "changes", &changes, NULL) || changes == NULL)
+        continue;
+      for (guint j = 0; j < json_array_get_length (changes); j++)
+        {
+          JsonNode *cn = json_array_get_element (changes, j);
+          const char *path = NULL, *file = NULL, *previous = NULL, *applied = NULL;
+          ThrottleChange *c;
+          JsonObject *co;
+
+          if (!JSON_NODE_HOLDS_OBJECT (cn))
+            continue;
+          co = json_node_get_object (cn);
+          if (!ma_json_get_string (co, "path", &path, NULL) || path == NULL
+              || !ma_json_get_string (co, "file", &file, NULL) || file == NULL
+              || !ma_json_get_string (co, "previous", &previous, NULL) || previous == NULL
+              || !ma_json_get_string (co, "applied", &applied, NULL) || applied == NULL
+              || (!g_str_equal (file, "cpu.max") && !g_str_equal (file, "cgroup.freeze")))
+            continue;
+          c = g_new0 (ThrottleChange, 1);
+          c->path = g_strdup (path);
+          c->file = g_strdup (file);
+          c->previous = g_strdup (previous);
+          c->applied = g_strdup (applied);
+          g_ptr_array_add (restored, c);
+        }
+      changes_restore (restored, NULL);
+      g_message ("undid throttle of class %s left by a previous agent (%u cgroups)", klass,
+                 restored->len);
+      emit_unthrottled (self, klass, operation, "agent-restart", restored);
+    }
+  if (!journal_save (self, &error))
+    g_warning ("cannot rewrite the throttle journal: %s", error->message);
+}
+
+/* ---- configuration ---- */
+
+static gboolean
+valid_relative_cgroup (const char *path)
+{
+  g_auto(GStrv) parts = g_strsplit (path, "/", -1);
+  gboolean any = FALSE;
+
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      if (g_str_equal (parts[i], "..") || g_str_equal (parts[i], "."))
+        return FALSE;
+      any |= parts[i][0] != '\0';
+    }
+  return any;
+}
+
+static gboolean
+load_config (MaThrottle *self, MaConfig *config, GError **error)
+{
+  GKeyFile *kf = ma_config_get_keyfile (config);
+  g_auto(GStrv) groups = g_key_file_get_groups (kf, NULL);
+  gint64 lease = MA_THROTTLE_DEFAULT_LEASE_SECONDS;
+
+  if (!ma_config_get_int (config, THROTTLE_GROUP, "default-lease-seconds",
+                          MA_THROTTLE_DEFAULT_LEASE_SECONDS, 1, MA_THROTTLE_MAX_LEASE_SECONDS,
+                          &lease, error))
+    return FALSE;
+  self->default_lease = lease;
+  self->protected_units = ma_config_get_strv (config, THROTTLE_GROUP, "protected");
+  if (self->protected_units == NULL)
+    self->protected_units = g_new0 (char *, 1);
+  for (guint i = 0; groups[i] != NULL; i++)
+    {
+      static const char *const known[] = { "cgroups", "units", "policy", NULL };
+      g_autoptr(ThrottleClass) klass = NULL;
+      g_auto(GStrv) keys = NULL;
+      g_autofree char *policy = NULL;
+      const char *name;
+
+      if (!g_str_has_prefix (groups[i], THROTTLE_CLASS_PREFIX))
+        continue;
+      name = groups[i] + strlen (THROTTLE_CLASS_PREFIX);
+      if (name[0] == '\0' || g_str_equal (name, "auto") || strchr (name, '/') != NULL)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "[%s]: a throttle class needs a name other than 'auto', without '/'",
+                       groups[i]);
+          return FALSE;
+        }
+      keys = g_key_file_get_keys (kf, groups[i], NULL, NULL);
+      for (guint k = 0; keys != NULL && keys[k] != NULL; k++)
+        if (!g_strv_contains (known, keys[k]))
+          {
+            g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                         "[%s]: unknown key '%s' (cgroups, units, policy)", groups[i], keys[k]);
+            return FALSE;
+          }
+      klass = g_new0 (ThrottleClass, 1);
+      klass->name = g_strdup (name);
+      policy = ma_config_get_string (config, groups[i], "policy", NULL);
+      if (policy == NULL)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "[%s]: policy= is missing ('freeze' or 'cpu.max QUOTA [PERIOD]')",
+                       groups[i]);
+          return FALSE;
+        }
+      if (!ma_throttle_parse_policy (policy, &klass->policy, error))
+        {
+          g_prefix_error (error, "[%s]: ", groups[i]);
+          return FALSE;
+        }
+      klass->cgroups = ma_config_get_strv (config, groups[i], "cgroups");
+      klass->units = ma_config_get_strv (config, groups[i], "units");
+      if (klass->cgroups == NULL)
+        klass->cgroups = g_new0 (char *, 1);
+      if (klass->units == NULL)
+        klass->units = g_new0 (char *, 1);
+      for (guint c = 0; klass->cgroups[c] != NULL; c++)
+        if (!valid_relative_cgroup (klass->cgroups[c]))
+          {
+            g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                         "[%s]: cgroup '%s' must be a path below the cgroup2 root, without "
+                         "'..'", groups[i], klass->cgroups[c]);
+            return FALSE;
+          }
+      for (guint u = 0; klass->units[u] != NULL; u++)
+        if (strchr (klass->units[u], '/') != NULL || klass->units[u][0] == '\0')
+          {
+            g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                         "[%s]: '%s' is not a unit name", groups[i], klass->units[u]);
+            return FALSE;
+          }
+      if (klass->cgroups[0] == NULL && klass->units[0] == NULL)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "[%s]: names neither cgroups= nor units=", groups[i]);
+          return FALSE;
+        }
+      g_ptr_array_add (self->classes, g_steal_pointer (&klass));
+    }
+  return TRUE;
+}
+
+static ThrottleClass *
+find_class (MaThrottle *self, const char *name)
+{
+  for (guint i = 0; i < self->classes->len; i++)
+    {
+      ThrottleClass *c = self->classes->pdata[i];
+      if (g_str_equal (c->name, name))
+        return c;
+    }
+  return NULL;
+}
+
+/* ---- resolving classes to cgroup directories ---- */
+
+static char *
+own_cgroup (void)
+{
+  g_autofree char *path = g_build_filename (ma_path_procfs (), "self", "cgroup", NULL);
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return NULL;
+  return ma_dirty_parse_cgroup (text);
+}
+
+/* A unit's cgroup, relative to the root ("system.slice/NAME" or found through a process). */
+static char *
+unit_cgroup (MaThrottle *self, const char *unit)
+{
+  g_autofree char *system = g_build_filename (self->root, "system.slice", unit, NULL);
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+
+  if (g_file_test (system, G_FILE_TEST_IS_DIR))
+    return g_build_filename ("system.slice", unit, NULL);
+  dir = g_dir_open (ma_path_procfs (), 0, NULL);
+  if (dir == NULL)
+    return NULL;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *text = NULL;
+      g_autofree char *cgroup = NULL;
+      g_auto(GStrv) parts = NULL;
+
+      if (!g_ascii_isdigit (name[0]))
+        continue;
+      path = g_build_filename (ma_path_procfs (), name, "cgroup", NULL);
+      if (!g_file_get_contents (path, &text, NULL, NULL))
+        continue;
+      cgroup = ma_dirty_parse_cgroup (text);
+      if (cgroup == NULL)
+        continue;
+      parts = g_strsplit (cgroup, "/", -1);
+      for (guint i = 0; parts[i] != NULL; i++)
+        if (g_str_equal (parts[i], unit))
+          {
+            g_free (parts[i + 1]);
+            parts[i + 1] = NULL;
+            {
+              g_autofree char *joined = g_strjoinv ("/", parts);
+              const char *rel = joined;
+              while (*rel == '/')
+                rel++;
+              return g_strdup (rel);
+            }
+          }
+    }
+  return NULL;
+}
+
+static char *
+normalize_rel (const char *path)
+{
+  g_auto(GStrv) parts = g_strsplit (path, "/", -1);
+  g_autoptr(GPtrArray) keep = g_ptr_array_new ();
+
+  for (guint i = 0; parts[i] != NULL; i++)
+    if (parts[i][0] != '\0')
+      g_ptr_array_add (keep, parts[i]);
+  g_ptr_array_add (keep, NULL);
+  return g_strjoinv ("/", (char **) keep->pdata);
+}
+
+/* a is b or an ancestor of b (relative paths, normalised). */
+static gboolean
+rel_contains (const char *a, const char *b)
+{
+  gsize la = strlen (a);
+
+  if (la == 0)
+    return TRUE;
+  return g_str_has_prefix (b, a) && (b[la] == '\0' || b[la] == '/');
+}
+
+/* Why this relative cgroup must not be touched, or NULL. */
+static char *
+protected_reason (MaThrottle *self, const char *rel)
+{
+  g_autofree char *own = own_cgroup ();
+  g_auto(GStrv) parts = g_strsplit (rel, "/", -1);
+
+  if (rel[0] == '\0')
+    return g_strdup ("it is the root cgroup");
+  if (own != NULL)
+    {
+      g_autofree char *own_rel = normalize_rel (own);
+      if (rel_contains (rel, own_rel))
+        return g_strdup_printf ("it contains the agent itself (%s)", own);
+    }
+  for (guint i = 0; self->protected_units[i] != NULL; i++)
+    {
+      const char *p = self->protected_units[i];
+      g_autofree char *pcg = NULL;
+
+      for (guint j = 0; parts[j] != NULL; j++)
+        if (g_str_equal (parts[j], p))
+          return g_strdup_printf ("it belongs to the protected unit %s", p);
+      pcg = strchr (p, '/') != NULL ? normalize_rel (p) : unit_cgroup (self, p);
+      if (pcg != NULL)
+        {
+          g_autofree char *norm = normalize_rel (pcg);
+          if (rel_contains (rel, norm) || rel_contains (norm, rel))
+            return g_strdup_printf ("it contains or is inside the protected %s (%s)", p, norm);
+        }
+    }
+  return NULL;
+}
+
+/* Relative cgroups of a class that exist now; missing ones are listed in `missing`. */
+static GPtrArray *
+class_targets (MaThrottle *self, ThrottleClass *klass, JsonArray *missing)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; klass->cgroups[i] != NULL; i++)
+    {
+      g_autofree char *rel = normalize_rel (klass->cgroups[i]);
+      g_autofree char *abs = g_build_filename (self->root, rel, NULL);
+      if (g_file_test (abs, G_FILE_TEST_IS_DIR))
+        g_ptr_array_add (out, g_steal_pointer (&rel));
+      else if (missing != NULL)
+        json_array_add_string_element (missing, klass->cgroups[i]);
+    }
+  for (guint i = 0; klass->units[i] != NULL; i++)
+    {
+      g_autofree char *rel = unit_cgroup (self, klass->units[i]);
+      if (rel != NULL)
+        g_ptr_array_add (out, normalize_rel (rel));
+      else if (missing != NULL)
+        json_array_add_string_element (missing, klass->units[i]);
+    }
+  return out;
+}
+
+/* ---- applying and releasing ---- */
+
+static void release_active (MaThrottle *self, ActiveThrottle *a, const char *reason);
+
+static gboolean
+on_lease_expired (gpointer user_data)
+{
+  ActiveThrottle *a = user_data;
+
+  a->lease_id = 0;
+  g_message ("throttle lease of class %s expired", a->klass);
+  release_active (a->owner, a, "lease-expired");
+  return G_SOURCE_REMOVE;
+}
+
+static void
+arm_lease (ActiveThrottle *a, gint64 lease_seconds)
+{
+  if (a->lease_id != 0)
+    g_source_remove (a->lease_id);
+  a->expires_at = g_get_real_time () + lease_seconds * G_USEC_PER_SEC;
+  a->lease_id = g_timeout_add_seconds ((guint) lease_seconds, on_lease_expired, a);
+}
+
+/* Undo, drop from the table, rewrite the journal, emit UNTHROTTLED. */
+static void
+release_active (MaThrottle *self, ActiveThrottle *a, const char *reason)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GString) failures = g_string_new (NULL);
+  g_autofree char *klass = g_strdup (a->klass);
+
+  changes_restore (a->changes, failures);
+  emit_unthrottled (self, a->klass, a->operation, reason, a->changes);
+  if (failures->len > 0)
+    g_warning ("class %s: %s", klass, failures->str);
+  g_hash_table_remove (self->active, klass);
+  if (!journal_save (self, &error))
+    g_warning ("cannot rewrite the throttle journal: %s", error->message);
+}
+
+static ActiveThrottle *
+throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, const char *operation,
+                gboolean *renewed, JsonArray *missing, GError **error)
+{
+  g_autoptr(GPtrArray) targets = NULL;
+  g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+  g_autofree char *value = ma_throttle_policy_value (&klass->policy);
+  const char *file = ma_throttle_policy_file (&klass->policy);
+  ActiveThrottle *a = g_hash_table_lookup (self->active, klass->name);
+  GHashTableIter iter;
+  gpointer other;
+
+  if (a != NULL)
+    {
+      *renewed = TRUE;
+      g_free (a->operation);
+      a->operation = g_strdup (operation);
+      arm_lease (a, lease_seconds);
+      if (!journal_save (self, error))
+        return NULL;
+      return a;
+    }
+  *renewed = FALSE;
+  targets = class_targets (self, klass, missing);
+  if (targets->len == 0)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_NOT_FOUND,
+                   "class %s: none of its cgroups or units exists now", klass->name);
+      return NULL;
+    }
+  for (guint i = 0; i < targets->len; i++)
+    {
+      const char *rel = targets->pdata[i];
+      g_autofree char *why = protected_reason (self, rel);
+      g_autofree char *abs = g_build_filename (self->root, rel, NULL);
+      g_autofree char *previous = NULL;
+      g_autoptr(GError) local = NULL;
+      ThrottleChange *c;
+
+      if (why != NULL)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_PERMISSION, "class %s: cgroup %s is not "
+                       "touched: %s", klass->name, rel, why);
+          return NULL;
+        }
+      /* one owner per cgroup: two classes must not stack on one file */
+      g_hash_table_iter_init (&iter, self->active);
+      while (g_hash_table_iter_next (&iter, NULL, &other))
+        {
+          ActiveThrottle *oa = other;
+          for (guint j = 0; j < oa->changes->len; j++)
+            {
+              ThrottleChange *oc = oa->changes->pdata[j];
+              if (g_str_equal (oc->path, abs) && g_str_equal (oc->file, file))
+                {
+                  g_set_error (error, MA_ERROR, MA_ERROR_BUSY,
+                               "class %s: cgroup %s is already throttled by class %s",
+                               klass->name, rel, oa->klass);
+                  return NULL;
+                }
+            }
+        }
+      previous = cgroup_read (abs, file, &local);
+      if (previous == NULL)
+        {
+          if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+            g_set_error (error, MA_ERROR, MA_ERROR_UNSUPPORTED,
+                         "class %s: cgroup %s has no %s (%s)", klass->name, rel, file,
+                         klass->policy.kind == MA_THROTTLE_POLICY_CPU_MAX
+                           ? "the cpu controller is not enabled in its parent's "
+                             "cgroup.subtree_control"
+                           : "not a cgroup v2 non-root cgroup");
+          else
+            g_set_error (error, MA_ERROR, MA_ERROR_GENERIC, "class %s: %s", klass->name,
+                         local->message);
+          return NULL;
+        }
+      if (strlen (previous) > THROTTLE_VALUE_MAX)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_GENERIC, "class %s: %s/%s is unexpectedly long",
+                       klass->name, rel, file);
+          return NULL;
+        }
+      c = g_new0 (ThrottleChange, 1);
+      c->path = g_steal_pointer (&abs);
+      c->file = g_strdup (file);
+      c->previous = g_steal_pointer (&previous);
+      c->applied = g_strdup (value);
+      g_ptr_array_add (changes, c);
+    }
+
+  /* journal first, so a crash in the middle is undone at the next start */
+  a = g_new0 (ActiveThrottle, 1);
+  a->owner = self;
+  a->klass = g_strdup (klass->name);
+  a->policy = ma_throttle_policy_to_string (&klass->policy);
+  a->operation = g_strdup (operation);
+  a->changes = g_steal_pointer (&changes);
+  g_hash_table_insert (self->active, g_strdup (klass->name), a);
+  if (!journal_save (self, error))
+    {
+      g_hash_table_remove (self->active, klass->name);
+      g_prefix_error (error, "not throttled: cannot write the journal: ");
+      return NULL;
+    }
+  for (guint i = 0; i < a->changes->len; i++)
+    {
+      ThrottleChange *c = a->changes->pdata[i];
+      if (!cgroup_write (c->path, c->file, c->applied, error))
+        {
+          g_autoptr(GError) local = NULL;
+          /* all or nothing: undo what was applied */
+          g_ptr_array_set_size (a->changes, i + 1);
+          changes_restore (a->changes, NULL);
+          g_hash_table_remove (self->active, klass->name);
+          if (!journal_save (self, &local))
+            g_warning ("cannot rewrite the throttle journal: %s", local->message);
+          g_prefix_error (error, "class %s: ", klass->name);
+          return NULL;
+        }
+    }
+  arm_lease (a, lease_seconds);
+  {
+    JsonObject *data = json_node_get_object (active_to_json (a));
+    JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+    json_node_take_object (node, json_object_ref (data));
+    ma_agent_emit_event (self->agent, "THROTTLED", node);
+    json_object_unref (data);
+  }
+  g_message ("throttled class %s (%s) on %u cgroups for %" G_GINT64_FORMAT " s", a->klass,
+             a->policy, a->changes->len, lease_seconds);
+  return a;
+}
+
+void
+ma_throttle_release_all (MaThrottle *self, const char *reason)
+{
+  g_autoptr(GList) values = NULL;
+
+  if (self == NULL)
+    return;
+  values = g_hash_table_get_values (self->active);
+  for (GList *l = values; l != NULL; l = l->next)
+    release_active (self, l->data, reason);
+}
+
+guint
+ma_throttle_active_count (MaThrottle *self)
+{
+  return self != NULL ? g_hash_table_size (self->active) : 0;
+}
+
+MaThrottle *
+ma_throttle_new (MaAgent *agent, GError **error)
+{
+  g_autoptr(MaThrottle) self = g_new0 (MaThrottle, 1);
+
+  self->agent = agent;
+  self->classes = g_ptr_array_new_with_free_func ((GDestroyNotify) class_free);
+  self->active = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify) active_free);
+  self->root = ma_throttle_find_cgroup_root (ma_agent_get_config (agent));
+  self->journal_path = g_build_filename (ma_agent_get_state_dir (agent), MA_THROTTLE_JOURNAL,
+                                         NULL);
+  /* the journal is replayed even when the configuration is now invalid */
+  journal_replay (self);
+  if (!load_config (self, ma_agent_get_config (agent), error))
+    return NULL;
+  return g_steal_pointer (&self);
+}
+
+void
+ma_throttle_free (MaThrottle *self)
+{
+  if (self == NULL)
+    return;
+  g_hash_table_unref (self->active);
+  g_ptr_array_unref (self->classes);
+  g_strfreev (self->protected_units);
+  g_free (self->root);
+  g_free (self->journal_path);
+  g_clear_error (&self->config_error);
+  g_free (self);
+}
+
+/* ---- commands ---- */
+
+typedef struct
+{
+  MaThrottle *self;
+  MaCall *call;
+  gint64 lease;
+  char *operation;
+  guint top;
+} AutoCall;
+
+static void
+auto_call_free (AutoCall *ac)
+{
+  ma_call_unref (ac->call);
+  g_free (ac->operation);
+  g_free (ac);
+}
+
+static gboolean
+get_lease (MaThrottle *self, JsonObject *args, gint64 *lease, GError **error)
+{
+  *lease = self->default_lease;
+  if (!ma_json_get_int (args, "lease_seconds", lease, error))
+    return FALSE;
+  if (*lease < 1 || *lease > MA_THROTTLE_MAX_LEASE_SECONDS)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "Parameter 'lease_seconds' must be from 1 to %d", MA_THROTTLE_MAX_LEASE_SECONDS);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static JsonObject *
+class_report (ActiveThrottle *a, gboolean renewed, JsonArray *missing)
+{
+  JsonNode *node = active_to_json (a);
+  JsonObject *o = json_object_ref (json_node_get_object (node));
+
+  json_node_unref (node);
+  json_object_set_boolean_member (o, "renewed", renewed);
+  if (missing != NULL && json_array_get_length (missing) > 0)
+    json_object_set_array_member (o, "missing", json_array_ref (missing));
+  return o;
+}
+
+/* The classes whose cgroups contain this process's cgroup. */
+static ThrottleClass *
+class_of_cgroup (MaThrottle *self, const char *cgroup)
+{
+  g_autofree char *rel = normalize_rel (cgroup);
+
+  for (guint i = 0; i < self->classes->len; i++)
+    {
+      ThrottleClass *klass = self->classes->pdata[i];
+      g_autoptr(GPtrArray) targets = class_targets (self, klass, NULL);
+      for (guint t = 0; t < targets->len; t++)
+        if (rel_contains (targets->pdata[t], rel))
+          return klass;
+    }
+  return NULL;
+}
+
+static void
+on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AutoCall *ac = user_data;
+  MaThrottle *self = ac->self;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(MaDirtySample) sample = ma_dirty_sample_finish (result, &error);
+  g_autoptr(GHashTable) done = g_hash_table_new (g_str_hash, g_str_equal);
+  JsonObject *ret;
+  JsonArray *throttled, *skipped, *errors;
+
+  if (sample == NULL)
+    {
+      ma_call_return_error (ac->call, g_steal_pointer (&error));
+      auto_call_free (ac);
+      return;
+    }
+  ret = json_object_new ();
+  throttled = json_array_new ();
+  skipped = json_array_new ();
+  errors = json_array_new ();
+  for (guint i = 0; i < sample->processes->len && i < ac->top; i++)
+    {
+      MaDirtyProcess *p = sample->processes->pdata[i];
+      ThrottleClass *klass = p->cgroup != NULL ? class_of_cgroup (self, p->cgroup) : NULL;
+      g_autoptr(GError) local = NULL;
+      g_autoptr(JsonArray) missing = json_array_new ();
+      ActiveThrottle *a;
+      gboolean renewed = FALSE;
+
+      if (p->dirty_bytes == 0)
+        break;
+      if (klass == NULL)
+        {
+          JsonObject *s = json_object_new ();
+          g_autofree char *comm = ma_json_safe_string (p->comm, -1, NULL);
+          json_object_set_int_member (s, "pid", p->pid);
+          json_object_set_string_member (s, "comm", comm);
+          json_object_set_double_member (s, "dirty-mib-per-s", p->dirty_mib_per_s);
+          json_object_set_string_member (s, "reason", "not in a throttle class");
+          json_array_add_object_element (skipped, s);
+          continue;
+        }
+      if (g_hash_table_contains (done, klass->name))
+        continue;
+      g_hash_table_add (done, klass->name);
+      a = throttle_class (self, klass, ac->lease, ac->operation, &renewed, missing, &local);
+      if (a == NULL)
+        {
+          JsonObject *e = json_object_new ();
+          json_object_set_string_member (e, "class", klass->name);
+          json_object_set_string_member (e, "error", local->message);
+          json_array_add_object_element (errors, e);
+          continue;
+        }
+      json_array_add_object_element (throttled, class_report (a, renewed, missing));
+    }
+  json_object_set_array_member (ret, "throttled", throttled);
+  json_object_set_array_member (ret, "skipped", skipped);
+  json_object_set_array_member (ret, "errors", errors);
+  json_object_set_member (ret, "dirty-rate", ma_dirty_sample_to_json (sample, ac->top));
+  if (ac->operation != NULL)
+    ma_agent_set_last_operation (self->agent, "throttle", ac->operation,
+                                 json_array_get_length (throttled) > 0 ? "throttled" : "none");
+  ma_call_return (ac->call, ma_json_new_object_node (ret));
+  auto_call_free (ac);
+}
+
+static void
+cmd_throttle (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "class", "lease_seconds", "operation", "seconds", "top",
+                                         NULL };
+  MaThrottle *self = *(MaThrottle **) user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  const char *name = NULL, *operation = NULL;
+  gint64 lease = 0, top = MA_THROTTLE_AUTO_DEFAULT_TOP;
+  double seconds = MA_DIRTY_DEFAULT_SECONDS;
+  g_autoptr(JsonArray) missing = json_array_new ();
+  ThrottleClass *klass;
+  ActiveThrottle *a;
+  gboolean renewed = FALSE;
+  JsonObject *ret;
+  JsonArray *throttled;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (self == NULL)
+    {
+      ma_call_return_new_error (call, MA_ERROR_UNSUPPORTED,
+                                "throttling is unavailable: the [throttle] configuration is "
+                                "invalid (see the agent log)");
+      return;
+    }
+  if (!ma_json_require_string (args, "class", &name, &error)
+      || !ma_json_get_string (args, "operation", &operation, &error)
+      || !ma_json_get_double (args, "seconds", &seconds, &error)
+      || !ma_json_get_int (args, "top", &top, &error) || !get_lease (self, args, &lease, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (g_str_equal (name, "auto"))
+    {
+      AutoCall *ac;
+
+      if (!(seconds >= MA_DIRTY_MIN_SECONDS && seconds <= MA_DIRTY_MAX_SECONDS)
+          || top < 1 || top > MA_DIRTY_MAX_TOP)
+        {
+          ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
+                                    "Parameters 'seconds' (%.1f to %.0f) and 'top' (1 to %d) "
+                                    "are out of range", MA_DIRTY_MIN_SECONDS,
+                                    MA_DIRTY_MAX_SECONDS, MA_DIRTY_MAX_TOP);
+          return;
+        }
+      ac = g_new0 (AutoCall, 1);
+      ac->self = self;
+      ac->call = ma_call_ref (call);
+      ac->lease = lease;
+      ac->operation = g_strdup (operation);
+      ac->top = (guint) top;
+      ma_dirty_sample_async (seconds, NULL, on_auto_sampled, ac);
+      return;
+    }
+  klass = find_class (self, name);
+  if (klass == NULL)
+    {
+      ma_call_return_new_error (call, MA_ERROR_NOT_FOUND,
+                                "no throttle class '%s' is configured ([throttle:%s])", name,
+                                name);
+      return;
+    }
+  a = throttle_class (self, klass, lease, operation, &renewed, missing, &error);
+  if (a == NULL)
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (operation != NULL)
+    ma_agent_set_last_operation (self->agent, "throttle", operation, "throttled");
+  ret = json_object_new ();
+  throttled = json_array_new ();
+  json_array_add_object_element (throttled, class_report (a, renewed, missing));
+  json_object_set_array_member (ret, "throttled", throttled);
+  ma_call_return (call, ma_json_new_object_node (ret));
+}
+
+static void
+cmd_unthrottle (MaCall *call, gpointer user_data)
+{
+  static const char *const allowed[] = { "class", "operation", NULL };
+  MaThrottle *self = *(MaThrottle **) user_data;
+  JsonObject *args = ma_call_get_arguments (call);
+  GError *error = NULL;
+  const char *name = NULL, *operation = NULL;
+  JsonArray *released;
+  JsonObject *ret;
+  g_autoptr(GList) values = NULL;
+
+  if (!ma_call_check_arguments (call, allowed))
+    return;
+  if (self == NULL)
+    {
+      ma_call_return_new_error (call, MA_ERROR_UNSUPPORTED,
+                                "throttling is unavailable: the [throttle] configuration is "
+                                "invalid (see the agent log)");
+      return;
+    }
+  if (!ma_json_get_string (args, "class", &name, &error)
+      || !ma_json_get_string (args, "operation", &operation, &error))
+    {
+      ma_call_return_error (call, error);
+      return;
+    }
+  if (name != NULL && !g_str_equal (name, "all") && find_class (self, name) == NULL)
+    {
+      ma_call_return_new_error (call, MA_ERROR_NOT_FOUND, "no throttle class '%s' is configured",
+                                name);
+      return;
+    }
+  released = json_array_new ();
+  values = g_hash_table_get_values (self->active);
+  for (GList *l = values; l != NULL; l = l->next)
+    {
+      ActiveThrottle *a = l->data;
+      JsonNode *report;
+
+      if (name != NULL && !g_str_equal (name, "all") && !g_str_equal (a->klass, name))
+        continue;
+      report = active_to_json (a);
+      json_object_remove_member (json_node_get_object (report), "lease-seconds-left");
+      json_array_add_element (released, report);
+      release_active (self, a, "unthrottle");
+    }
+  if (operation != NULL)
+    ma_agent_set_last_operation (self->agent, "unthrottle", operation, "released");
+  ret = json_object_new ();
+  json_object_set_array_member (ret, "released", released);
+  json_object_set_int_member (ret, "still-throttled", g_hash_table_size (self->active));
+  ma_call_return (call, ma_json_new_object_node (ret));
+}
+
+static void
+on_agent_shutdown (MaAgent *agent, gpointer user_data)
+{
+  MaThrottle **slot = user_data;
+
+  /* a stopping agent leaves nothing throttled behind */
+  ma_throttle_release_all (*slot, "agent-stopping");
+}
+
+MaThrottle *
+ma_convergence_register (MaAgent *agent)
+{
+  MaCommands *commands = ma_agent_get_commands (agent);
+  /* lives as long as the process: the commands and the shutdown hook point at it */
+  MaThrottle **slot = g_new0 (MaThrottle *, 1);
+  g_autoptr(GError) error = NULL;
+
+  ma_dirtyrate_register (agent);
+  *slot = ma_throttle_new (agent, &error);
+  if (*slot == NULL)
+    g_warning ("throttling disabled: %s", error->message);
+  ma_commands_add (commands, "throttle", cmd_throttle, slot,
+                   "slow a configured class (or 'auto': the top writers' classes) for a lease");
+  ma_commands_add (commands, "unthrottle", cmd_unthrottle, slot,
+                   "undo throttles exactly (one class or all)");
+  ma_agent_add_shutdown_func (agent, on_agent_shutdown, slot);
+  ma_agent_add_capability (agent, "throttle");
+  return *slot;
+}
