@@ -1,0 +1,717 @@
+/* test-quiesce.c — the quiesce engine against the real daemon with real shell plugins written
+ * into a temporary plugin directory: order, parallelism, rollback, deadlines, leases, sessions,
+ * restart replay, shutdown, refusal of insecure files, the scrubbed environment, bounded output. */
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "daemon-fixture.h"
+#include "error.h"
+#include "json.h"
+
+#define WAIT_MS 15000
+
+typedef struct
+{
+  MaTestDaemon *daemon;
+  char *plugins; /* the plugin directory */
+  char *log;     /* every test plugin appends "NAME PHASE" here */
+  MaClient *client;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  g_autofree char *config = NULL;
+
+  f->daemon = ma_test_daemon_new (NULL);
+  f->plugins = g_build_filename (f->daemon->dir, "plugins", NULL);
+  f->log = g_build_filename (f->daemon->dir, "plugin.log", NULL);
+  g_assert_cmpint (g_mkdir (f->plugins, 0755), ==, 0);
+  /* the temporary directory itself must not be writable by others for the test to mean much */
+  g_assert_cmpint (chmod (f->daemon->dir, 0755), ==, 0);
+  config = g_strdup_printf ("[plugins]\ndirs=%s\n", f->plugins);
+  g_assert_true (g_file_set_contents (f->daemon->config, config, -1, NULL));
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_clear_pointer (&f->client, ma_client_free);
+  if (g_test_failed () && f->daemon != NULL)
+    ma_test_daemon_dump_log (f->daemon);
+  g_clear_pointer (&f->daemon, ma_test_daemon_free);
+  g_free (f->plugins);
+  g_free (f->log);
+}
+
+static void
+start (Fixture *f)
+{
+  ma_test_daemon_start (f->daemon, NULL);
+  g_clear_pointer (&f->client, ma_client_free);
+  f->client = ma_test_daemon_connect (f->daemon);
+}
+
+/* NAME.sh (mode 0755) running `body` with LOG and DIR set, and NAME.plugin with Exec=NAME.sh. */
+static void
+write_plugin (Fixture *f, const char *name, const char *manifest_extra, const char *body)
+{
+  g_autofree char *script_path = g_strdup_printf ("%s/%s.sh", f->plugins, name);
+  g_autofree char *manifest_path = g_strdup_printf ("%s/%s.plugin", f->plugins, name);
+  g_autofree char *script = g_strdup_printf ("#!/bin/sh\nLOG='%s'\nDIR='%s'\n%s\n", f->log,
+                                             f->daemon->dir, body);
+  g_autofree char *manifest = g_strdup_printf ("[Plugin]\nName=%s\nExec=%s.sh\n%s\n", name, name,
+                                               manifest_extra ? manifest_extra : "");
+
+  g_assert_true (g_file_set_contents (script_path, script, -1, NULL));
+  g_assert_cmpint (chmod (script_path, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (manifest_path, manifest, -1, NULL));
+  g_assert_cmpint (chmod (manifest_path, 0644), ==, 0);
+}
+
+/* A plugin that logs each phase and succeeds. */
+static void
+write_logging_plugin (Fixture *f, const char *name, const char *manifest_extra)
+{
+  write_plugin (f, name, manifest_extra, "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+}
+
+static char *
+read_log (Fixture *f)
+{
+  char *text = NULL;
+
+  if (!g_file_get_contents (f->log, &text, NULL, NULL))
+    return g_strdup ("");
+  return text;
+}
+
+static void
+assert_log (Fixture *f, const char *expected)
+{
+  g_autofree char *text = read_log (f);
+
+  g_assert_cmpstr (text, ==, expected);
+}
+
+/* Wait until the log contains needle. */
+static void
+wait_log (Fixture *f, const char *needle)
+{
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *text = read_log (f);
+      if (strstr (text, needle) != NULL)
+        return;
+      g_usleep (10 * 1000);
+    }
+  {
+    g_autofree char *text = read_log (f);
+    g_error ("plugin log never showed '%s'; it holds:\n%s", needle, text);
+  }
+}
+
+static GError *
+execute_error (Fixture *f, const char *command, const char *args_json)
+{
+  g_autoptr(JsonNode) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  GError *error = NULL;
+
+  if (args_json != NULL)
+    args = ma_json_parse (args_json, strlen (args_json), NULL);
+  ret = ma_client_execute (f->client, command, args ? json_node_get_object (args) : NULL, &error);
+  g_assert_null (ret);
+  g_assert_nonnull (error);
+  return error;
+}
+
+static const char *
+string_of (JsonNode *node, const char *member)
+{
+  const char *value = NULL;
+
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (node));
+  g_assert_true (ma_json_get_string (json_node_get_object (node), member, &value, NULL));
+  g_assert_nonnull (value);
+  return value;
+}
+
+static char *
+lifecycle_state (Fixture *f)
+{
+  g_autoptr(JsonNode) status = ma_test_execute (f->client, "status", NULL);
+
+  return g_strdup (string_of (status, "state"));
+}
+
+/* The next event with this name, skipping others. */
+static JsonNode *
+wait_event (Fixture *f, const char *name)
+{
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(JsonNode) event = ma_client_next_event (f->client, 500, &error);
+      g_assert_no_error (error);
+      if (event != NULL && g_strcmp0 (string_of (event, "event"), name) == 0)
+        return g_steal_pointer (&event);
+    }
+  g_error ("no %s event within %d ms", name, WAIT_MS);
+  return NULL;
+}
+
+static JsonObject *
+find_plugin (JsonNode *plugins_ret, const char *name)
+{
+  JsonArray *list = NULL;
+
+  g_assert_true (ma_json_get_array (json_node_get_object (plugins_ret), "plugins", &list, NULL));
+  g_assert_nonnull (list);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    {
+      JsonObject *p = json_array_get_object_element (list, i);
+      const char *pname = NULL;
+      ma_json_get_string (p, "name", &pname, NULL);
+      if (g_strcmp0 (pname, name) == 0)
+        return p;
+    }
+  g_error ("plugin %s not listed", name);
+  return NULL;
+}
+
+static gboolean
+pid_alive (pid_t pid)
+{
+  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat = NULL;
+  const char *paren;
+
+  if (!g_file_get_contents (stat_path, &stat, NULL, NULL))
+    return FALSE;
+  paren = strrchr (stat, ')');
+  /* a zombie is dead; it only waits for its reaper */
+  return paren != NULL && paren[1] == ' ' && paren[2] != 'Z';
+}
+
+static void
+wait_pid_gone (pid_t pid)
+{
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      if (!pid_alive (pid))
+        return;
+      g_usleep (10 * 1000);
+    }
+  g_error ("process %d still alive", (int) pid);
+}
+
+static void
+wait_file_gone (const char *path)
+{
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      if (!g_file_test (path, G_FILE_TEST_EXISTS))
+        return;
+      g_usleep (10 * 1000);
+    }
+  g_error ("%s still exists", path);
+}
+
+/* ---- tests ---- */
+
+static void
+test_order (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) plugins = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autofree char *state = NULL;
+  JsonArray *order = NULL;
+
+  write_logging_plugin (f, "db", "Order=10");
+  write_logging_plugin (f, "app", "");
+  write_logging_plugin (f, "cache", "After=app");
+  start (f);
+
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_true (ma_json_get_array (json_node_get_object (plugins), "order", &order, NULL));
+  g_assert_cmpuint (json_array_get_length (order), ==, 3);
+  g_assert_cmpstr (json_array_get_string_element (order, 0), ==, "db");
+  g_assert_cmpstr (json_array_get_string_element (order, 1), ==, "app");
+  g_assert_cmpstr (json_array_get_string_element (order, 2), ==, "cache");
+
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-order\", \"lease_seconds\": 60}");
+  g_assert_cmpstr (string_of (q, "state"), ==, "quiesced");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "quiesced");
+  assert_log (f, "db quiesce\napp quiesce\ncache quiesce\n");
+  g_clear_pointer (&plugins, json_node_unref);
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_cmpstr (json_object_get_string_member (find_plugin (plugins, "cache"), "state"), ==,
+                   "quiesced");
+
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-order\"}");
+  assert_log (f, "db quiesce\napp quiesce\ncache quiesce\ncache thaw\napp thaw\ndb thaw\n");
+  g_free (state);
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "thawed");
+}
+
+/* Two independent plugins that each wait for the other to have started: only parallel
+ * execution lets both succeed (run one after the other, the first would time out). */
+static void
+test_parallel (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  const char *body =
+    "if [ \"$1\" = quiesce ]; then\n"
+    "  touch \"$DIR/started-$MA_PLUGIN\"\n"
+    "  i=0; while [ ! -e \"$DIR/started-$OTHER\" ]; do\n"
+    "    i=$((i+1)); [ $i -lt 500 ] || exit 1; sleep 0.01; done\n"
+    "fi\n"
+    "echo \"$MA_PLUGIN $1\" >> \"$LOG\"";
+  g_autofree char *left = g_strdup_printf ("OTHER=right\n%s", body);
+  g_autofree char *right = g_strdup_printf ("OTHER=left\n%s", body);
+
+  write_plugin (f, "left", "", left);
+  write_plugin (f, "right", "", right);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-par\"}");
+  g_assert_cmpstr (string_of (q, "state"), ==, "quiesced");
+  t = ma_test_execute (f->client, "thaw", NULL);
+}
+
+static void
+test_rollback (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autofree char *state = NULL;
+
+  write_logging_plugin (f, "first", "Order=10");
+  write_logging_plugin (f, "second", "Order=20");
+  write_plugin (f, "broken", "Order=30",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = quiesce ] || exit 0\n"
+                "echo 'cannot lock the tables' >&2\nexit 3");
+  write_logging_plugin (f, "never", "Order=40");
+  start (f);
+
+  error = execute_error (f, "quiesce", "{\"operation\": \"op-fail\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message, "plugin broken, phase quiesce"));
+  g_assert_nonnull (strstr (error->message, "exited with status 3: cannot lock the tables"));
+  g_assert_nonnull (strstr (error->message, "rolled back"));
+  /* the failed one is released too; the one after it never ran */
+  assert_log (f, "first quiesce\nsecond quiesce\nbroken quiesce\nbroken thaw\nsecond thaw\n"
+                 "first thaw\n");
+  event = wait_event (f, "PLUGIN_FAILED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "plugin"), ==, "broken");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+
+  /* idempotent: the same operation answers the same failure without running anything */
+  g_clear_error (&error);
+  error = execute_error (f, "quiesce", "{\"operation\": \"op-fail\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  assert_log (f, "first quiesce\nsecond quiesce\nbroken quiesce\nbroken thaw\nsecond thaw\n"
+                 "first thaw\n");
+}
+
+static void
+test_timeout (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *pid_path = g_build_filename (f->daemon->dir, "child.pid", NULL);
+  g_autofree char *pid_text = NULL;
+  guint64 child;
+  gint64 started;
+
+  write_logging_plugin (f, "quick", "Order=10");
+  /* ignores SIGTERM, with a child in its process group that would outlive it */
+  write_plugin (f, "hang", "Order=20\nQuiesceTimeout=0.5",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = quiesce ] || exit 0\n"
+                "trap '' TERM\n"
+                "sleep 300 &\necho $! > \"$DIR/child.pid\"\n"
+                "while :; do sleep 1; done");
+  start (f);
+  started = g_get_monotonic_time ();
+  error = execute_error (f, "quiesce", "{\"operation\": \"op-hang\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (error->message, "plugin hang, phase quiesce: timed out after 0.5 s"));
+  /* deadline plus the SIGTERM grace, not the plugin's 300 s */
+  g_assert_cmpint (g_get_monotonic_time () - started, <, 10 * G_USEC_PER_SEC);
+  assert_log (f, "quick quiesce\nhang quiesce\nhang thaw\nquick thaw\n");
+  g_assert_true (g_file_get_contents (pid_path, &pid_text, NULL, NULL));
+  g_assert_true (g_ascii_string_to_unsigned (g_strstrip (pid_text), 10, 1, G_MAXINT, &child, NULL));
+  wait_pid_gone ((pid_t) child);
+}
+
+static void
+test_lease_expiry (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autofree char *state = NULL;
+
+  write_logging_plugin (f, "db", "");
+  write_plugin (f, "sess", "Protocol=session",
+                "while read -r line; do\n"
+                "  case \"$line\" in\n"
+                "    *'\"quiesce\"'*) echo 'sess quiesce' >> \"$LOG\" ;;\n"
+                "    *'\"thaw\"'*) echo 'sess thaw' >> \"$LOG\" ;;\n"
+                "  esac\n"
+                "  echo '{\"status\": \"ok\"}'\n"
+                "done");
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-lease\", \"lease_seconds\": 1}");
+  event = wait_event (f, "QUIESCE_EXPIRED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "operation"), ==, "op-lease");
+  thawed = wait_event (f, "THAWED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (thawed), "data"),
+                              "reason"), ==, "lease expired");
+  wait_log (f, "db thaw");
+  wait_log (f, "sess thaw");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "expired");
+  /* a late thaw from the orchestrator is harmless */
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-lease\"}");
+}
+
+static void
+test_renew (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) r = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *state = NULL;
+  double expires = 0;
+
+  write_logging_plugin (f, "db", "");
+  start (f);
+  error = execute_error (f, "renew", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_NOT_FOUND);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-renew\", \"lease_seconds\": 2}");
+  r = ma_test_execute (f->client, "renew", "{\"operation\": \"op-renew\", \"lease_seconds\": 60}");
+  g_assert_true (ma_json_get_double (json_node_get_object (r), "expires_in", &expires, NULL));
+  g_assert_cmpfloat (expires, >, 50);
+  /* past the original lease: still quiesced */
+  g_usleep (3 * G_USEC_PER_SEC);
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "quiesced");
+  assert_log (f, "db quiesce\n");
+  t = ma_test_execute (f->client, "thaw", NULL);
+  assert_log (f, "db quiesce\ndb thaw\n");
+}
+
+static void
+test_idempotent (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q1 = NULL;
+  g_autoptr(JsonNode) q2 = NULL;
+  g_autoptr(JsonNode) t1 = NULL;
+  g_autoptr(JsonNode) t2 = NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(GError) over = NULL;
+  gboolean already = FALSE;
+
+  write_logging_plugin (f, "db", "");
+  start (f);
+  q1 = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-same\"}");
+  q2 = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-same\"}");
+  g_assert_true (ma_json_get_bool (json_node_get_object (q2), "already", &already, NULL));
+  g_assert_true (already);
+  busy = execute_error (f, "quiesce", "{\"operation\": \"op-other\"}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+  assert_log (f, "db quiesce\n");
+  t1 = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-same\"}");
+  t2 = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-same\"}");
+  already = FALSE;
+  g_assert_true (ma_json_get_bool (json_node_get_object (t2), "already", &already, NULL));
+  g_assert_true (already);
+  over = execute_error (f, "quiesce", "{\"operation\": \"op-same\"}");
+  g_assert_error (over, MA_ERROR, MA_ERROR_BUSY);
+  assert_log (f, "db quiesce\ndb thaw\n");
+}
+
+/* The session keeps a "lock" (a file) while quiesced and drops it at stdin EOF only. */
+static const char session_body[] =
+  "while read -r line; do\n"
+  "  case \"$line\" in\n"
+  "    *'\"quiesce\"'*) touch \"$DIR/held\"; echo progress; echo '{\"status\": \"ok\", \"detail\": \"held\"}' ;;\n"
+  "    *'\"thaw\"'*) rm -f \"$DIR/held\"; echo '{\"status\": \"ok\"}' ;;\n"
+  "    *) echo '{\"status\": \"ok\"}' ;;\n"
+  "  esac\n"
+  "done\n"
+  "rm -f \"$DIR/held\"";
+
+static void
+test_session_agent_killed (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+
+  write_plugin (f, "sess", "Protocol=session", session_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-sess\"}");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  ma_test_daemon_kill (f->daemon, SIGKILL);
+  /* no agent left to thaw: the plugin's stdin reached EOF and it released */
+  wait_file_gone (held);
+}
+
+static void
+test_session_thaw (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(JsonNode) c = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  gboolean ready = FALSE;
+
+  write_plugin (f, "sess", "Protocol=session", session_body);
+  start (f);
+  c = ma_test_execute (f->client, "check", NULL);
+  g_assert_true (ma_json_get_bool (json_node_get_object (c), "ready", &ready, NULL));
+  g_assert_true (ready);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-sess\"}");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_journal_replay (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *state = NULL;
+  gboolean replayed = FALSE;
+
+  write_logging_plugin (f, "first", "Order=10");
+  write_logging_plugin (f, "second", "Order=20");
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-crash\"}");
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  ma_test_daemon_kill (f->daemon, SIGKILL);
+  assert_log (f, "first quiesce\nsecond quiesce\n");
+
+  start (f);
+  wait_log (f, "first thaw");
+  assert_log (f, "first quiesce\nsecond quiesce\nsecond thaw\nfirst thaw\n");
+  event = wait_event (f, "THAWED");
+  g_assert_true (ma_json_get_bool (json_node_get_object (json_object_get_member (
+                                     json_node_get_object (event), "data")),
+                                   "replayed", &replayed, NULL));
+  g_assert_true (replayed);
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, !=, "quiesced");
+}
+
+static void
+test_sigterm_releases (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+
+  write_logging_plugin (f, "db", "");
+  write_plugin (f, "sess", "Protocol=session", session_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-term\"}");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  /* released before the agent exited, not by the EOF safety net afterwards */
+  assert_log (f, "db quiesce\ndb thaw\n");
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_insecure_refused (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) plugins = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autofree char *writable = g_build_filename (f->plugins, "writable.plugin", NULL);
+  g_autofree char *foreign = g_build_filename (f->plugins, "foreign.sh", NULL);
+  JsonObject *p;
+
+  write_logging_plugin (f, "good", "");
+  write_logging_plugin (f, "writable", "");
+  g_assert_cmpint (chmod (writable, 0666), ==, 0);
+  write_logging_plugin (f, "foreign", "");
+  if (geteuid () == 0)
+    g_assert_cmpint (chown (foreign, 65534, 65534), ==, 0);
+  else
+    g_assert_cmpint (chmod (foreign, 0775), ==, 0);
+  write_logging_plugin (f, "masked", "Enabled=false");
+  write_logging_plugin (f, "cyc1", "After=cyc2");
+  write_logging_plugin (f, "cyc2", "After=cyc1");
+  start (f);
+
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  p = find_plugin (plugins, "writable");
+  g_assert_cmpstr (json_object_get_string_member (p, "state"), ==, "refused");
+  g_assert_nonnull (strstr (json_object_get_string_member (p, "reason"), "writable by everyone"));
+  p = find_plugin (plugins, "foreign");
+  g_assert_cmpstr (json_object_get_string_member (p, "state"), ==, "refused");
+  g_assert_nonnull (strstr (json_object_get_string_member (p, "reason"), "Exec refused"));
+  p = find_plugin (plugins, "masked");
+  g_assert_cmpstr (json_object_get_string_member (p, "state"), ==, "masked");
+  p = find_plugin (plugins, "cyc1");
+  g_assert_cmpstr (json_object_get_string_member (p, "state"), ==, "refused");
+  g_assert_nonnull (strstr (json_object_get_string_member (p, "reason"), "ordering cycle"));
+  g_assert_cmpstr (json_object_get_string_member (find_plugin (plugins, "good"), "state"), ==,
+                   "ready");
+
+  q = ma_test_execute (f->client, "quiesce", NULL);
+  g_assert_true (ma_client_execute (f->client, "thaw", NULL, NULL) != NULL);
+  assert_log (f, "good quiesce\ngood thaw\n");
+}
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(const char *const *) a, *(const char *const *) b);
+}
+
+static void
+test_environment (Fixture *f, gconstpointer data)
+{
+  g_autofree char *env_path = g_build_filename (f->daemon->dir, "plugin.env", NULL);
+  g_autofree char *dump_path = g_build_filename (f->daemon->dir, "env.dump", NULL);
+  g_autofree char *extra = g_strdup_printf ("EnvironmentFile=%s", env_path);
+  g_autofree char *dump = NULL;
+  g_autoptr(JsonNode) c = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *joined = NULL;
+  g_autofree char *plugin_state = g_build_filename (f->daemon->state_dir, "plugins", "envdump",
+                                                    NULL);
+
+  g_assert_true (g_file_set_contents (env_path, "# database\nDB_SOCKET=\"/run/db.sock\"\n", -1,
+                                      NULL));
+  g_assert_cmpint (chmod (env_path, 0600), ==, 0);
+  write_plugin (f, "envdump", extra, "env > \"$DIR/env.dump\"");
+  g_setenv ("MA_TEST_SECRET", "leak", TRUE); /* the agent inherits it; plugins must not */
+  start (f);
+  g_unsetenv ("MA_TEST_SECRET");
+  c = ma_test_execute (f->client, "check", NULL);
+  g_assert_true (g_file_get_contents (dump_path, &dump, NULL, NULL));
+  lines = g_strsplit (dump, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      /* the shell adds PWD, SHLVL and _ itself */
+      if (*lines[i] == '\0' || g_str_has_prefix (lines[i], "PWD=")
+          || g_str_has_prefix (lines[i], "SHLVL=") || g_str_has_prefix (lines[i], "_="))
+        continue;
+      g_ptr_array_add (names, g_strdup (lines[i]));
+    }
+  g_ptr_array_sort (names, compare_strings);
+  {
+    g_autofree char *expected = NULL;
+    g_ptr_array_add (names, NULL);
+    joined = g_strjoinv ("\n", (char **) names->pdata);
+    expected = g_strdup_printf ("DB_SOCKET=/run/db.sock\nLANG=C.UTF-8\nMA_DEADLINE_MS=30000\n"
+                                "MA_LEASE_SECONDS=60\nMA_OPERATION=check\nMA_PHASE=check\n"
+                                "MA_PLUGIN=envdump\nMA_STATE_DIR=%s\n"
+                                "PATH=/usr/sbin:/usr/bin:/sbin:/bin", plugin_state);
+    g_assert_cmpstr (joined, ==, expected);
+  }
+  g_assert_true (g_file_test (plugin_state, G_FILE_TEST_IS_DIR));
+}
+
+static void
+test_output_bounded (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autofree char *agent_log = NULL;
+  gsize len = 0;
+
+  /* 4 MiB on stdout and on stderr, in lines of 1 KiB, then a JSON detail */
+  write_plugin (f, "chatty", "",
+                "line=$(head -c 1023 /dev/zero | tr '\\0' x)\n"
+                "i=0; while [ $i -lt 4096 ]; do echo \"$line\"; echo \"$line\" >&2; i=$((i+1)); done\n"
+                "echo '{\"detail\": \"said a lot\"}'");
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", NULL);
+  {
+    JsonArray *results = NULL;
+    JsonObject *r;
+    g_assert_true (ma_json_get_array (json_node_get_object (q), "results", &results, NULL));
+    r = json_array_get_object_element (results, 0);
+    g_assert_cmpstr (json_object_get_string_member (r, "detail"), ==, "said a lot");
+  }
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_true (g_file_get_contents (f->daemon->log_path, &agent_log, &len, NULL));
+  /* 2 phases × 2 streams × 64 KiB plus log decoration, far below the 16 MiB written */
+  g_assert_cmpuint (len, <, 1024 * 1024);
+  g_assert_nonnull (strstr (agent_log, "bytes dropped"));
+}
+
+static void
+test_plugin_test (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *phases = NULL;
+  gboolean ok = FALSE;
+
+  write_logging_plugin (f, "db", "");
+  start (f);
+  ret = ma_test_execute (f->client, "plugin-test", "{\"name\": \"db\"}");
+  g_assert_true (ma_json_get_bool (json_node_get_object (ret), "ok", &ok, NULL));
+  g_assert_true (ok);
+  g_assert_true (ma_json_get_array (json_node_get_object (ret), "phases", &phases, NULL));
+  g_assert_cmpuint (json_array_get_length (phases), ==, 4);
+  assert_log (f, "db check\ndb quiesce\ndb thaw\ndb validate\n");
+  error = execute_error (f, "plugin-test", "{\"name\": \"nope\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_NOT_FOUND);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+#define ADD(path, func) \
+  g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+  ADD ("/quiesce/order", test_order);
+  ADD ("/quiesce/parallel", test_parallel);
+  ADD ("/quiesce/rollback", test_rollback);
+  ADD ("/quiesce/timeout-kills-group", test_timeout);
+  ADD ("/quiesce/lease-expiry", test_lease_expiry);
+  ADD ("/quiesce/renew", test_renew);
+  ADD ("/quiesce/idempotent", test_idempotent);
+  ADD ("/quiesce/session-thaw", test_session_thaw);
+  ADD ("/quiesce/session-agent-killed", test_session_agent_killed);
+  ADD ("/quiesce/journal-replay", test_journal_replay);
+  ADD ("/quiesce/sigterm-releases", test_sigterm_releases);
+  ADD ("/quiesce/insecure-refused", test_insecure_refused);
+  ADD ("/quiesce/environment", test_environment);
+  ADD ("/quiesce/output-bounded", test_output_bounded);
+  ADD ("/quiesce/plugin-test", test_plugin_test);
+#undef ADD
+  return g_test_run ();
+}
