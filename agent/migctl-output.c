@@ -478,6 +478,144 @@ format_plugin_test (JsonNode *ret)
              : ma_out_paint ("red", "a phase failed"));
 }
 
+/* ---- convergence: dirty-rate, throttle, unthrottle ---- */
+
+static double
+double_member (JsonObject *obj, const char *member, double def)
+{
+  double value = def;
+
+  if (!ma_json_get_double (obj, member, &value, NULL))
+    return def;
+  return value;
+}
+
+static void
+print_dirty_table (JsonObject *obj)
+{
+  JsonArray *procs = NULL;
+  g_autoptr(MaTable) table = ma_table_new (6, "RANK", "PID", "COMM", "UNIT/CGROUP", "DIRTY MiB/s",
+                                           "RSS MiB");
+  const char *method = str_member (obj, "method", "?");
+
+  printf ("method: %s over %.1f s — %s\n",
+          ma_out_paint (g_strcmp0 (method, "soft-dirty") == 0 ? "green" : "yellow", method),
+          double_member (obj, "seconds", 0), str_member (obj, "method-note", ""));
+  if (ma_json_get_array (obj, "processes", &procs, NULL) && procs != NULL)
+    for (guint i = 0; i < json_array_get_length (procs); i++)
+      {
+        JsonObject *p = as_object (json_array_get_element (procs, i));
+        g_autofree char *rank = g_strdup_printf ("%u", i + 1);
+        g_autofree char *pid = NULL;
+        g_autofree char *rate = NULL;
+        g_autofree char *rss = NULL;
+        if (p == NULL)
+          continue;
+        pid = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (p, "pid", 0));
+        rate = g_strdup_printf ("%.2f", double_member (p, "dirty-mib-per-s", 0));
+        rss = g_strdup_printf ("%.1f", (double) int_member (p, "rss-bytes", 0) / (1024.0 * 1024.0));
+        ma_table_add (table, rank, pid, str_member (p, "comm", "?"),
+                      str_member (p, "unit", str_member (p, "cgroup", "")), rate, rss);
+      }
+  ma_table_print (table);
+  printf ("processes %.2f MiB/s + page cache %.2f MiB/s = guest %.2f MiB/s "
+          "(%" G_GINT64_FORMAT " processes, %" G_GINT64_FORMAT " kernel threads skipped, "
+          "cost %.1f ms)\n",
+          double_member (obj, "processes-mib-per-s", 0),
+          double_member (obj, "page-cache-mib-per-s", 0),
+          double_member (obj, "guest-total-mib-per-s", 0), int_member (obj, "scanned", 0),
+          int_member (obj, "kernel-threads-skipped", 0), double_member (obj, "cost-ms", 0));
+}
+
+static void
+format_dirty_rate (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+
+  if (obj != NULL)
+    print_dirty_table (obj);
+}
+
+static void
+print_throttle_classes (JsonArray *list, const char *verb)
+{
+  for (guint i = 0; list != NULL && i < json_array_get_length (list); i++)
+    {
+      JsonObject *c = as_object (json_array_get_element (list, i));
+      JsonArray *cgroups = NULL;
+      gboolean renewed = FALSE;
+      if (c == NULL)
+        continue;
+      ma_json_get_bool (c, "renewed", &renewed, NULL);
+      printf ("%s class %s (%s)", ma_out_paint ("bold", verb), str_member (c, "class", "?"),
+              str_member (c, "policy", "?"));
+      if (json_object_has_member (c, "lease-seconds-left"))
+        printf (", lease %" G_GINT64_FORMAT " s%s", int_member (c, "lease-seconds-left", 0),
+                renewed ? " (renewed)" : "");
+      printf ("\n");
+      if (ma_json_get_array (c, "cgroups", &cgroups, NULL) && cgroups != NULL)
+        for (guint j = 0; j < json_array_get_length (cgroups); j++)
+          {
+            JsonObject *g = as_object (json_array_get_element (cgroups, j));
+            if (g != NULL)
+              printf ("  %s  %s: '%s' -> '%s'\n", str_member (g, "cgroup", "?"),
+                      str_member (g, "file", "?"), str_member (g, "previous", ""),
+                      str_member (g, "applied", ""));
+          }
+    }
+}
+
+static void
+format_throttle (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *throttled = NULL, *skipped = NULL, *errors = NULL;
+  JsonObject *sample = NULL;
+
+  if (obj == NULL)
+    return;
+  if (ma_json_get_object (obj, "dirty-rate", &sample, NULL) && sample != NULL)
+    {
+      print_dirty_table (sample);
+      printf ("\n");
+    }
+  ma_json_get_array (obj, "throttled", &throttled, NULL);
+  print_throttle_classes (throttled, "throttled");
+  if (throttled == NULL || json_array_get_length (throttled) == 0)
+    printf ("%s\n", ma_out_paint ("yellow", "nothing throttled"));
+  if (ma_json_get_array (obj, "skipped", &skipped, NULL) && skipped != NULL)
+    for (guint i = 0; i < json_array_get_length (skipped); i++)
+      {
+        JsonObject *s = as_object (json_array_get_element (skipped, i));
+        if (s != NULL)
+          printf ("skipped pid %" G_GINT64_FORMAT " %s: %s\n", int_member (s, "pid", 0),
+                  str_member (s, "comm", "?"), str_member (s, "reason", ""));
+      }
+  if (ma_json_get_array (obj, "errors", &errors, NULL) && errors != NULL)
+    for (guint i = 0; i < json_array_get_length (errors); i++)
+      {
+        JsonObject *e = as_object (json_array_get_element (errors, i));
+        if (e != NULL)
+          printf ("%s class %s: %s\n", ma_out_paint ("red", "failed"), str_member (e, "class", "?"),
+                  str_member (e, "error", ""));
+      }
+}
+
+static void
+format_unthrottle (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *released = NULL;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_array (obj, "released", &released, NULL);
+  print_throttle_classes (released, "restored");
+  if (released == NULL || json_array_get_length (released) == 0)
+    printf ("nothing was throttled\n");
+  printf ("still throttled: %" G_GINT64_FORMAT " classes\n", int_member (obj, "still-throttled", 0));
+}
+
 static const struct
 {
   const char *command;
@@ -493,6 +631,9 @@ static const struct
   { "thaw", format_thaw },
   { "check", format_check },
   { "plugin-test", format_plugin_test },
+  { "dirty-rate", format_dirty_rate },
+  { "throttle", format_throttle },
+  { "unthrottle", format_unthrottle },
 };
 
 MaFormatter
