@@ -12,6 +12,7 @@
 #include <glib-unix.h>
 
 #include "agent.h"
+#include "blockers.h"
 #include "corecmds.h"
 #include "json.h"
 #include "quiesce.h"
@@ -127,6 +128,7 @@ main (int argc, char **argv)
       return EXIT_FAILURE;
     }
   ma_core_commands_register (agent);
+  ma_blockers_register (agent);
   ma_convergence_register (agent);
   ma_quiesce_register (agent);
   ma_resume_register (agent);

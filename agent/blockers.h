@@ -1,0 +1,25 @@
+/* blockers.h — the `blockers` command: what will make a filesystem freeze slow or fail
+ * (locks, writers, stuck tasks, unfreezable mounts, dirty data, qemu-ga) and the verdict. */
+#pragma once
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+
+#include "agent.h"
+
+G_BEGIN_DECLS
+
+/* Above this many seconds of estimated flush the verdict is at least "slow". */
+#define MA_BLOCKERS_SLOW_SYNC_SECONDS 1.0
+#define MA_QEMU_GA_PORT_NAME "org.qemu.guest_agent.0"
+#define MA_QEMU_GA_FROZEN_FILE "qga.state.isfrozen"
+
+/* Registers the command and the "blockers" capability. */
+void ma_blockers_register (MaAgent *agent);
+
+/* The whole report, blocking (run it in a worker thread). mountpoints: NULL for every
+ * freezable filesystem. */
+JsonNode *ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable,
+                               GError **error);
+
+G_END_DECLS

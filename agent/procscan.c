@@ -1,0 +1,840 @@
+/* procscan.c — one pass over /proc: every process's fds (open mode from lstat, target through
+ * statx only where needed), its tasks in D state (wchan, syscall, file) and who it is. */
+#include "procscan.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "paths.h"
+
+#define MA_PROC_SCAN_MAX_THREADS 4
+#define MA_PROC_SMALL_FILE_BYTES 4096
+#define MA_PROC_CMDLINE_MAX_BYTES 4096
+#define MA_PROC_DELETED_SUFFIX " (deleted)"
+
+/* ---- file keys ---- */
+
+guint
+ma_file_key_hash (gconstpointer key)
+{
+  const MaFileKey *k = key;
+
+  return (guint) (k->ino * 2654435761u) ^ k->devno ^ ((guint) k->pid << 7);
+}
+
+gboolean
+ma_file_key_equal (gconstpointer a, gconstpointer b)
+{
+  const MaFileKey *x = a, *y = b;
+
+  return x->ino == y->ino && x->devno == y->devno && x->pid == y->pid;
+}
+
+void
+ma_open_file_free (MaOpenFile *file)
+{
+  if (file == NULL)
+    return;
+  g_free (file->path);
+  ma_fdinfo_clear (&file->fdinfo);
+  g_free (file);
+}
+
+static void
+stuck_task_free (MaStuckTask *task)
+{
+  g_free (task->comm);
+  g_free (task->wchan);
+  ma_open_file_free (task->file);
+  g_free (task);
+}
+
+static void
+proc_info_free (MaProcInfo *info)
+{
+  g_free (info->comm);
+  g_free (info->cmdline);
+  g_free (info->cgroup);
+  g_free (info->unit);
+  g_free (info->mnt_ns);
+  g_free (info);
+}
+
+/* ---- system calls that work on a file descriptor ---- */
+
+typedef struct
+{
+  gint64 nr;
+  const char *name;
+  gint fd_arg; /* index of the fd argument, -1 when none */
+} SyscallInfo;
+
+static const SyscallInfo syscalls[] = {
+#if defined(__x86_64__)
+  { 0, "read", 0 },          { 1, "write", 0 },        { 2, "open", -1 },
+  { 3, "close", 0 },         { 4, "stat", -1 },        { 5, "fstat", 0 },
+  { 16, "ioctl", 0 },        { 17, "pread64", 0 },     { 18, "pwrite64", 0 },
+  { 19, "readv", 0 },        { 20, "writev", 0 },      { 40, "sendfile", 0 },
+  { 72, "fcntl", 0 },        { 73, "flock", 0 },       { 74, "fsync", 0 },
+  { 75, "fdatasync", 0 },    { 76, "truncate", -1 },   { 77, "ftruncate", 0 },
+  { 82, "rename", -1 },      { 83, "mkdir", -1 },      { 87, "unlink", -1 },
+  { 162, "sync", -1 },       { 217, "getdents64", 0 }, { 257, "openat", 0 },
+  { 277, "sync_file_range", 0 }, { 285, "fallocate", 0 }, { 295, "preadv", 0 },
+  { 296, "pwritev", 0 },     { 306, "syncfs", 0 },     { 326, "copy_file_range", 2 },
+  { 327, "preadv2", 0 },     { 328, "pwritev2", 0 },   { 332, "statx", 0 },
+  { 437, "openat2", 0 },
+#elif defined(__aarch64__)
+  { 25, "fcntl", 0 },        { 29, "ioctl", 0 },       { 32, "flock", 0 },
+  { 46, "ftruncate", 0 },    { 47, "fallocate", 0 },   { 56, "openat", 0 },
+  { 57, "close", 0 },        { 61, "getdents64", 0 },  { 63, "read", 0 },
+  { 64, "write", 0 },        { 65, "readv", 0 },       { 66, "writev", 0 },
+  { 67, "pread64", 0 },      { 68, "pwrite64", 0 },    { 69, "preadv", 0 },
+  { 70, "pwritev", 0 },      { 71, "sendfile", 0 },    { 80, "fstat", 0 },
+  { 81, "sync", -1 },        { 82, "fsync", 0 },       { 83, "fdatasync", 0 },
+  { 84, "sync_file_range", 0 }, { 267, "syncfs", 0 },  { 285, "copy_file_range", 2 },
+  { 291, "statx", 0 },
+#endif
+  { -1, NULL, -1 },
+};
+
+static const SyscallInfo *
+find_syscall (gint64 nr)
+{
+  for (guint i = 0; syscalls[i].name != NULL; i++)
+    if (syscalls[i].nr == nr)
+      return &syscalls[i];
+  return NULL;
+}
+
+const char *
+ma_syscall_name (gint64 nr)
+{
+  const SyscallInfo *info = find_syscall (nr);
+
+  return info != NULL ? info->name : NULL;
+}
+
+gint
+ma_syscall_fd_arg (gint64 nr)
+{
+  const SyscallInfo *info = find_syscall (nr);
+
+  return info != NULL ? info->fd_arg : -1;
+}
+
+/* ---- small readers relative to a directory fd ---- */
+
+/* Read a small /proc file whole; NULL with errno set when it cannot be read. */
+static char *
+read_at (int dirfd, const char *name, gsize max, gsize *len_out)
+{
+  int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  g_autofree char *buf = NULL;
+  gsize len = 0;
+
+  if (fd < 0)
+    return NULL;
+  buf = g_malloc (max + 1);
+  while (len < max)
+    {
+      ssize_t n = read (fd, buf + len, max - len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          int saved = errno;
+          close (fd);
+          errno = saved;
+          return NULL;
+        }
+      if (n == 0)
+        break;
+      len += (gsize) n;
+    }
+  close (fd);
+  buf[len] = '\0';
+  if (len_out != NULL)
+    *len_out = len;
+  return g_steal_pointer (&buf);
+}
+
+static char *
+readlink_at (int dirfd, const char *name)
+{
+  char buf[PATH_MAX + 64];
+  ssize_t n = readlinkat (dirfd, name, buf, sizeof buf);
+
+  if (n < 0 || (gsize) n >= sizeof buf)
+    return NULL;
+  return g_strndup (buf, (gsize) n);
+}
+
+static gboolean
+parse_pid (const char *name, gint *out)
+{
+  gint64 v = 0;
+
+  if (name[0] < '1' || name[0] > '9')
+    return FALSE;
+  for (const char *p = name; *p != '\0'; p++)
+    {
+      if (*p < '0' || *p > '9' || v > G_MAXINT / 10)
+        return FALSE;
+      v = v * 10 + (*p - '0');
+    }
+  *out = (gint) v;
+  return TRUE;
+}
+
+/* ---- mount namespaces other than ours ---- */
+
+static GHashTable *
+load_ns_mounts (int piddir)
+{
+  GHashTable *map = g_hash_table_new (NULL, NULL);
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  int fd = openat (piddir, "mountinfo", O_RDONLY | O_CLOEXEC);
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
+  char chunk[65536];
+  ssize_t n;
+
+  if (fd < 0)
+    return map;
+  while ((n = read (fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0)
+      g_byte_array_append (bytes, (guint8 *) chunk, (guint) n);
+  close (fd);
+  len = bytes->len;
+  g_byte_array_append (bytes, (guint8 *) "", 1);
+  text = (char *) g_byte_array_free (g_steal_pointer (&bytes), FALSE);
+  for (char *line = text; line < text + len;)
+    {
+      char *nl = strchr (line, '\n');
+      unsigned id, parent, maj, min;
+      if (nl != NULL)
+        *nl = '\0';
+      if (sscanf (line, "%u %u %u:%u", &id, &parent, &maj, &min) == 4)
+        g_hash_table_insert (map, GUINT_TO_POINTER (id), GUINT_TO_POINTER (makedev (maj, min)));
+      if (nl == NULL)
+        break;
+      line = nl + 1;
+    }
+  return map;
+}
+
+/* The superblock device behind a mount id: ours first, then the process's own namespace. */
+static guint32
+devno_for_mount (MaProcScan *self, int piddir, gint mnt_id, guint32 fallback)
+{
+  MaMount *m = ma_mount_table_lookup_id (self->mounts, mnt_id);
+  g_autofree char *ns = NULL;
+  GHashTable *map;
+  gpointer devno;
+
+  if (m != NULL)
+    return (guint32) makedev (m->major, m->minor);
+  ns = readlink_at (piddir, "ns/mnt");
+  if (ns == NULL || g_strcmp0 (ns, self->own_mnt_ns) == 0)
+    return fallback; /* an internal mount: pipes, sockets, anonymous inodes */
+  g_mutex_lock (&self->lock);
+  map = g_hash_table_lookup (self->ns_mounts, ns);
+  if (map == NULL)
+    {
+      map = load_ns_mounts (piddir);
+      g_hash_table_insert (self->ns_mounts, g_strdup (ns), map);
+    }
+  if (!g_hash_table_lookup_extended (map, GINT_TO_POINTER (mnt_id), NULL, &devno))
+    devno = GUINT_TO_POINTER (fallback);
+  g_mutex_unlock (&self->lock);
+  return GPOINTER_TO_UINT (devno);
+}
+
+/* statx through the fd link: the target's inode, mount and link count. */
+static gboolean
+stat_target (MaProcScan *self, int piddir, int fddir, const char *name, struct statx *stx)
+{
+  g_atomic_int_inc (&self->n_statx);
+  return statx (fddir, name, 0, STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, stx) == 0;
+}
+
+static MaOpenFile *
+open_file_new (MaProcScan *self, int piddir, int fddir, gint pid, gint fd, const char *name,
+               const struct statx *stx, gboolean writable)
+{
+  MaOpenFile *file = g_new0 (MaOpenFile, 1);
+  guint32 fallback = (guint32) makedev (stx->stx_dev_major, stx->stx_dev_minor);
+
+  file->pid = pid;
+  file->fd = fd;
+  file->ino = stx->stx_ino;
+  file->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (gint) stx->stx_mnt_id : -1;
+  file->devno = file->mnt_id >= 0 ? devno_for_mount (self, piddir, file->mnt_id, fallback)
+                                  : fallback;
+  file->writable = writable;
+  file->path = readlink_at (fddir, name);
+  file->deleted = stx->stx_nlink == 0 && S_ISREG (stx->stx_mode);
+  if (file->deleted && file->path != NULL && g_str_has_suffix (file->path, MA_PROC_DELETED_SUFFIX))
+    file->path[strlen (file->path) - strlen (MA_PROC_DELETED_SUFFIX)] = '\0';
+  return file;
+}
+
+/* ---- one process ---- */
+
+typedef struct
+{
+  GPtrArray *lock_files;
+  GPtrArray *orphan_files;
+  GPtrArray *writers;
+  GPtrArray *stuck;
+  GArray *qemu_ga_pids;
+  guint n_processes, n_tasks, n_fds, n_vanished;
+} ScanPart;
+
+static void
+scan_part_init (ScanPart *part)
+{
+  part->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  part->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  part->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  part->stuck = g_ptr_array_new_with_free_func ((GDestroyNotify) stuck_task_free);
+  part->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
+}
+
+/* Parse "TID (comm) S ... flags": state, comm and whether it is a kernel thread. */
+static gboolean
+parse_stat (const char *text, char *state, char **comm, gboolean *kthread)
+{
+  const char *open = strchr (text, '(');
+  const char *close = strrchr (text, ')');
+  guint64 flags = 0;
+  const char *p;
+
+  if (open == NULL || close == NULL || close < open || close[1] != ' ' || close[2] == '\0')
+    return FALSE;
+  *state = close[2];
+  *comm = g_strndup (open + 1, (gsize) (close - open - 1));
+  /* fields after the state: ppid pgrp session tty_nr tpgid flags */
+  p = close + 3;
+  for (guint field = 0; field < 5 && p != NULL; field++)
+    {
+      p = strchr (p + 1, ' ');
+    }
+  if (p != NULL)
+    flags = g_ascii_strtoull (p + 1, NULL, 10);
+  *kthread = (flags & 0x00200000) != 0; /* PF_KTHREAD */
+  return TRUE;
+}
+
+static void
+scan_stuck_task (MaProcScan *self, int piddir, int taskdir, gint pid, gint tid, char *comm,
+                 ScanPart *part)
+{
+  char tidname[16];
+  int tdir;
+  g_autofree char *syscall = NULL;
+  MaStuckTask *task;
+
+  g_snprintf (tidname, sizeof tidname, "%d", tid);
+  tdir = openat (taskdir, tidname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (tdir < 0)
+    {
+      g_free (comm);
+      return;
+    }
+  task = g_new0 (MaStuckTask, 1);
+  task->pid = pid;
+  task->tid = tid;
+  task->comm = comm;
+  task->syscall = -1;
+  task->wchan = read_at (tdir, "wchan", 256, NULL);
+  if (task->wchan != NULL && (task->wchan[0] == '\0' || g_strcmp0 (task->wchan, "0") == 0))
+    g_clear_pointer (&task->wchan, g_free);
+  syscall = read_at (tdir, "syscall", 512, NULL);
+  close (tdir);
+  if (syscall != NULL && g_ascii_isdigit (syscall[0]))
+    {
+      g_auto(GStrv) words = g_strsplit (g_strstrip (syscall), " ", -1);
+      gint fd_arg;
+
+      task->syscall = g_ascii_strtoll (words[0], NULL, 10);
+      task->syscall_name = ma_syscall_name (task->syscall);
+      fd_arg = ma_syscall_fd_arg (task->syscall);
+      if (fd_arg >= 0 && g_strv_length (words) > (guint) fd_arg + 1)
+        {
+          guint64 fd = g_ascii_strtoull (words[fd_arg + 1], NULL, 16);
+          if (fd <= G_MAXINT)
+            task->file = ma_proc_scan_stat_fd (self, pid, (gint) fd);
+        }
+    }
+  g_ptr_array_add (part->stuck, task);
+}
+
+static void
+scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
+{
+  int taskdir = openat (piddir, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir;
+  struct dirent *de;
+
+  if (taskdir < 0)
+    return;
+  dir = fdopendir (taskdir);
+  if (dir == NULL)
+    {
+      close (taskdir);
+      return;
+    }
+  while ((de = readdir (dir)) != NULL)
+    {
+      char path[48];
+      g_autofree char *stat = NULL;
+      char *comm = NULL;
+      char state = '?';
+      gboolean kthread = FALSE;
+      gint tid;
+
+      if (!parse_pid (de->d_name, &tid))
+        continue;
+      part->n_tasks++;
+      g_snprintf (path, sizeof path, "%d/stat", tid);
+      stat = read_at (taskdir, path, 1024, NULL);
+      if (stat == NULL || !parse_stat (stat, &state, &comm, &kthread))
+        continue;
+      if (tid == pid && g_strcmp0 (comm, "qemu-ga") == 0 && !kthread)
+        g_array_append_val (part->qemu_ga_pids, pid);
+      if (state == 'D' && !kthread)
+        scan_stuck_task (self, piddir, taskdir, pid, tid, g_steal_pointer (&comm), part);
+      g_free (comm);
+    }
+  closedir (dir);
+}
+
+static MaOpenFile *
+open_file_copy (const MaOpenFile *file)
+{
+  MaOpenFile *copy = g_new0 (MaOpenFile, 1);
+
+  *copy = *file;
+  copy->path = g_strdup (file->path);
+  copy->fdinfo.locks = NULL;
+  return copy;
+}
+
+static void
+scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
+{
+  int fddir = openat (piddir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
+  guint wanted_left = 0;
+  DIR *dir;
+  struct dirent *de;
+
+  if (fddir < 0)
+    return;
+  dir = fdopendir (fddir);
+  if (dir == NULL)
+    {
+      close (fddir);
+      return;
+    }
+  if (g_hash_table_size (self->wanted) > 0)
+    wanted_left = GPOINTER_TO_UINT (g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (pid)));
+  while ((de = readdir (dir)) != NULL)
+    {
+      struct stat st;
+      struct statx stx;
+      gboolean writable, is_lock = FALSE, is_writer = FALSE;
+      guint32 devno = 0;
+      gint fd;
+
+      if (de->d_name[0] < '0' || de->d_name[0] > '9')
+        continue;
+      fd = (gint) g_ascii_strtoll (de->d_name, NULL, 10);
+      /* the link's permission bits are the open mode: no access to the target filesystem */
+      if (fstatat (fddir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        continue; /* closed meanwhile */
+      part->n_fds++;
+      writable = (st.st_mode & S_IWUSR) != 0;
+      if (!writable && wanted_left == 0 && !want_orphans)
+        continue;
+      if (!stat_target (self, piddir, fddir, de->d_name, &stx))
+        continue;
+
+      if (wanted_left > 0 || (writable && S_ISREG (stx.stx_mode)))
+        {
+          guint32 fallback = (guint32) makedev (stx.stx_dev_major, stx.stx_dev_minor);
+          devno = (stx.stx_mask & STATX_MNT_ID)
+                    ? devno_for_mount (self, piddir, (gint) stx.stx_mnt_id, fallback)
+                    : fallback;
+        }
+      if (wanted_left > 0)
+        {
+          MaFileKey key = { stx.stx_ino, devno, pid };
+          is_lock = g_hash_table_contains (self->wanted, &key);
+          if (is_lock)
+            wanted_left--;
+        }
+      is_writer = writable && S_ISREG (stx.stx_mode)
+                  && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
+      if (is_lock || is_writer)
+        {
+          MaOpenFile *file = open_file_new (self, piddir, fddir, pid, fd, de->d_name, &stx,
+                                            writable);
+          if (is_lock && is_writer)
+            g_ptr_array_add (part->writers, open_file_copy (file));
+          g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
+        }
+      if (want_orphans)
+        {
+          MaFileKey key = { stx.stx_ino, 0, 0 };
+          if (g_hash_table_contains (self->orphan_inodes, &key))
+            {
+              g_autoptr(MaOpenFile) file = open_file_new (self, piddir, fddir, pid, fd, de->d_name,
+                                                          &stx, writable);
+              char name[48];
+              g_autofree char *text = NULL;
+              gsize len = 0;
+
+              g_snprintf (name, sizeof name, "fdinfo/%d", fd);
+              text = read_at (piddir, name, MA_PROC_SMALL_FILE_BYTES * 16, &len);
+              if (text != NULL && ma_fdinfo_parse (text, len, &file->fdinfo, NULL)
+                  && file->fdinfo.locks->len > 0)
+                g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
+            }
+        }
+    }
+  closedir (dir);
+}
+
+static void
+scan_process (MaProcScan *self, int procfd, gint pid, ScanPart *part)
+{
+  char name[16];
+  int piddir;
+
+  g_snprintf (name, sizeof name, "%d", pid);
+  piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (piddir < 0)
+    {
+      part->n_vanished++;
+      return;
+    }
+  part->n_processes++;
+  scan_tasks (self, piddir, pid, part);
+  scan_fds (self, piddir, pid, part);
+  close (piddir);
+}
+
+/* ---- the pass, spread over a few threads ---- */
+
+typedef struct
+{
+  MaProcScan *self;
+  int procfd;
+  GArray *pids;
+  gint next;
+  GCancellable *cancellable;
+} ScanShared;
+
+typedef struct
+{
+  ScanShared *shared;
+  ScanPart part;
+} ScanWorker;
+
+static gpointer
+scan_worker (gpointer data)
+{
+  ScanWorker *w = data;
+  ScanShared *s = w->shared;
+
+  for (;;)
+    {
+      gint i = g_atomic_int_add (&s->next, 1);
+      if ((guint) i >= s->pids->len || g_cancellable_is_cancelled (s->cancellable))
+        break;
+      scan_process (s->self, s->procfd, g_array_index (s->pids, gint, i), &w->part);
+    }
+  return NULL;
+}
+
+static void
+merge_part (MaProcScan *self, ScanPart *part)
+{
+  g_ptr_array_extend_and_steal (self->lock_files, part->lock_files);
+  g_ptr_array_extend_and_steal (self->orphan_files, part->orphan_files);
+  g_ptr_array_extend_and_steal (self->writers, part->writers);
+  g_ptr_array_extend_and_steal (self->stuck, part->stuck);
+  g_array_append_vals (self->qemu_ga_pids, part->qemu_ga_pids->data, part->qemu_ga_pids->len);
+  g_array_unref (part->qemu_ga_pids);
+  self->n_processes += part->n_processes;
+  self->n_tasks += part->n_tasks;
+  self->n_fds += part->n_fds;
+  self->n_vanished += part->n_vanished;
+}
+
+static gint
+compare_open_files (gconstpointer a, gconstpointer b)
+{
+  const MaOpenFile *x = *(MaOpenFile *const *) a, *y = *(MaOpenFile *const *) b;
+
+  return x->pid != y->pid ? (x->pid < y->pid ? -1 : 1) : (x->fd < y->fd ? -1 : x->fd > y->fd);
+}
+
+static gint
+compare_stuck (gconstpointer a, gconstpointer b)
+{
+  const MaStuckTask *x = *(MaStuckTask *const *) a, *y = *(MaStuckTask *const *) b;
+
+  return x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+MaProcScan *
+ma_proc_scan_new (MaMountTable *mounts)
+{
+  MaProcScan *self = g_new0 (MaProcScan, 1);
+
+  self->mounts = mounts;
+  self->wanted = g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL);
+  self->orphan_inodes = g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL);
+  self->selected_devs = g_hash_table_new (NULL, NULL);
+  self->wanted_pids = g_hash_table_new (NULL, NULL);
+  self->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  self->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  self->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  self->stuck = g_ptr_array_new_with_free_func ((GDestroyNotify) stuck_task_free);
+  self->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
+  self->proc_info = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) proc_info_free);
+  self->ns_mounts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify) g_hash_table_unref);
+  g_mutex_init (&self->lock);
+  return self;
+}
+
+void
+ma_proc_scan_free (MaProcScan *self)
+{
+  if (self == NULL)
+    return;
+  g_hash_table_unref (self->wanted);
+  g_hash_table_unref (self->orphan_inodes);
+  g_hash_table_unref (self->selected_devs);
+  g_hash_table_unref (self->wanted_pids);
+  g_ptr_array_unref (self->lock_files);
+  g_ptr_array_unref (self->orphan_files);
+  g_ptr_array_unref (self->writers);
+  g_ptr_array_unref (self->stuck);
+  g_array_unref (self->qemu_ga_pids);
+  g_hash_table_unref (self->proc_info);
+  g_hash_table_unref (self->ns_mounts);
+  g_mutex_clear (&self->lock);
+  g_free (self->own_mnt_ns);
+  g_free (self);
+}
+
+gboolean
+ma_proc_scan_run (MaProcScan *self, GCancellable *cancellable, GError **error)
+{
+  g_autoptr(GArray) pids = g_array_new (FALSE, FALSE, sizeof (gint));
+  g_autofree char *self_ns = ma_path_build (ma_path_procfs (), "self", "ns", "mnt", NULL);
+  gint64 started = g_get_monotonic_time ();
+  GHashTableIter iter;
+  gpointer key;
+  ScanShared shared = { 0 };
+  ScanWorker workers[MA_PROC_SCAN_MAX_THREADS];
+  GThread *threads[MA_PROC_SCAN_MAX_THREADS] = { NULL };
+  guint n_threads;
+  DIR *dir;
+  struct dirent *de;
+  int procfd;
+
+  self->own_mnt_ns = g_file_read_link (self_ns, NULL);
+  g_hash_table_remove_all (self->wanted_pids);
+  g_hash_table_iter_init (&iter, self->wanted);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      const MaFileKey *k = key;
+      gpointer n = g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (k->pid));
+      g_hash_table_insert (self->wanted_pids, GINT_TO_POINTER (k->pid),
+                           GUINT_TO_POINTER (GPOINTER_TO_UINT (n) + 1));
+    }
+
+  procfd = open (ma_path_procfs (), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_UNSUPPORTED, "cannot open %s: %s", ma_path_procfs (),
+                   g_strerror (errno));
+      return FALSE;
+    }
+  dir = fdopendir (dup (procfd));
+  if (dir == NULL)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_UNSUPPORTED, "cannot list %s: %s", ma_path_procfs (),
+                   g_strerror (errno));
+      close (procfd);
+      return FALSE;
+    }
+  while ((de = readdir (dir)) != NULL)
+    {
+      gint pid;
+      if (parse_pid (de->d_name, &pid))
+        g_array_append_val (pids, pid);
+    }
+  closedir (dir);
+
+  shared.self = self;
+  shared.procfd = procfd;
+  shared.pids = pids;
+  shared.cancellable = cancellable;
+  n_threads = CLAMP (g_get_num_processors (), 1, MA_PROC_SCAN_MAX_THREADS);
+  for (guint i = 0; i < n_threads; i++)
+    {
+      workers[i].shared = &shared;
+      scan_part_init (&workers[i].part);
+      if (i > 0)
+        threads[i] = g_thread_try_new ("procscan", scan_worker, &workers[i], NULL);
+    }
+  scan_worker (&workers[0]);
+  for (guint i = 0; i < n_threads; i++)
+    {
+      if (threads[i] != NULL)
+        g_thread_join (threads[i]);
+      else if (i > 0)
+        scan_worker (&workers[i]); /* no thread: do its share here */
+      merge_part (self, &workers[i].part);
+      g_ptr_array_unref (workers[i].part.lock_files);
+      g_ptr_array_unref (workers[i].part.orphan_files);
+      g_ptr_array_unref (workers[i].part.writers);
+      g_ptr_array_unref (workers[i].part.stuck);
+    }
+  close (procfd);
+  g_ptr_array_sort (self->lock_files, compare_open_files);
+  g_ptr_array_sort (self->orphan_files, compare_open_files);
+  g_ptr_array_sort (self->writers, compare_open_files);
+  g_ptr_array_sort (self->stuck, compare_stuck);
+  self->seconds = (double) (g_get_monotonic_time () - started) / G_USEC_PER_SEC;
+  return !g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
+/* ---- describing processes ---- */
+
+static char *
+unit_from_cgroup (const char *path)
+{
+  g_auto(GStrv) parts = g_strsplit (path, "/", -1);
+  guint n = g_strv_length (parts);
+
+  for (guint i = n; i-- > 0;)
+    if (g_str_has_suffix (parts[i], ".service") || g_str_has_suffix (parts[i], ".scope"))
+      return g_strdup (parts[i]);
+  return NULL;
+}
+
+MaProcInfo *
+ma_proc_scan_describe (MaProcScan *self, gint pid)
+{
+  MaProcInfo *info;
+  char name[16];
+  int piddir, procfd;
+  g_autofree char *comm = NULL;
+  g_autofree char *cmdline = NULL;
+  g_autofree char *cgroup = NULL;
+  gsize len = 0;
+
+  g_mutex_lock (&self->lock);
+  info = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (pid));
+  g_mutex_unlock (&self->lock);
+  if (info != NULL)
+    return info;
+  procfd = open (ma_path_procfs (), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0)
+    return NULL;
+  g_snprintf (name, sizeof name, "%d", pid);
+  piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  close (procfd);
+  if (piddir < 0)
+    return NULL;
+  comm = read_at (piddir, "comm", 256, NULL);
+  if (comm == NULL)
+    {
+      close (piddir);
+      return NULL;
+    }
+  info = g_new0 (MaProcInfo, 1);
+  info->pid = pid;
+  info->comm = g_strdup (g_strchomp (comm));
+  cmdline = read_at (piddir, "cmdline", MA_PROC_CMDLINE_MAX_BYTES, &len);
+  if (cmdline != NULL && len > 0)
+    {
+      while (len > 0 && cmdline[len - 1] == '\0')
+        len--;
+      for (gsize i = 0; i < len; i++)
+        if (cmdline[i] == '\0')
+          cmdline[i] = ' ';
+      info->cmdline = g_strndup (cmdline, len);
+    }
+  cgroup = read_at (piddir, "cgroup", MA_PROC_SMALL_FILE_BYTES, NULL);
+  if (cgroup != NULL)
+    {
+      /* cgroup v2: "0::/system.slice/foo.service" */
+      char *line = strstr (cgroup, "0::");
+      if (line != NULL && (line == cgroup || line[-1] == '\n'))
+        {
+          info->cgroup = g_strndup (line + 3, strcspn (line + 3, "\n"));
+          info->unit = unit_from_cgroup (info->cgroup);
+        }
+    }
+  info->mnt_ns = readlink_at (piddir, "ns/mnt");
+  info->foreign_mnt_ns = info->mnt_ns != NULL && self->own_mnt_ns != NULL
+                         && g_strcmp0 (info->mnt_ns, self->own_mnt_ns) != 0;
+  close (piddir);
+  g_mutex_lock (&self->lock);
+  if (!g_hash_table_contains (self->proc_info, GINT_TO_POINTER (pid)))
+    g_hash_table_insert (self->proc_info, GINT_TO_POINTER (pid), info);
+  else
+    {
+      proc_info_free (info);
+      info = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (pid));
+    }
+  g_mutex_unlock (&self->lock);
+  return info;
+}
+
+MaOpenFile *
+ma_proc_scan_stat_fd (MaProcScan *self, gint pid, gint fd)
+{
+  char name[32];
+  int procfd, piddir, fddir;
+  struct stat st;
+  struct statx stx;
+  MaOpenFile *file = NULL;
+
+  procfd = open (ma_path_procfs (), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0)
+    return NULL;
+  g_snprintf (name, sizeof name, "%d", pid);
+  piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  close (procfd);
+  if (piddir < 0)
+    return NULL;
+  fddir = openat (piddir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fddir >= 0)
+    {
+      g_snprintf (name, sizeof name, "%d", fd);
+      if (fstatat (fddir, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+          && stat_target (self, piddir, fddir, name, &stx))
+        file = open_file_new (self, piddir, fddir, pid, fd, name, &stx, (st.st_mode & S_IWUSR) != 0);
+      close (fddir);
+    }
+  close (piddir);
+  return file;
+}
