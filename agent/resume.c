@@ -335,6 +335,12 @@ ma_resume_get_monitor (MaResume *self)
   return self->monitor;
 }
 
+gboolean
+ma_resume_is_gathering (MaResume *self)
+{
+  return self->window != 0;
+}
+
 guint64
 ma_resume_get_count (MaResume *self)
 {

@@ -11,6 +11,7 @@ G_BEGIN_DECLS
 #define MA_RESUME_COALESCE_MS 1000
 /* Signals this soon after a resume belong to it (a `resumed` call after the announce). */
 #define MA_RESUME_HOLDOFF_SECONDS 10
+
 /* Corroborating signals this long before a resume are named in it. */
 #define MA_RESUME_CORROBORATE_SECONDS 10
 /* After a resume without NOTIFY_PEERS, wait this long for one before announcing ourselves. */
@@ -28,6 +29,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaResume, ma_resume_free)
 MaNlMonitor *ma_resume_get_monitor (MaResume *self);
 /* Resumes detected so far. */
 guint64 ma_resume_get_count (MaResume *self);
+
+/* Whether signals are being coalesced into a resume right now. */
+gboolean ma_resume_is_gathering (MaResume *self);
 
 /* Corroborating signals: "host-reconnect", "clock-step". */
 void ma_resume_note_signal (MaResume *self, const char *signal);
