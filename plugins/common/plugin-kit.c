@@ -94,11 +94,11 @@ char **
 ma_kit_env_list (const char *key)
 {
   const char *value = ma_kit_env (key, "");
-  g_auto(GStrv) parts = g_strsplit_set (value, "; \t\n", -1);
+  g_auto(GStrv) parts = g_strsplit_set (value, ";\n", -1);
   g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
 
   for (guint i = 0; parts[i] != NULL; i++)
-    if (*parts[i] != '\0')
+    if (*g_strstrip (parts[i]) != '\0')
       g_strv_builder_add (builder, parts[i]);
   return g_strv_builder_end (builder);
 }

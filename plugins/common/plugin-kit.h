@@ -31,7 +31,8 @@ const char *ma_kit_env (const char *key, const char *fallback);
 /* An unset or empty key gives fallback; anything but a decimal number is an error. */
 gboolean ma_kit_env_int (const char *key, gint64 fallback, gint64 *out, GError **error);
 gboolean ma_kit_env_bool (const char *key, gboolean fallback, gboolean *out, GError **error);
-/* A list separated by ';' or whitespace; never NULL, empty entries dropped. */
+/* A list separated by ';' (entries may contain spaces and are trimmed); never NULL,
+ * empty entries dropped. */
 char **ma_kit_env_list (const char *key);
 
 /* One request: from the session's JSON line, or from argv and MA_* for oneshot plugins. */

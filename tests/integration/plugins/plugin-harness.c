@@ -328,25 +328,32 @@ session_read_line (HarnessSession *session, guint timeout_ms)
 }
 
 gboolean
+harness_session_raw (HarnessSession *session, const char *line, char **detail)
+{
+  g_autofree char *reply = NULL;
+  const char *status = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *shown = g_strchomp (g_strdup (line));
+
+  g_assert_cmpint (write (session->stdin_fd, line, strlen (line)), ==, (gssize) strlen (line));
+  reply = session_read_line (session, HARNESS_REPLY_MS);
+  g_assert_nonnull (reply);
+  text = detail_of_line (reply, &status);
+  g_test_message ("session %s -> %s: %s", shown, status, text);
+  if (detail != NULL)
+    *detail = g_steal_pointer (&text);
+  return g_strcmp0 (status, "ok") == 0;
+}
+
+gboolean
 harness_session_phase (HarnessSession *session, const char *phase, gint64 deadline_ms,
                        gint64 lease_seconds, char **detail)
 {
   g_autofree char *request = g_strdup_printf (
     "{\"phase\": \"%s\", \"operation\": \"test-op\", \"deadline_ms\": %" G_GINT64_FORMAT
     ", \"lease_seconds\": %" G_GINT64_FORMAT "}\n", phase, deadline_ms, lease_seconds);
-  g_autofree char *line = NULL;
-  const char *status = NULL;
-  g_autofree char *text = NULL;
 
-  g_assert_cmpint (write (session->stdin_fd, request, strlen (request)), ==,
-                   (gssize) strlen (request));
-  line = session_read_line (session, HARNESS_REPLY_MS);
-  g_assert_nonnull (line);
-  text = detail_of_line (line, &status);
-  g_test_message ("session %s -> %s: %s", phase, status, text);
-  if (detail != NULL)
-    *detail = g_steal_pointer (&text);
-  return g_strcmp0 (status, "ok") == 0;
+  return harness_session_raw (session, request, detail);
 }
 
 int
@@ -404,4 +411,84 @@ harness_plugin_path (const char *var)
   const char *path = g_getenv (var);
 
   return path != NULL && *path != '\0' ? path : NULL;
+}
+
+int
+harness_relay_main (int argc, char **argv)
+{
+  const char *child_argv[2] = { NULL, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *pid_text = NULL;
+  GPid pid;
+  int child_stdin;
+
+  if (argc != 4 || g_strcmp0 (argv[1], "--relay") != 0)
+    return -1;
+  child_argv[0] = argv[3];
+  /* No PDEATHSIG and no reaping: the plugin must notice the end of its input by itself. */
+  if (!g_spawn_async_with_pipes (NULL, (char **) child_argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                 NULL, NULL, &pid, &child_stdin, NULL, NULL, &error))
+    {
+      g_printerr ("relay: %s\n", error->message);
+      return 1;
+    }
+  pid_text = g_strdup_printf ("%d", pid);
+  if (!g_file_set_contents (argv[2], pid_text, -1, &error))
+    {
+      g_printerr ("relay: %s\n", error->message);
+      return 1;
+    }
+  for (;;)
+    {
+      char buffer[4096];
+      gssize got = read (STDIN_FILENO, buffer, sizeof buffer);
+      if (got <= 0)
+        break;
+      if (write (child_stdin, buffer, (gsize) got) != got)
+        break;
+    }
+  close (child_stdin);
+  return 0;
+}
+
+static gboolean
+pidfile_written (gpointer data)
+{
+  return g_file_test (data, G_FILE_TEST_EXISTS);
+}
+
+HarnessSession *
+harness_session_start_relayed (const char *self_exe, const char *exe, const char *const *envp,
+                               const char *pidfile, GPid *plugin_pid)
+{
+  const char *argv[] = { self_exe, "--relay", pidfile, exe, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *pid_text = NULL;
+  HarnessSession *session = g_new0 (HarnessSession, 1);
+
+  session->proc = harness_spawn_piped (argv, envp, &error);
+  g_assert_no_error (error);
+  session->stdin_fd =
+    g_unix_output_stream_get_fd (G_UNIX_OUTPUT_STREAM (g_subprocess_get_stdin_pipe (session->proc)));
+  session->stdout_fd =
+    g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (g_subprocess_get_stdout_pipe (session->proc)));
+  session->pending = g_string_new (NULL);
+  g_assert_true (harness_wait_for (pidfile_written, (gpointer) pidfile, HARNESS_EXIT_MS));
+  g_assert_true (g_file_get_contents (pidfile, &pid_text, NULL, &error));
+  *plugin_pid = (GPid) g_ascii_strtoll (pid_text, NULL, 10);
+  g_assert_cmpint (*plugin_pid, >, 0);
+  return session;
+}
+
+gboolean
+harness_pid_exited (GPid pid)
+{
+  g_autofree char *stat_path = g_strdup_printf ("/proc/%d/stat", pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+
+  if (!g_file_get_contents (stat_path, &stat, NULL, NULL))
+    return TRUE;
+  end = strrchr (stat, ')');
+  return end != NULL && end[1] == ' ' && end[2] == 'Z';
 }

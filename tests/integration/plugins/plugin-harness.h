@@ -60,6 +60,8 @@ HarnessSession *harness_session_start (const char *exe, const char *const *envp)
 /* TRUE when the reply says ok; *detail gets the detail. Asserts a well-formed reply. */
 gboolean harness_session_phase (HarnessSession *session, const char *phase, gint64 deadline_ms,
                                 gint64 lease_seconds, char **detail);
+/* Write one raw line (with its newline) and read one reply. */
+gboolean harness_session_raw (HarnessSession *session, const char *line, char **detail);
 /* Close the plugin's stdin (as a dying agent does) and wait for it to exit; returns status. */
 int harness_session_close (HarnessSession *session);
 void harness_session_free (HarnessSession *session);
@@ -71,5 +73,21 @@ char **harness_plugin_env (const char *plugin, const char *phase, const char *st
 
 /* The plugin executable named by environment variable var (set by meson), or NULL. */
 const char *harness_plugin_path (const char *var);
+
+G_END_DECLS
+
+G_BEGIN_DECLS
+
+/* A stand-in for the agent as the plugin's parent, to be killed with SIGKILL: when argv is
+ * `TEST --relay PIDFILE EXE`, spawn EXE with a pipe as its stdin (held by this process
+ * only) and its stdout shared, write EXE's pid to PIDFILE, copy our stdin into the pipe.
+ * Returns -1 when argv is not a relay request, else the exit status to return. */
+int harness_relay_main (int argc, char **argv);
+/* Start such a relay for exe; *plugin_pid gets the plugin's pid. */
+HarnessSession *harness_session_start_relayed (const char *self_exe, const char *exe,
+                                               const char *const *envp, const char *pidfile,
+                                               GPid *plugin_pid);
+/* TRUE once pid is gone or a zombie. */
+gboolean harness_pid_exited (GPid pid);
 
 G_END_DECLS
