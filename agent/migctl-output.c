@@ -616,6 +616,117 @@ format_unthrottle (JsonNode *ret)
   printf ("still throttled: %" G_GINT64_FORMAT " classes\n", int_member (obj, "still-throttled", 0));
 }
 
+/* validate: the verdict, then every check that is not a pass, causes first (the agent orders
+ * them so), then a count of passes; -v style detail lives in --json. */
+static void
+format_validate (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *checks = NULL;
+  g_autoptr(MaTable) table = ma_table_new (3, "STATUS", "CHECK", "DETAIL");
+  guint passed = 0, shown = 0;
+
+  if (obj == NULL)
+    return;
+  printf ("verdict: %s", ma_out_status (str_member (obj, "verdict", "?")));
+  if (str_member (obj, "operation", NULL) != NULL)
+    printf (" (operation %s)", str_member (obj, "operation", NULL));
+  printf ("\n");
+  if (!ma_json_get_array (obj, "checks", &checks, NULL) || checks == NULL)
+    return;
+  for (guint i = 0; i < json_array_get_length (checks); i++)
+    {
+      JsonObject *c = as_object (json_array_get_element (checks, i));
+      const char *status;
+      g_autofree char *detail = NULL;
+
+      if (c == NULL)
+        continue;
+      status = str_member (c, "status", "?");
+      if (g_strcmp0 (status, "pass") == 0)
+        {
+          passed++;
+          continue;
+        }
+      detail = str_member (c, "caused-by", NULL) != NULL
+                 ? g_strdup_printf ("%s (because %s failed)", str_member (c, "detail", ""),
+                                    str_member (c, "caused-by", NULL))
+                 : g_strdup (str_member (c, "detail", ""));
+      ma_table_add (table, ma_out_status (status), str_member (c, "name", "?"), detail);
+      shown++;
+    }
+  if (shown > 0)
+    ma_table_print (table);
+  printf ("%u check%s passed\n", passed, passed == 1 ? "" : "s");
+}
+
+static void
+format_snapshot (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonObject *net = NULL, *storage = NULL, *clock = NULL;
+  JsonArray *array = NULL;
+  g_autoptr(GDateTime) when = NULL;
+  g_autofree char *stamp = NULL;
+
+  if (obj == NULL)
+    return;
+  when = g_date_time_new_from_unix_local (int_member (obj, "taken-at", 0));
+  stamp = when != NULL ? g_date_time_format (when, "%Y-%m-%d %H:%M:%S") : g_strdup ("?");
+  printf ("snapshot taken %s (%s)\n", stamp, str_member (obj, "reason", "?"));
+  if (ma_json_get_object (obj, "network", &net, NULL) && net != NULL)
+    {
+      g_autoptr(MaTable) links = ma_table_new (5, "INTERFACE", "STATE", "MAC", "MTU", "DRIVER");
+      if (ma_json_get_array (net, "links", &array, NULL) && array != NULL)
+        for (guint i = 0; i < json_array_get_length (array); i++)
+          {
+            JsonObject *l = as_object (json_array_get_element (array, i));
+            g_autofree char *mtu = NULL;
+            if (l == NULL)
+              continue;
+            mtu = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (l, "mtu", 0));
+            ma_table_add (links, str_member (l, "name", "?"), str_member (l, "operstate", "?"),
+                          str_member (l, "mac", "-"), mtu, str_member (l, "driver", "-"));
+          }
+      ma_table_print (links);
+      array = NULL;
+      if (ma_json_get_array (net, "routes", &array, NULL) && array != NULL)
+        for (guint i = 0; i < json_array_get_length (array); i++)
+          {
+            JsonObject *r = as_object (json_array_get_element (array, i));
+            if (r != NULL && g_strcmp0 (str_member (r, "dst", NULL), "default") == 0)
+              printf ("default route (%s) via %s dev %s\n", str_member (r, "family", "?"),
+                      str_member (r, "gateway", "-"), str_member (r, "interface", "-"));
+          }
+      if (str_member (net, "error", NULL) != NULL)
+        printf ("network: %s\n", ma_out_paint ("red", str_member (net, "error", NULL)));
+    }
+  if (ma_json_get_object (obj, "storage", &storage, NULL) && storage != NULL)
+    {
+      g_autoptr(MaTable) mounts = ma_table_new (4, "MOUNT", "SOURCE", "TYPE", "OPTIONS");
+      array = NULL;
+      if (ma_json_get_array (storage, "mounts", &array, NULL) && array != NULL)
+        for (guint i = 0; i < json_array_get_length (array); i++)
+          {
+            JsonObject *m = as_object (json_array_get_element (array, i));
+            if (m == NULL || g_str_has_prefix (str_member (m, "devno", "0:"), "0:"))
+              continue;
+            ma_table_add (mounts, str_member (m, "target", "?"), str_member (m, "source", "?"),
+                          str_member (m, "fstype", "?"), str_member (m, "super-options", ""));
+          }
+      printf ("\n");
+      ma_table_print (mounts);
+      if (str_member (storage, "error", NULL) != NULL)
+        printf ("storage: %s\n", ma_out_paint ("red", str_member (storage, "error", NULL)));
+    }
+  if (ma_json_get_object (obj, "clock", &clock, NULL) && clock != NULL)
+    {
+      gboolean synced = FALSE;
+      ma_json_get_bool (clock, "synchronized", &synced, NULL);
+      printf ("\nclock: %s\n", synced ? "synchronised" : "not synchronised");
+    }
+}
+
 static const struct
 {
   const char *command;
@@ -634,6 +745,8 @@ static const struct
   { "dirty-rate", format_dirty_rate },
   { "throttle", format_throttle },
   { "unthrottle", format_unthrottle },
+  { "validate", format_validate },
+  { "snapshot", format_snapshot },
 };
 
 MaFormatter

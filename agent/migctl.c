@@ -13,6 +13,7 @@
 #define MIGCTL_EXIT_OK 0
 #define MIGCTL_EXIT_ERROR_REPLY 1
 #define MIGCTL_EXIT_USAGE 2
+#define MIGCTL_EXIT_VALIDATION_FAILED 3
 #define MIGCTL_DEFAULT_CONNECT "unix:" MA_STATEDIR "/control.sock"
 
 static const char usage_text[] =
@@ -29,7 +30,8 @@ static const char usage_text[] =
   "  plugin-test NAME     run every phase of one plugin and time each\n\n"
   "KEY=VALUE becomes an argument; VALUE is read as JSON when it parses (42, true,\n"
   "[\"a\",\"b\"]) and as a string otherwise. --args '{...}' gives all arguments at once.\n\n"
-  "Exit status: 0 success, 1 the agent answered with an error, 2 usage or connection error.";
+  "Exit status: 0 success, 1 the agent answered with an error, 2 usage or connection error,\n"
+  "3 `validate` returned the verdict \"fail\".";
 
 static gboolean
 parse_arguments (char **words, const char *args_json, JsonObject *args, GError **error)
@@ -205,5 +207,13 @@ main (int argc, char **argv)
     ma_out_print_json (ret, !json_output);
   else
     formatter (ret);
+  /* validate answers normally with its report: a failing verdict is exit status 3 */
+  if (g_strcmp0 (command, "validate") == 0 && JSON_NODE_HOLDS_OBJECT (ret))
+    {
+      const char *verdict = NULL;
+      if (ma_json_get_string (json_node_get_object (ret), "verdict", &verdict, NULL)
+          && g_strcmp0 (verdict, "fail") == 0)
+        return MIGCTL_EXIT_VALIDATION_FAILED;
+    }
   return MIGCTL_EXIT_OK;
 }
