@@ -34,6 +34,7 @@ struct _MaResume
   guint clock_watch;
 
   guint coalesce_ms;
+  guint holdoff_seconds;
   gboolean validate;
   gboolean announce_auto;
 
@@ -75,7 +76,7 @@ strings_to_json (GPtrArray *array)
 static gboolean
 within (gint64 at, gint64 seconds)
 {
-  return at > 0 && g_get_monotonic_time () - at <= seconds * G_USEC_PER_SEC;
+  return at > 0 && g_get_monotonic_time () - at < seconds * G_USEC_PER_SEC;
 }
 
 /* ---- announce ---- */
@@ -191,7 +192,7 @@ on_window_closed (gpointer user_data)
 static gboolean
 note_primary (MaResume *self, const char *signal, const char *ifname)
 {
-  if (self->window == 0 && within (self->last_at, MA_RESUME_HOLDOFF_SECONDS))
+  if (self->window == 0 && within (self->last_at, self->holdoff_seconds))
     {
       if (g_str_equal (signal, "notify-peers"))
         self->last_notify_peers = TRUE;
@@ -279,7 +280,7 @@ ma_resume_new (MaAgent *agent, GError **error)
   g_autoptr(MaResume) self = g_new0 (MaResume, 1);
   MaConfig *config = ma_agent_get_config (agent);
   g_autofree char *announce = NULL;
-  gint64 coalesce;
+  gint64 coalesce, holdoff;
 
   self->agent = agent;
   self->clock_fd = -1;
@@ -287,9 +288,12 @@ ma_resume_new (MaAgent *agent, GError **error)
   self->interfaces = g_ptr_array_new_with_free_func (g_free);
   if (!ma_config_get_int (config, "resume", "coalesce-ms", MA_RESUME_COALESCE_MS, 1, 60000,
                           &coalesce, error)
+      || !ma_config_get_int (config, "resume", "holdoff-seconds", MA_RESUME_HOLDOFF_SECONDS, 0,
+                             3600, &holdoff, error)
       || !ma_config_get_bool (config, "resume", "validate", TRUE, &self->validate, error))
     return NULL;
   self->coalesce_ms = (guint) coalesce;
+  self->holdoff_seconds = (guint) holdoff;
   announce = ma_config_get_string (config, "resume", "announce", "auto");
   if (!g_str_equal (announce, "auto") && !g_str_equal (announce, "never"))
     {

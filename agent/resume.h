@@ -20,7 +20,8 @@ G_BEGIN_DECLS
 typedef struct _MaResume MaResume;
 
 /* Detection without commands (the unit tests use it on its own). Reads [resume] from the
- * agent's configuration: coalesce-ms, validate (default true), announce = auto|never. */
+ * agent's configuration: coalesce-ms, holdoff-seconds, validate (default true),
+ * announce = auto|never. */
 MaResume *ma_resume_new (MaAgent *agent, GError **error);
 void ma_resume_free (MaResume *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaResume, ma_resume_free)
