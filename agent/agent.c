@@ -18,6 +18,12 @@
 
 typedef struct
 {
+  gpointer state;
+  GDestroyNotify destroy;
+} MaModuleState;
+
+typedef struct
+{
   MaShutdownFunc func;
   gpointer user_data;
 } MaShutdownEntry;
@@ -53,6 +59,7 @@ struct _MaAgent
   gint64 last_at;
 
   GArray *shutdown_funcs;
+  GArray *module_states; /* MaModuleState, freed newest first */
   guint holds;
   gboolean shutting_down;
   GMainLoop *loop;
@@ -111,6 +118,7 @@ ma_agent_new (MaConfig *config, const char *state_dir, GError **error)
   self->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_listener_free);
   self->sessions = g_ptr_array_new ();
   self->shutdown_funcs = g_array_new (FALSE, FALSE, sizeof (MaShutdownEntry));
+  self->module_states = g_array_new (FALSE, FALSE, sizeof (MaModuleState));
   self->commands = ma_commands_new ();
 
   if (!ma_config_get_int (config, "events", "buffer-size", MA_EVENTS_DEFAULT_CAPACITY, 16,
@@ -145,6 +153,13 @@ ma_agent_free (MaAgent *self)
 {
   if (self == NULL)
     return;
+  /* modules first (newest first): they may still use the rest of the agent */
+  for (guint i = self->module_states->len; i > 0; i--)
+    {
+      MaModuleState *m = &g_array_index (self->module_states, MaModuleState, i - 1);
+      m->destroy (m->state);
+    }
+  g_array_unref (self->module_states);
   g_clear_handle_id (&self->shutdown_timeout, g_source_remove);
   g_clear_handle_id (&self->monitor_watch, g_source_remove);
   g_clear_handle_id (&self->sigio_watch, g_source_remove);
@@ -506,6 +521,14 @@ ma_agent_last_operation_to_json (MaAgent *self)
     json_object_set_string_member (obj, "result", self->last_result);
   json_object_set_int_member (obj, "at", self->last_at / G_USEC_PER_SEC);
   return ma_json_new_object_node (obj);
+}
+
+void
+ma_agent_own_module_state (MaAgent *self, gpointer state, GDestroyNotify destroy)
+{
+  MaModuleState m = { state, destroy };
+
+  g_array_append_val (self->module_states, m);
 }
 
 /* ---- shutdown ---- */

@@ -54,6 +54,9 @@ void ma_agent_set_last_operation (MaAgent *self, const char *command, const char
                                   const char *result);
 JsonNode *ma_agent_last_operation_to_json (MaAgent *self);
 
+/* A module's state, freed (newest first) when the agent is freed. */
+void ma_agent_own_module_state (MaAgent *self, gpointer state, GDestroyNotify destroy);
+
 /* Shutdown: every registered function runs; each may ma_agent_hold() and later
  * ma_agent_release(); the loop quits when nothing is held or after the deadline. */
 void ma_agent_add_shutdown_func (MaAgent *self, MaShutdownFunc func, gpointer user_data);

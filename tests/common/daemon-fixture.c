@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,8 +33,10 @@ ma_test_daemon_new (const char *config_text)
 static void
 child_setup (gpointer user_data)
 {
-  /* the daemon's stderr goes to the log file */
+  /* the daemon's stderr goes to the log file; it dies with the test, even one that aborts */
   int fd = open (user_data, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
 
   if (fd >= 0)
     {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -176,8 +177,12 @@ test_oversized_and_deep (Fixture *f, gconstpointer data)
   assert_error_reply (obj2, "GenericError", "nesting deeper than 64");
   assert_ping_works (client);
 
-  /* the oversized request was discarded, not buffered */
+  /* the oversized request was discarded, not buffered (ASan's quarantine hides this) */
+#if !defined(__SANITIZE_ADDRESS__)
   g_assert_cmpint (ma_test_daemon_rss_kib (f->daemon) - rss_before, <, 8 * 1024);
+#else
+  (void) rss_before;
+#endif
 }
 
 static void
@@ -376,6 +381,7 @@ test_flood_in_order (Fixture *f, gconstpointer data)
     g_assert_cmpint (pid, >=, 0);
     if (pid == 0)
       {
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
         /* the child shares the socket and writes the whole batch */
         _exit (ma_client_write_raw (client, batch->str, batch->len, NULL) ? 0 : 1);
       }
@@ -414,12 +420,21 @@ test_slow_reader_bounded (Fixture *f, gconstpointer data)
   pid = fork ();
   g_assert_cmpint (pid, >=, 0);
   if (pid == 0)
-    _exit (ma_client_write_raw (client, batch->str, batch->len, NULL) ? 0 : 1);
+    {
+      prctl (PR_SET_PDEATHSIG, SIGKILL);
+      _exit (ma_client_write_raw (client, batch->str, batch->len, NULL) ? 0 : 1);
+    }
 
   /* while that client does not read, another is served promptly */
   g_usleep (500 * 1000);
   ping = ma_test_execute (other, "ping", NULL);
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan's quarantine keeps freed memory resident: RSS says nothing about growth here */
+  g_test_message ("RSS bound not checked under AddressSanitizer (%" G_GINT64_FORMAT " KiB grown)",
+                  ma_test_daemon_rss_kib (f->daemon) - rss_before);
+#else
   g_assert_cmpint (ma_test_daemon_rss_kib (f->daemon) - rss_before, <, 24 * 1024);
+#endif
 
   /* now read everything: every answer arrives, in order */
   for (received = 0; received < n; received++)
