@@ -779,6 +779,7 @@ ma_resume_register (MaAgent *agent)
       return;
     }
   self->validator = ma_validator_new (agent);
+  ma_agent_own_module_state (agent, self, (GDestroyNotify) ma_resume_free);
   ma_agent_set_host_connected_func (agent, on_host_connected, self);
   ma_agent_add_shutdown_func (agent, resume_shutdown, self);
   ma_commands_add (commands, "prepare", cmd_prepare, self,
