@@ -492,3 +492,83 @@ harness_pid_exited (GPid pid)
   end = strrchr (stat, ')');
   return end != NULL && end[1] == ' ' && end[2] == 'Z';
 }
+
+HarnessAgent *
+harness_agent_start (const char *name, const char *exe, const char *protocol,
+                     const char *env_lines)
+{
+  HarnessAgent *agent = g_new0 (HarnessAgent, 1);
+  g_autofree char *plugins = NULL;
+  g_autofree char *config = NULL;
+  g_autofree char *env_path = NULL;
+  g_autofree char *manifest_path = NULL;
+  g_autofree char *manifest = NULL;
+  g_autoptr(GError) error = NULL;
+
+  agent->daemon = ma_test_daemon_new (NULL);
+  g_assert_cmpint (g_chmod (agent->daemon->dir, 0755), ==, 0);
+  plugins = g_build_filename (agent->daemon->dir, "plugins", NULL);
+  g_assert_cmpint (g_mkdir (plugins, 0755), ==, 0);
+  env_path = g_build_filename (agent->daemon->dir, "plugin.env", NULL);
+  g_assert_true (g_file_set_contents_full (env_path, env_lines, -1, G_FILE_SET_CONTENTS_NONE,
+                                           0600, &error));
+  g_assert_no_error (error);
+  manifest = g_strdup_printf ("[Plugin]\nName=%s\nExec=%s\nProtocol=%s\nTimeout=20\n"
+                              "EnvironmentFile=%s\n", name, exe, protocol, env_path);
+  manifest_path = g_strdup_printf ("%s/%s.plugin", plugins, name);
+  g_assert_true (g_file_set_contents_full (manifest_path, manifest, -1,
+                                           G_FILE_SET_CONTENTS_NONE, 0644, &error));
+  g_assert_no_error (error);
+  config = g_strdup_printf ("[plugins]\ndirs=%s\n", plugins);
+  g_assert_true (g_file_set_contents (agent->daemon->config, config, -1, NULL));
+  ma_test_daemon_start (agent->daemon, NULL);
+  agent->client = ma_test_daemon_connect (agent->daemon);
+  return agent;
+}
+
+void
+harness_agent_free (HarnessAgent *agent)
+{
+  if (agent == NULL)
+    return;
+  g_clear_pointer (&agent->client, ma_client_free);
+  if (g_test_failed ())
+    ma_test_daemon_dump_log (agent->daemon);
+  g_clear_pointer (&agent->daemon, ma_test_daemon_free);
+  g_free (agent);
+}
+
+gboolean
+harness_agent_quiesce (HarnessAgent *agent, const char *operation, guint lease_seconds,
+                       char **error_desc)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member (args, "operation", operation);
+  json_object_set_int_member (args, "lease_seconds", lease_seconds);
+  ret = ma_client_execute (agent->client, "quiesce", args, &error);
+  if (ret == NULL)
+    {
+      g_assert_nonnull (error);
+      g_test_message ("agent quiesce %s: %s", operation, error->message);
+      if (error_desc != NULL)
+        *error_desc = g_strdup (error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+harness_agent_thaw (HarnessAgent *agent, const char *operation)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+
+  json_object_set_string_member (args, "operation", operation);
+  ret = ma_client_execute (agent->client, "thaw", args, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (ret);
+}

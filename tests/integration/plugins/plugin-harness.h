@@ -91,3 +91,25 @@ HarnessSession *harness_session_start_relayed (const char *self_exe, const char 
 gboolean harness_pid_exited (GPid pid);
 
 G_END_DECLS
+
+#include "daemon-fixture.h"
+
+G_BEGIN_DECLS
+
+/* The real agent with one shipped plugin installed: a plugins directory holding
+ * NAME.plugin (Exec=exe, Protocol=protocol, EnvironmentFile with env_lines). */
+typedef struct
+{
+  MaTestDaemon *daemon;
+  MaClient *client;
+} HarnessAgent;
+HarnessAgent *harness_agent_start (const char *name, const char *exe, const char *protocol,
+                                   const char *env_lines);
+void harness_agent_free (HarnessAgent *agent);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (HarnessAgent, harness_agent_free)
+/* quiesce/thaw an operation through the protocol; FALSE (with *error_desc) on an error reply. */
+gboolean harness_agent_quiesce (HarnessAgent *agent, const char *operation, guint lease_seconds,
+                                char **error_desc);
+void harness_agent_thaw (HarnessAgent *agent, const char *operation);
+
+G_END_DECLS

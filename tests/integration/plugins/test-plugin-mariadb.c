@@ -327,6 +327,33 @@ test_bad_requests (void)
   g_assert_cmpint (harness_session_close (unreachable), ==, 0);
 }
 
+static void
+test_through_agent (void)
+{
+  g_autofree char *env = g_strdup_printf ("MARIADB_SOCKET=%s\nMARIADB_USER=root\n", socket_path);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("mariadb", plugin, "session", env);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autoptr(GSubprocess) second = NULL;
+  gint64 killed_at;
+
+  g_assert_true (harness_agent_quiesce (agent, "op-mariadb", 60, NULL));
+  writer = sql_background ("INSERT INTO t VALUES (10)");
+  assert_blocked (writer);
+  harness_agent_thaw (agent, "op-mariadb");
+  assert_completes (writer);
+
+  /* kill -9 of the agent while quiesced: the plugin's stdin closes and the lock goes. */
+  g_assert_true (harness_agent_quiesce (agent, "op-mariadb-killed", 60, NULL));
+  second = sql_background ("INSERT INTO t VALUES (11)");
+  assert_blocked (second);
+  killed_at = g_get_monotonic_time ();
+  ma_test_daemon_kill (agent->daemon, SIGKILL);
+  g_assert_true (harness_wait_exit (second, 1000));
+  g_test_message ("lock released %" G_GINT64_FORMAT " ms after SIGKILL of the agent",
+                  (g_get_monotonic_time () - killed_at) / 1000);
+  g_assert_true (g_subprocess_get_successful (second));
+}
+
 static gboolean
 server_ready (gpointer data)
 {
@@ -433,6 +460,7 @@ main (int argc, char **argv)
                    test_lock_wait_bounded_by_deadline);
   g_test_add_func ("/plugins/mariadb/check-and-validate-alone", test_check_and_validate_alone);
   g_test_add_func ("/plugins/mariadb/errors/bad-requests", test_bad_requests);
+  g_test_add_func ("/plugins/mariadb/agent/quiesce-thaw-and-kill", test_through_agent);
   status = g_test_run ();
   stop_server ();
   return status;

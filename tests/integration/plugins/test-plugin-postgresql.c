@@ -206,6 +206,19 @@ test_bad_phase_and_config (void)
   g_assert_nonnull (strstr (bad, "PG_LONG_TRANSACTION_SECONDS=soon"));
 }
 
+static void
+test_through_agent (void)
+{
+  g_autofree char *env = g_strdup_printf ("PGHOST=%s\nPGUSER=" PG_USER "\nPGDATABASE=postgres\n",
+                                          server_dir->path);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("postgresql", plugin, "oneshot", env);
+  CheckpointWait wait = { .before = checkpoints_requested () };
+
+  g_assert_true (harness_agent_quiesce (agent, "op-postgresql", 60, NULL));
+  g_assert_true (harness_wait_for (checkpoint_counted, &wait, 10000));
+  harness_agent_thaw (agent, "op-postgresql");
+}
+
 static gboolean
 server_ready (gpointer data)
 {
@@ -291,6 +304,7 @@ main (int argc, char **argv)
   g_test_add_func ("/plugins/postgresql/validate/probe", test_validate_probe);
   g_test_add_func ("/plugins/postgresql/errors/unreachable", test_unreachable_server_fails);
   g_test_add_func ("/plugins/postgresql/errors/bad-input", test_bad_phase_and_config);
+  g_test_add_func ("/plugins/postgresql/agent/quiesce-thaw", test_through_agent);
   status = g_test_run ();
   stop_server ();
   return status;

@@ -170,6 +170,23 @@ test_errors (void)
   g_assert_nonnull (strstr (bad_phase, "unknown phase"));
 }
 
+static void
+test_through_agent (void)
+{
+  g_autofree char *env = g_strdup_printf ("REDIS_SOCKET=%s\n", socket_path);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("redis", plugin, "oneshot", env);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autofree char *value = NULL;
+
+  g_assert_true (harness_agent_quiesce (agent, "op-redis", 60, NULL));
+  writer = background_set ("agent", "thawed");
+  g_assert_false (harness_wait_exit (writer, HARNESS_BLOCKED_MS));
+  harness_agent_thaw (agent, "op-redis");
+  assert_completes (writer);
+  value = redis ("GET", "agent", NULL);
+  g_assert_cmpstr (value, ==, "thawed");
+}
+
 static gboolean
 server_ready (gpointer data)
 {
@@ -244,6 +261,7 @@ main (int argc, char **argv)
   g_test_add_func ("/plugins/redis/quiesce/save", test_save_while_paused);
   g_test_add_func ("/plugins/redis/check-validate", test_check_validate);
   g_test_add_func ("/plugins/redis/errors", test_errors);
+  g_test_add_func ("/plugins/redis/agent/quiesce-thaw", test_through_agent);
   status = g_test_run ();
   stop_server ();
   return status;

@@ -218,6 +218,30 @@ test_configuration_errors (Fixture *f, gconstpointer data)
   g_assert_cmpint (harness_session_close (relative), ==, 0);
 }
 
+static void
+test_through_agent (Fixture *f, gconstpointer data)
+{
+  g_autofree char *env = g_strdup_printf ("SQLITE_DATABASES=%s;%s\n", f->first, f->second);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("sqlite", plugin, "session", env);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autoptr(GSubprocess) second = NULL;
+
+  g_assert_true (harness_agent_quiesce (agent, "op-sqlite", 60, NULL));
+  assert_busy_now (f->second);
+  writer = patient_writer (f->first, "INSERT INTO t VALUES (7)");
+  g_assert_false (harness_wait_exit (writer, HARNESS_BLOCKED_MS));
+  harness_agent_thaw (agent, "op-sqlite");
+  g_assert_true (harness_wait_exit (writer, HARNESS_EXIT_MS));
+  g_assert_true (g_subprocess_get_successful (writer));
+
+  g_assert_true (harness_agent_quiesce (agent, "op-sqlite-killed", 60, NULL));
+  second = patient_writer (f->second, "INSERT INTO t VALUES (8)");
+  g_assert_false (harness_wait_exit (second, HARNESS_BLOCKED_MS));
+  ma_test_daemon_kill (agent->daemon, SIGKILL);
+  g_assert_true (harness_wait_exit (second, HARNESS_EXIT_MS));
+  g_assert_true (g_subprocess_get_successful (second));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -244,5 +268,7 @@ main (int argc, char **argv)
               test_busy_database_fails_all_or_nothing, fixture_teardown);
   g_test_add ("/plugins/sqlite/errors/configuration", Fixture, NULL, fixture_setup,
               test_configuration_errors, fixture_teardown);
+  g_test_add ("/plugins/sqlite/agent/quiesce-thaw-and-kill", Fixture, NULL, fixture_setup,
+              test_through_agent, fixture_teardown);
   return g_test_run ();
 }
