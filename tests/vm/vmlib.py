@@ -738,5 +738,11 @@ def require_host_tools(agent=False):
         missing.append("a kernel with modules (linux-image-amd64)")
     if agent and not os.environ.get("MA_DEB"):
         missing += [t for t in ("dpkg-buildpackage", "dh", "meson") if not shutil.which(t)]
+        if shutil.which("dpkg-checkbuilddeps"):
+            r = subprocess.run(["dpkg-checkbuilddeps", "-B",
+                                os.path.join(SRCROOT, "packaging", "debian", "control")],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                missing.append("build dependencies of the .deb (%s)" % r.stderr.strip())
     if missing:
         skip_all("missing on the host: " + ", ".join(missing))
