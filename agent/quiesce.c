@@ -1267,10 +1267,31 @@ on_shutdown (MaAgent *agent, gpointer user_data)
   /* quiescing: released when the quiesce ends; releasing/replaying/testing: finishing */
 }
 
+static void
+quiesce_free (gpointer data)
+{
+  MaQuiesce *q = data;
+
+  if (q->op != NULL)
+    {
+      /* the shutdown deadline passed with plugins still held: sessions get EOF */
+      g_ptr_array_foreach (q->op->quiesce_calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
+      g_ptr_array_foreach (q->op->thaw_calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
+      g_ptr_array_set_size (q->op->quiesce_calls, 0);
+      g_ptr_array_set_size (q->op->thaw_calls, 0);
+      operation_free (g_steal_pointer (&q->op));
+    }
+  g_clear_pointer (&q->set, ma_plugin_set_unref);
+  g_hash_table_unref (q->last);
+  g_hash_table_unref (q->history);
+  g_queue_free_full (q->history_ids, g_free);
+  g_free (q);
+}
+
 void
 ma_quiesce_register (MaAgent *agent)
 {
-  MaQuiesce *q = g_new0 (MaQuiesce, 1); /* lives as long as the process */
+  MaQuiesce *q = g_new0 (MaQuiesce, 1);
   MaCommands *commands = ma_agent_get_commands (agent);
   g_autofree char *journal = NULL;
 
@@ -1293,6 +1314,7 @@ ma_quiesce_register (MaAgent *agent)
                    "run every phase of one plugin against the live application, with timings");
   ma_agent_add_capability (agent, "quiesce");
   ma_agent_add_shutdown_func (agent, on_shutdown, q);
+  ma_agent_own_module_state (agent, q, quiesce_free);
 
   journal = journal_path (q);
   if (g_file_test (journal, G_FILE_TEST_EXISTS))
