@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "blockers.h"
 #include "corecmds.h"
+#include "freezeguard.h"
 #include "json.h"
 #include "quiesce.h"
 #include "resume.h"
@@ -132,6 +133,11 @@ main (int argc, char **argv)
   ma_convergence_register (agent);
   ma_quiesce_register (agent);
   ma_resume_register (agent);
+  if (!ma_freeze_guard_register (agent, &error))
+    {
+      g_printerr ("migration-agent: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
   if (!ma_agent_apply_command_config (agent, &error))
     {
       g_printerr ("migration-agent: %s\n", error->message);
