@@ -1,0 +1,82 @@
+/* convergence-load.c — the two guest workloads of the convergence scenario, built static on
+ * the host and pushed into the guest through qemu-ga:
+ *   convergence-load dirty MIB      rewrite every page of MIB MiB, forever (the batch job)
+ *   convergence-load service FILE   a fixed unit of CPU work in a loop; every 100 ms writes
+ *                                   "ITERATIONS MONOTONIC_NS" to FILE (the service) */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096
+#define REPORT_NS 100000000LL
+#define WORK_UNIT 2000
+
+static long long
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int
+run_dirty (size_t mib)
+{
+  size_t len = mib << 20;
+  volatile unsigned char *p = mmap (NULL, len, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  unsigned char round = 0;
+
+  if (p == MAP_FAILED)
+    return 1;
+  for (;;)
+    {
+      round++;
+      for (size_t off = 0; off < len; off += PAGE)
+        p[off] = round;
+    }
+}
+
+static int
+run_service (const char *path)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  unsigned long long iterations = 0;
+  uint32_t x = 1;
+  long long next;
+
+  if (fd < 0)
+    return 1;
+  next = now_ns () + REPORT_NS;
+  for (;;)
+    {
+      for (int i = 0; i < WORK_UNIT; i++)
+        x = x * 1664525u + 1013904223u;
+      iterations++;
+      if ((iterations & 63) == 0 && now_ns () >= next)
+        {
+          char line[64];
+          int n = snprintf (line, sizeof line, "%llu %lld %u\n", iterations, now_ns (), x & 1);
+          if (pwrite (fd, line, (size_t) n, 0) != n)
+            return 1;
+          next += REPORT_NS;
+        }
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc == 3 && strcmp (argv[1], "dirty") == 0)
+    return run_dirty ((size_t) strtoul (argv[2], NULL, 10));
+  if (argc == 3 && strcmp (argv[1], "service") == 0)
+    return run_service (argv[2]);
+  fprintf (stderr, "usage: %s dirty MIB | service FILE\n", argv[0]);
+  return 2;
+}

@@ -1,0 +1,86 @@
+"""convergence_guest — host side of the convergence scenario, shared by
+tests/vm/test_convergence.py and tests/bench/bench-convergence.py.
+
+The guest boots with `ma.agent=0 ma.scenario=convergence`; the scenario
+(guest-scenarios/convergence.sh) waits for the workload binary, which the host
+builds static from convergence-load.c and pushes through qemu-ga, then starts a
+memory dirtier in cgroup /batch, a service loop in /service, and the agent
+configured with a `batch` throttle class."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+
+import vmlib
+from vmlib import VMError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOAD_SRC = os.path.join(HERE, "convergence-load.c")
+GUEST_LOAD = "/run/convergence-load"
+SERVICE_FILE = "/run/service.count"
+CHUNK = 192 * 1024
+
+
+def build_load():
+    """The static workload binary (cached under a hash of its source); None
+    when the host cannot build static binaries."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    with open(LOAD_SRC, "rb") as fp:
+        key = hashlib.sha256(fp.read()).hexdigest()[:16]
+    out = os.path.join(vmlib.cache_dir(), "convergence-load-" + key)
+    if not os.path.exists(out):
+        r = subprocess.run([cc, "-static", "-O2", "-o", out + ".tmp", LOAD_SRC],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            vmlib.log(r.stderr)
+            return None
+        os.rename(out + ".tmp", out)
+    return out
+
+
+def append(quota=2000, mib=128):
+    return "ma.agent=0 ma.scenario=convergence ma.cv.quota=%d ma.cv.mib=%d" % (quota, mib)
+
+
+def push_load(guest, binary):
+    """Copy the workload into the guest; the scenario starts once it is executable."""
+    q = guest.qga()
+    with open(binary, "rb") as fp:
+        data = fp.read()
+    tmp = GUEST_LOAD + ".part"
+    for off in range(0, len(data), CHUNK):
+        q.write_file(tmp, data[off:off + CHUNK], mode="w" if off == 0 else "a")
+    q.sh("chmod 755 %s && mv %s %s" % (tmp, tmp, GUEST_LOAD))
+
+
+def start(harness, name, kernel, initrd, binary, quota=2000, mib=128):
+    """Boot a source guest running the scenario; returns it once the agent answers."""
+    g = harness.guest(name, kernel, initrd, append=append(quota, mib)).start()
+    g.wait_console(r"^MA-READY:")
+    push_load(g, binary)
+    g.wait_console(r"^MA-CONVERGENCE-READY:")
+    return g
+
+
+def read_service(guest):
+    """(iterations, guest monotonic ns) of the service loop."""
+    until = time.monotonic() + vmlib.CMD_TIMEOUT
+    while True:
+        text = guest.qga().read_file(SERVICE_FILE).decode(errors="replace").split()
+        if len(text) >= 2:
+            return int(text[0]), int(text[1])
+        if time.monotonic() > until:
+            raise VMError("the service never reported in %s" % SERVICE_FILE)
+        time.sleep(0.1)
+
+
+def service_rate(a, b):
+    """Iterations per second between two read_service() samples."""
+    dt = (b[1] - a[1]) / 1e9
+    if dt <= 0:
+        raise VMError("service samples out of order: %r %r" % (a, b))
+    return (b[0] - a[0]) / dt
