@@ -25,6 +25,8 @@ typedef enum
 } Severity;
 
 static const char *const severity_names[] = { "info", "slow", "blocked" };
+/* the verdict is the worst severity among the reasons; information alone means ready */
+static const char *const verdict_names[] = { "ready", "slow", "blocked" };
 
 typedef struct
 {
@@ -724,7 +726,7 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
     add_reason (&r, SEVERITY_INFO, "nothing-to-freeze", NULL,
                 "no mounted filesystem supports freezing");
 
-  json_object_set_string_member (obj, "verdict", severity_names[r.verdict]);
+  json_object_set_string_member (obj, "verdict", verdict_names[r.verdict]);
   json_object_set_array_member (obj, "reasons", r.reasons);
   stats = json_object_new ();
   json_object_set_int_member (stats, "processes", scan->n_processes);

@@ -710,11 +710,7 @@ ma_proc_scan_run (MaProcScan *self, GCancellable *cancellable, GError **error)
         g_thread_join (threads[i]);
       else if (i > 0)
         scan_worker (&workers[i]); /* no thread: do its share here */
-      merge_part (self, &workers[i].part);
-      g_ptr_array_unref (workers[i].part.lock_files);
-      g_ptr_array_unref (workers[i].part.orphan_files);
-      g_ptr_array_unref (workers[i].part.writers);
-      g_ptr_array_unref (workers[i].part.stuck);
+      merge_part (self, &workers[i].part); /* consumes the part's arrays */
     }
   close (procfd);
   g_ptr_array_sort (self->lock_files, compare_open_files);
