@@ -727,6 +727,241 @@ format_snapshot (JsonNode *ret)
     }
 }
 
+/* blockers: the verdict and its reasons, then every selected mount, the worst first (stuck
+ * tasks, then writers, then locks), then what cannot be frozen, the order, and writeback. */
+#define BLOCKERS_MAX_ROWS_PER_MOUNT 20
+
+typedef struct
+{
+  const char *mountpoint;
+  guint stuck, writers, locks;
+  MaTable *table;
+  guint rows, hidden;
+} BlockersMount;
+
+static void
+blockers_mount_free (BlockersMount *m)
+{
+  ma_table_free (m->table);
+  g_free (m);
+}
+
+static BlockersMount *
+blockers_mount (GHashTable *by_mp, const char *mountpoint)
+{
+  BlockersMount *m;
+
+  if (mountpoint == NULL)
+    mountpoint = "(unknown filesystem)";
+  m = g_hash_table_lookup (by_mp, mountpoint);
+  if (m == NULL)
+    {
+      m = g_new0 (BlockersMount, 1);
+      m->mountpoint = mountpoint;
+      m->table = ma_table_new (5, "WHAT", "PID", "COMM", "DETAIL", "PATH");
+      g_hash_table_insert (by_mp, (gpointer) mountpoint, m);
+    }
+  return m;
+}
+
+static void
+blockers_row (BlockersMount *m, const char *what, JsonObject *obj, const char *detail)
+{
+  g_autofree char *pid = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (obj, "pid", 0));
+
+  if (m->rows >= BLOCKERS_MAX_ROWS_PER_MOUNT)
+    {
+      m->hidden++;
+      return;
+    }
+  m->rows++;
+  ma_table_add (m->table, what, pid, str_member (obj, "comm", "?"), detail,
+                str_member (obj, "path", ""));
+}
+
+static gint
+blockers_mount_compare (gconstpointer a, gconstpointer b)
+{
+  const BlockersMount *x = *(BlockersMount *const *) a, *y = *(BlockersMount *const *) b;
+
+  if (x->stuck != y->stuck)
+    return x->stuck > y->stuck ? -1 : 1;
+  if (x->writers != y->writers)
+    return x->writers > y->writers ? -1 : 1;
+  if (x->locks != y->locks)
+    return x->locks > y->locks ? -1 : 1;
+  return g_strcmp0 (x->mountpoint, y->mountpoint);
+}
+
+static void
+format_blockers (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonObject *wb = NULL, *qga = NULL;
+  JsonArray *array = NULL;
+  g_autoptr(GHashTable) by_mp = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                                       (GDestroyNotify) blockers_mount_free);
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
+  g_autoptr(MaTable) unfreezable = ma_table_new (3, "MOUNTPOINT", "FSTYPE", "WHY NOT");
+  GHashTableIter iter;
+  gpointer value;
+  double sync = 0;
+
+  if (obj == NULL)
+    return;
+  printf ("verdict: %s\n", ma_out_status (str_member (obj, "verdict", "?")));
+  if (ma_json_get_array (obj, "reasons", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *r = as_object (json_array_get_element (array, i));
+        const char *sev = r != NULL ? str_member (r, "severity", "info") : "info";
+        if (r != NULL)
+          printf ("  %s %s\n",
+                  g_strcmp0 (sev, "info") == 0 ? ma_out_paint ("dim", "-") : ma_out_status (sev),
+                  str_member (r, "message", ""));
+      }
+
+  if (ma_json_get_array (obj, "freeze_order", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonNode *n = json_array_get_element (array, i);
+        if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+          blockers_mount (by_mp, json_node_get_string (n));
+      }
+  if (ma_json_get_array (obj, "stuck", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *s = as_object (json_array_get_element (array, i));
+        g_autofree char *detail = NULL;
+        BlockersMount *m;
+        if (s == NULL)
+          continue;
+        m = blockers_mount (by_mp, str_member (s, "mountpoint", NULL));
+        m->stuck++;
+        detail = g_strdup_printf ("D in %s (%s)", str_member (s, "wchan", "?"),
+                                  str_member (s, "syscall", "no syscall"));
+        blockers_row (m, ma_out_paint ("red", "stuck"), s, detail);
+      }
+  if (ma_json_get_array (obj, "writers", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *w = as_object (json_array_get_element (array, i));
+        g_autofree char *detail = NULL;
+        BlockersMount *m;
+        if (w == NULL)
+          continue;
+        m = blockers_mount (by_mp, str_member (w, "mountpoint", NULL));
+        m->writers++;
+        detail = g_strdup_printf ("fd %" G_GINT64_FORMAT, int_member (w, "fd", -1));
+        blockers_row (m, ma_out_paint ("yellow", "writer"), w, detail);
+      }
+  if (ma_json_get_array (obj, "locks", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *l = as_object (json_array_get_element (array, i));
+        JsonArray *holders = NULL, *waiters = NULL;
+        JsonObject *h = NULL;
+        g_autofree char *detail = NULL;
+        BlockersMount *m;
+        if (l == NULL)
+          continue;
+        m = blockers_mount (by_mp, str_member (l, "mountpoint", NULL));
+        m->locks++;
+        ma_json_get_array (l, "holders", &holders, NULL);
+        ma_json_get_array (l, "waiters", &waiters, NULL);
+        if (holders != NULL && json_array_get_length (holders) > 0)
+          h = as_object (json_array_get_element (holders, 0));
+        detail = g_strdup_printf ("%s %s%s%s", str_member (l, "type", "?"),
+                                  str_member (l, "mode", "?"),
+                                  waiters != NULL && json_array_get_length (waiters) > 0
+                                    ? ", waited for" : "",
+                                  g_strcmp0 (str_member (l, "path", ""), "") != 0
+                                      && json_object_has_member (l, "deleted")
+                                      && json_object_get_boolean_member_with_default (l, "deleted",
+                                                                                      FALSE)
+                                    ? ", deleted" : "");
+        if (h != NULL)
+          {
+            /* the holder's pid and comm with the lock's path */
+            JsonObject *row = json_object_new ();
+            json_object_set_int_member (row, "pid", int_member (h, "pid", 0));
+            json_object_set_string_member (row, "comm", str_member (h, "comm", "(exited)"));
+            json_object_set_string_member (row, "path", str_member (l, "path", ""));
+            blockers_row (m, "lock", row, detail);
+            json_object_unref (row);
+          }
+        else
+          blockers_row (m, "lock", l, detail);
+      }
+
+  g_hash_table_iter_init (&iter, by_mp);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_ptr_array_add (order, value);
+  g_ptr_array_sort (order, blockers_mount_compare);
+  for (guint i = 0; i < order->len; i++)
+    {
+      BlockersMount *m = order->pdata[i];
+      printf ("\n%s  %u stuck, %u writers, %u locks\n", ma_out_paint ("bold", m->mountpoint),
+              m->stuck, m->writers, m->locks);
+      if (m->rows > 0)
+        ma_table_print (m->table);
+      if (m->hidden > 0)
+        printf ("… and %u more (--json shows all)\n", m->hidden);
+    }
+
+  if (ma_json_get_array (obj, "mounts", &array, NULL) && array != NULL)
+    {
+      guint n = 0;
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        {
+          JsonObject *m = as_object (json_array_get_element (array, i));
+          gboolean selected = FALSE, freezable = TRUE;
+          if (m == NULL)
+            continue;
+          ma_json_get_bool (m, "selected", &selected, NULL);
+          ma_json_get_bool (m, "freezable", &freezable, NULL);
+          if (freezable || !selected)
+            continue;
+          ma_table_add (unfreezable, str_member (m, "mountpoint", "?"),
+                        str_member (m, "fstype", "?"), str_member (m, "reason", ""));
+          n++;
+        }
+      if (n > 0)
+        {
+          printf ("\nrequested but cannot be frozen:\n");
+          ma_table_print (unfreezable);
+        }
+    }
+  if (ma_json_get_array (obj, "freeze_order", &array, NULL) && array != NULL)
+    {
+      printf ("\nfreeze order:");
+      for (guint i = 0; i < json_array_get_length (array); i++)
+        {
+          JsonNode *n = json_array_get_element (array, i);
+          if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+            printf ("%s %s", i ? " →" : "", json_node_get_string (n));
+        }
+      printf ("\n");
+    }
+  if (ma_json_get_object (obj, "writeback", &wb, NULL) && wb != NULL)
+    {
+      g_autofree char *dirty = g_format_size ((guint64) MAX (int_member (wb, "dirty_bytes", 0), 0));
+      g_autofree char *back = g_format_size ((guint64) MAX (int_member (wb, "writeback_bytes", 0), 0));
+      ma_json_get_double (wb, "estimated_sync_seconds", &sync, NULL);
+      printf ("writeback:    %s dirty, %s under writeback, about %.1f s to flush\n", dirty, back,
+              sync);
+    }
+  if (ma_json_get_object (obj, "qemu_ga", &qga, NULL) && qga != NULL)
+    {
+      gboolean running = FALSE, port = FALSE, frozen = FALSE;
+      ma_json_get_bool (qga, "running", &running, NULL);
+      ma_json_get_bool (qga, "port_present", &port, NULL);
+      ma_json_get_bool (qga, "frozen", &frozen, NULL);
+      printf ("qemu-ga:      %s, port %s%s\n", running ? "running" : "not running",
+              port ? "present" : "absent", frozen ? ma_out_paint ("red", ", believes it is frozen") : "");
+    }
+}
+
 static const struct
 {
   const char *command;
@@ -736,6 +971,7 @@ static const struct
   { "info", format_info },
   { "status", format_status },
   { "events", format_events },
+  { "blockers", format_blockers },
   { "plugins", format_plugins },
   { "quiesce", format_quiesce },
   { "renew", format_quiesce },

@@ -302,6 +302,7 @@ typedef struct
 static void
 scan_part_init (ScanPart *part)
 {
+  memset (part, 0, sizeof *part);
   part->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   part->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   part->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
