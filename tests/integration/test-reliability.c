@@ -434,6 +434,58 @@ test_echoed_numbers_valid (Fixture *f, gconstpointer data)
                        "see tests/RELIABILITY.md");
 }
 
+/* Send `count` copies of line (with a sync every 1000 so the agent is known to have read
+ * them) and return the agent's RSS growth in KiB. */
+static gint64
+rss_growth_after (Fixture *f, MaClient *client, const char *line, guint count)
+{
+  g_autoptr(GString) batch = g_string_new (NULL);
+  gint64 before;
+
+  for (guint i = 0; i < 1000; i++)
+    g_string_append (batch, line);
+  /* warm up with the same input */
+  g_assert_true (ma_client_write_raw (client, batch->str, batch->len, NULL));
+  for (guint i = 0; i < 1000; i++)
+    g_free (read_reply_line (client));
+  before = ma_test_daemon_rss_kib (f->daemon);
+  for (guint round = 0; round < count / 1000; round++)
+    {
+      g_assert_true (ma_client_write_raw (client, batch->str, batch->len, NULL));
+      for (guint i = 0; i < 1000; i++)
+        g_free (read_reply_line (client));
+    }
+  assert_alive (client, count);
+  return ma_test_daemon_rss_kib (f->daemon) - before;
+}
+
+/* Garbage answered with errors must not cost memory: 200,000 bad requests of each kind. */
+static void
+test_garbage_does_not_leak (Fixture *f, gconstpointer data)
+{
+  g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
+  static const char *const clean[] = {
+    "garbage\n", "[1,2,3]\n", "{\"execute\":42}\n", "{\"execute\":\"nope\",\"id\":[1,{}]}\n",
+    "{\"execute\":\"ping\",\"arguments\":{\"x\":[1,2]}}\n", "{\"execute\":\"p\xc3\x28\"}\n",
+  };
+  /* a scalar followed by more JSON: json-glib 1.6 drops its first node on this error */
+  static const char *const scalar_then_more = "1[]\n";
+  gint64 growth;
+
+  for (guint i = 0; i < G_N_ELEMENTS (clean); i++)
+    {
+      g_autofree char *shown = g_strchomp (g_strdup (clean[i]));
+      growth = rss_growth_after (f, client, clean[i], 200000);
+      g_test_message ("%s: RSS %+" G_GINT64_FORMAT " KiB after 200000", shown, growth);
+      g_assert_cmpint (growth, <, 2048);
+    }
+  growth = rss_growth_after (f, client, scalar_then_more, 200000);
+  g_test_message ("1[]: RSS %+" G_GINT64_FORMAT " KiB after 200000", growth);
+  if (growth >= 2048)
+    g_test_incomplete ("the JSON parser leaks on a scalar followed by more input "
+                       "(json-glib 1.6); see tests/RELIABILITY.md");
+}
+
 /* SIGTERM while a client floods: a clean exit, socket removed. */
 static void
 test_sigterm_during_flood (Fixture *f, gconstpointer data)
@@ -691,6 +743,69 @@ test_writes_only_state_dir (void)
   g_rmdir (plugin_dir);
 }
 
+/* No shell anywhere: nothing in the agent or the shipped plugins can hand a string to a
+ * shell. A source-level check, so that a regression fails here before it ships. */
+static void
+scan_for_shell (const char *dir, guint *files, GString *found)
+{
+  static const char *const forbidden[] = {
+    "system (", "system(", "popen", "g_spawn_command_line", "\"/bin/sh\"", "\"sh\", \"-c\"",
+    "execl (\"/bin/sh", "wordexp", NULL,
+  };
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      g_autofree char *text = NULL;
+
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        {
+          scan_for_shell (path, files, found);
+          continue;
+        }
+      if (!g_str_has_suffix (name, ".c") && !g_str_has_suffix (name, ".h"))
+        continue;
+      g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+      (*files)++;
+      for (guint i = 0; forbidden[i] != NULL; i++)
+        for (const char *hit = strstr (text, forbidden[i]); hit != NULL;
+             hit = strstr (hit + 1, forbidden[i]))
+          {
+            /* a whole identifier: "filesystem (" is not "system (" */
+            if (hit > text && (g_ascii_isalnum (hit[-1]) || hit[-1] == '_'))
+              continue;
+            g_string_append_printf (found, "%s uses %s\n", path, forbidden[i]);
+            break;
+          }
+    }
+}
+
+static void
+test_no_shell (void)
+{
+  const char *root = g_getenv ("MA_SOURCE_ROOT");
+  g_autofree char *agent = NULL, *plugins = NULL;
+  g_autoptr(GString) found = g_string_new (NULL);
+  guint files = 0;
+
+  if (root == NULL)
+    {
+      g_test_skip ("MA_SOURCE_ROOT is not set");
+      return;
+    }
+  agent = g_build_filename (root, "agent", NULL);
+  plugins = g_build_filename (root, "plugins", NULL);
+  scan_for_shell (agent, &files, found);
+  scan_for_shell (plugins, &files, found);
+  g_test_message ("%u source files scanned", files);
+  g_assert_cmpuint (files, >, 20);
+  if (found->len > 0)
+    g_error ("a shell can be reached:\n%s", found->str);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -707,9 +822,11 @@ main (int argc, char **argv)
   ADD ("/reliability/stale-bytes-recover", test_stale_bytes_recover);
   ADD ("/reliability/invalid-utf8-and-nul", test_invalid_utf8_and_nul);
   ADD ("/reliability/echoed-numbers-valid", test_echoed_numbers_valid);
+  ADD ("/reliability/garbage-does-not-leak", test_garbage_does_not_leak);
   ADD ("/reliability/every-command-garbage", test_every_command_garbage);
   ADD ("/reliability/sigterm-during-flood", test_sigterm_during_flood);
   g_test_add_func ("/reliability/writes-only-state-dir", test_writes_only_state_dir);
+  g_test_add_func ("/reliability/no-shell", test_no_shell);
 #undef ADD
   return g_test_run ();
 }
