@@ -42,8 +42,9 @@ def build_load():
     return out
 
 
-def append(quota=2000, mib=128):
-    return "ma.agent=0 ma.scenario=convergence ma.cv.quota=%d ma.cv.mib=%d" % (quota, mib)
+def append(quota=2000, mib=128, period=100000):
+    return ("ma.agent=0 ma.scenario=convergence ma.cv.quota=%d ma.cv.period=%d ma.cv.mib=%d"
+            % (quota, period, mib))
 
 
 def push_load(guest, binary):
@@ -57,9 +58,9 @@ def push_load(guest, binary):
     q.sh("chmod 755 %s && mv %s %s" % (tmp, tmp, GUEST_LOAD))
 
 
-def start(harness, name, kernel, initrd, binary, quota=2000, mib=128):
-    """Boot a source guest running the scenario; returns it once the agent answers."""
-    g = harness.guest(name, kernel, initrd, append=append(quota, mib)).start()
+def start(harness, name, kernel, initrd, binary, quota=2000, mib=128, period=100000):
+    """Boot a source guest running the scenario; returns it once the scenario is up."""
+    g = harness.guest(name, kernel, initrd, append=append(quota, mib, period)).start()
     g.wait_console(r"^MA-READY:")
     push_load(g, binary)
     g.wait_console(r"^MA-CONVERGENCE-READY:")
