@@ -176,6 +176,38 @@ ma_json_check_members (JsonObject *obj, const char *const *allowed, GError **err
   return TRUE;
 }
 
+/* Escapes json-glib would accept but lose: \u0000 (cut strings short) and \u
+ * without four hex digits. */
+static gboolean
+text_has_bad_escape (const char *text, gsize len)
+{
+  gboolean in_string = FALSE;
+
+  for (gsize i = 0; i < len; i++)
+    {
+      if (!in_string)
+        {
+          in_string = text[i] == '"';
+          continue;
+        }
+      if (text[i] == '"')
+        in_string = FALSE;
+      else if (text[i] == '\\' && i + 1 < len)
+        {
+          if (text[i + 1] == 'u')
+            {
+              if (i + 5 >= len || !g_ascii_isxdigit (text[i + 2]) || !g_ascii_isxdigit (text[i + 3])
+                  || !g_ascii_isxdigit (text[i + 4]) || !g_ascii_isxdigit (text[i + 5]))
+                return TRUE;
+              if (strncmp (text + i + 2, "0000", 4) == 0)
+                return TRUE;
+            }
+          i++; /* skip the escaped character */
+        }
+    }
+  return FALSE;
+}
+
 guint
 ma_json_text_depth (const char *text, gsize len)
 {
@@ -227,6 +259,12 @@ ma_json_parse (const char *text, gsize len, GError **error)
                    "JSON parse error, nesting deeper than %d", MA_JSON_MAX_DEPTH);
       return NULL;
     }
+  if (text_has_bad_escape (text, len))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, invalid \\u escape or NUL character in a string");
+      return NULL;
+    }
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, text, (gssize) len, &local_error))
     {
@@ -244,13 +282,138 @@ ma_json_parse (const char *text, gsize len, GError **error)
   return json_node_copy (root);
 }
 
+static void
+append_string (GString *out, const char *str)
+{
+  g_string_append_c (out, '"');
+  for (const guchar *p = (const guchar *) str; *p != '\0'; p++)
+    {
+      switch (*p)
+        {
+        case '"':
+          g_string_append (out, "\\\"");
+          break;
+        case '\\':
+          g_string_append (out, "\\\\");
+          break;
+        case '\n':
+          g_string_append (out, "\\n");
+          break;
+        case '\r':
+          g_string_append (out, "\\r");
+          break;
+        case '\t':
+          g_string_append (out, "\\t");
+          break;
+        default:
+          if (*p < 0x20 || *p == 0x7f)
+            g_string_append_printf (out, "\\u%04x", *p);
+          else
+            g_string_append_c (out, (char) *p);
+          break;
+        }
+    }
+  g_string_append_c (out, '"');
+}
+
+static void
+append_double (GString *out, double d)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (!isfinite (d))
+    {
+      g_string_append (out, "null"); /* JSON has no NaN or infinity */
+      return;
+    }
+  /* the shortest form that reads back as the same double */
+  g_ascii_formatd (buf, sizeof buf, "%.15g", d);
+  if (g_ascii_strtod (buf, NULL) != d)
+    g_ascii_formatd (buf, sizeof buf, "%.16g", d);
+  if (g_ascii_strtod (buf, NULL) != d)
+    g_ascii_formatd (buf, sizeof buf, "%.17g", d);
+  g_string_append (out, buf);
+  /* keep it a double for readers that care, without breaking exponent forms */
+  if (strpbrk (buf, ".eEn") == NULL)
+    g_string_append (out, ".0");
+}
+
+static void
+append_node (GString *out, JsonNode *node)
+{
+  switch (JSON_NODE_TYPE (node))
+    {
+    case JSON_NODE_OBJECT:
+      {
+        JsonObjectIter iter;
+        const char *name;
+        JsonNode *member;
+        gboolean first = TRUE;
+
+        g_string_append_c (out, '{');
+        json_object_iter_init_ordered (&iter, json_node_get_object (node));
+        while (json_object_iter_next_ordered (&iter, &name, &member))
+          {
+            if (!first)
+              g_string_append_c (out, ',');
+            first = FALSE;
+            append_string (out, name);
+            g_string_append_c (out, ':');
+            append_node (out, member);
+          }
+        g_string_append_c (out, '}');
+        break;
+      }
+    case JSON_NODE_ARRAY:
+      {
+        JsonArray *array = json_node_get_array (node);
+
+        g_string_append_c (out, '[');
+        for (guint i = 0; i < json_array_get_length (array); i++)
+          {
+            if (i > 0)
+              g_string_append_c (out, ',');
+            append_node (out, json_array_get_element (array, i));
+          }
+        g_string_append_c (out, ']');
+        break;
+      }
+    case JSON_NODE_VALUE:
+      switch (json_node_get_value_type (node))
+        {
+        case G_TYPE_INT64:
+          g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
+          break;
+        case G_TYPE_DOUBLE:
+          append_double (out, json_node_get_double (node));
+          break;
+        case G_TYPE_BOOLEAN:
+          g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
+          break;
+        case G_TYPE_STRING:
+          append_string (out, json_node_get_string (node));
+          break;
+        default:
+          g_string_append (out, "null");
+          break;
+        }
+      break;
+    case JSON_NODE_NULL:
+    default:
+      g_string_append (out, "null");
+      break;
+    }
+}
+
+/* Our own generator: json-glib 1.6 writes doubles such as 1e+308 as "1e+308.0",
+ * which no JSON reader accepts. Member order is insertion order. */
 char *
 ma_json_to_string (JsonNode *node)
 {
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  GString *out = g_string_sized_new (256);
 
-  json_generator_set_root (gen, node);
-  return json_generator_to_data (gen, NULL);
+  append_node (out, node);
+  return g_string_free (out, FALSE);
 }
 
 JsonNode *

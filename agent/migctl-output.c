@@ -170,10 +170,18 @@ ma_table_free (MaTable *self)
 void
 ma_out_print_json (JsonNode *node, gboolean pretty)
 {
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonGenerator) gen = NULL;
   g_autofree char *text = NULL;
 
-  json_generator_set_pretty (gen, pretty);
+  if (!pretty)
+    {
+      /* for machines: the agent's own generator (exact numbers, one line) */
+      text = ma_json_to_string (node);
+      printf ("%s\n", text);
+      return;
+    }
+  gen = json_generator_new ();
+  json_generator_set_pretty (gen, TRUE);
   json_generator_set_root (gen, node);
   text = json_generator_to_data (gen, NULL);
   printf ("%s\n", text);

@@ -149,6 +149,14 @@ ma_request_parse (const char *text, gsize len, JsonNode **id_out, GError **error
   JsonObject *obj;
   JsonNode *node;
 
+  /* anything but an object is refused before json-glib sees it (it also leaks on
+   * some scalar-then-garbage inputs such as "1[]") */
+  if (len == 0 || text[0] != '{')
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "QMP input must be a JSON object");
+      return NULL;
+    }
   root = ma_json_parse (text, len, error);
   if (root == NULL)
     return NULL;

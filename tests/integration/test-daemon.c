@@ -130,7 +130,10 @@ test_bad_input (Fixture *f, gconstpointer data)
     const char *klass;
     const char *desc;
   } cases[] = {
-    { "garbage\n", "GenericError", "JSON parse error" },
+    { "garbage\n", "GenericError", "QMP input must be a JSON object" },
+    { "1[]\n", "GenericError", "QMP input must be a JSON object" },
+    { "{\"execute\":\"ping\\u0000\"}\n", "GenericError", "NUL character" },
+    { "{\"execute\":\"ping\",\"id\":\"\\uZZZZ\"}\n", "GenericError", "invalid \\u escape" },
     { "{\"execute\":\n", "GenericError", "JSON parse error" },
     { "[1,2,3]\n", "GenericError", "QMP input must be a JSON object" },
     { "\"ping\"\n", "GenericError", "QMP input must be a JSON object" },
@@ -207,7 +210,8 @@ static void
 test_ids_echoed (Fixture *f, gconstpointer data)
 {
   g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
-  const char *const ids[] = { "1650000000123", "\"abc\"", "{\"a\":[1,2]}", "null", "1.5", NULL };
+  const char *const ids[] = { "1650000000123", "\"abc\"", "{\"a\":[1,2]}", "null", "1.5",
+                              "1e+308", "-2.5e-07", "\"tab\\there\\u0001\"", NULL };
 
   for (guint i = 0; ids[i] != NULL; i++)
     {
