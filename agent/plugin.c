@@ -823,7 +823,7 @@ ma_plugin_to_json (MaPlugin *plugin)
 {
   static const char *const status_names[] = { "ready", "masked", "refused" };
   JsonObject *obj = json_object_new ();
-  JsonArray *phases = json_array_new ();
+  JsonArray *phases;
 
   json_object_set_string_member (obj, "name", plugin->name);
   json_object_set_string_member (obj, "manifest", plugin->manifest);
@@ -840,6 +840,7 @@ ma_plugin_to_json (MaPlugin *plugin)
   json_object_set_int_member (obj, "order", plugin->order);
   json_object_set_array_member (obj, "after", strv_to_array (plugin->after));
   json_object_set_array_member (obj, "before", strv_to_array (plugin->before));
+  phases = json_array_new ();
   for (guint p = 0; p < MA_PLUGIN_N_PHASES; p++)
     if (ma_plugin_has_phase (plugin, p))
       json_array_add_string_element (phases, phase_names[p]);

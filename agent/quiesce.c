@@ -6,6 +6,7 @@
 
 #include <glib/gstdio.h>
 
+#include "freezeguard.h"
 #include "json.h"
 #include "plugin-run.h"
 #include "plugin.h"
@@ -471,6 +472,8 @@ lease_start (MaOperation *op)
   op->expires_at = g_get_monotonic_time () + (gint64) op->lease_seconds * G_USEC_PER_SEC;
   op->lease_id = g_timeout_add ((guint) MIN ((guint64) op->lease_seconds * 1000, G_MAXUINT),
                                 on_lease_expired, op);
+  /* a live lease is an orchestrator at work: the freeze guard waits */
+  ma_freeze_guard_note_activity (ma_freeze_guard_from_agent (op->q->agent));
 }
 
 static void

@@ -322,7 +322,10 @@ collect_devices (GError **error)
         json_object_set_string_member (obj, "devnode", udev_device_get_devnode (dev));
       json_object_set_int_member (obj, "size", (gint64) (sectors * 512));
       if ((value = udev_value (dev, "ID_SERIAL", "serial")) != NULL && value[0] != '\0')
-        json_object_set_string_member (obj, "serial", g_strstrip (g_strdup (value)));
+        {
+          g_autofree char *serial = g_strstrip (g_strdup (value));
+          json_object_set_string_member (obj, "serial", serial);
+        }
       if ((value = udev_value (dev, "ID_WWN", "wwid")) != NULL && value[0] != '\0')
         json_object_set_string_member (obj, "wwn", value);
       if ((value = udev_value (dev, "ID_PATH", NULL)) != NULL)
