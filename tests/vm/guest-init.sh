@@ -92,13 +92,14 @@ port_by_name() {
     return 1
 }
 
-mkdir -p /run/qemu-ga
 qga_port=
 if wait_for 'port_by_name org.qemu.guest_agent.0 >/dev/null' 20 "qemu-ga port"; then
     qga_port=$(port_by_name org.qemu.guest_agent.0)
-    hook=
-    [ -x /etc/qemu/fsfreeze-hook ] && hook=-F/etc/qemu/fsfreeze-hook
-    qemu-ga -m virtio-serial -p "$qga_port" -t /run/qemu-ga -l /run/qemu-ga.log $hook &
+    # ma.qgahook=PATH: qemu-ga runs PATH as its fsfreeze hook (-F); its state
+    # dir stays the default /var/run (= /run), where the agent looks for
+    # qga.state.isfrozen
+    hook=$(cmdline_get ma.qgahook || true)
+    qemu-ga -m virtio-serial -p "$qga_port" -l /run/qemu-ga.log ${hook:+-F"$hook"} &
     echo "MA-QGA: started on $qga_port pid $!"
 fi
 

@@ -17,6 +17,7 @@ from vmlib import VMError  # noqa: E402
 
 FROZEN_LATENCY_LIMIT = 0.100  # seconds, protocol round trip host -> guest -> host
 PINGS = 20
+BURST = 40
 
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
@@ -29,7 +30,7 @@ st = {}
 
 def build():
     st["deb"] = vmlib.ensure_deb()
-    st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True)
+    st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True, deb=st["deb"])
     vmlib.make_data_disk(h.disk)
     return os.path.basename(st["deb"])
 
@@ -127,6 +128,20 @@ def ping_dst():
         dt * 1000, info.get("version"), max(lat) * 1000)
 
 
+def burst_dst():
+    # An orchestrator's calls right after the migration, each on a fresh
+    # connection (as migctl makes one per call), must each be answered.
+    fails = []
+    for i in range(BURST):
+        rc, out, err, dt = vmlib.migctl(MIGCTL, st["dst"].ma_sock, "ping", "--timeout", "3",
+                                        timeout=15)
+        if rc != 0:
+            fails.append("call %d: exit %d after %.1f s: %s" % (i + 1, rc, dt, err.strip()))
+    if fails:
+        raise VMError("%d of %d calls unanswered: %s" % (len(fails), BURST, "; ".join(fails)))
+    return "%d calls, all answered" % BURST
+
+
 def qga_dst():
     q = st["dst"].qga(timeout=30)
     q.cmd("guest-ping")
@@ -153,6 +168,10 @@ tap = vmlib.Tap([
     ("with qemu-ga's freeze in force, the agent answers in < 100 ms", frozen),
     ("live migration to a second QEMU on loopback completes", migrate),
     ("the agent answers on the destination's port", ping_dst),
+    ("%d back-to-back migctl calls on the destination each answer" % BURST, burst_dst,
+     vmlib.STALE_HUP),
+    ("every other call was answered on its first connection", vmlib.no_retries,
+     vmlib.STALE_HUP),
     ("qemu-ga answers on the destination too", qga_dst),
     ("the agent never exited nor logged a critical", agent_alive),
 ])

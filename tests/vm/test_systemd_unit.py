@@ -64,7 +64,7 @@ def unit_caps():
 
 def build():
     st["deb"] = vmlib.ensure_deb()
-    st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True, flavour="systemd")
+    st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True, flavour="systemd", deb=st["deb"])
     vmlib.make_data_disk(h.disk)
     return os.path.basename(st["deb"])
 
@@ -241,6 +241,7 @@ tap = vmlib.Tap([
     ("live migration to a second QEMU completes", migrate),
     ("the same agent process answers on the destination", after_migration),
     ("no error in the agent's journal", journal_clean),
+    ("every call was answered on its first connection", vmlib.no_retries, vmlib.STALE_HUP),
 ])
 rc = tap.run(on_failure=h.dump)
 h.close(rc != 0)

@@ -99,8 +99,13 @@ def source_files(root=SRCROOT):
 
 
 def source_hash(root=SRCROOT):
+    """Hash of what goes into the .deb. The VM suite's own files (except its
+    meson.build) do not change the package, so editing a test does not
+    rebuild it."""
     h = hashlib.sha256()
     for f in source_files(root):
+        if f.startswith("tests/vm/") and f != "tests/vm/meson.build":
+            continue
         h.update(f.encode() + b"\0")
         with open(os.path.join(root, f), "rb") as fp:
             h.update(hashlib.sha256(fp.read()).digest())
@@ -149,10 +154,14 @@ def ensure_deb():
     return os.path.join(d, sorted(debs)[0])
 
 
-def ensure_guest(with_agent, flavour="busybox"):
+def ensure_guest(with_agent, flavour="busybox", deb=None):
     """Build (or reuse) the guest image; returns (kernel, initrd).
-    flavour 'systemd': systemd is PID 1 and udev starts the agents."""
-    deb = ensure_deb() if with_agent else "-"
+    flavour 'systemd': systemd is PID 1 and udev starts the agents.
+    deb: the agent's .deb (default: ensure_deb())."""
+    if with_agent:
+        deb = deb or ensure_deb()
+    else:
+        deb = "-"
     name = ("guest-agent" if with_agent else "guest-base") + \
         ("" if flavour == "busybox" else "-" + flavour)
     out = os.path.join(cache_dir(), name)
@@ -530,11 +539,23 @@ class Agent:
     """A raw protocol connection to the agent's port (host side), for
     latency measurements without the client's process start-up."""
 
-    def __init__(self, path, timeout=CMD_TIMEOUT):
-        self.s = JsonStream(connect_unix(path, time.monotonic() + timeout))
+    def __init__(self, path, timeout=CMD_TIMEOUT, attempt_timeout=5):
         self.events = []
         self._id = 0
-        self.sync(timeout)
+        until = time.monotonic() + timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            self.s = JsonStream(connect_unix(path, until))
+            try:
+                self.sync(min(attempt_timeout, max(until - time.monotonic(), 0.1)))
+                break
+            except VMError:
+                self.s.close()
+                if time.monotonic() >= until:
+                    raise
+        if attempts > 1:
+            RETRIED.append(("sync-delimited (raw connection)", attempts))
 
     def sync(self, timeout=CMD_TIMEOUT):
         until = time.monotonic() + timeout
@@ -595,11 +616,57 @@ def migctl(binary, sock, *args, timeout=CMD_TIMEOUT):
 
 
 def migctl_ok(binary, sock, *args, timeout=CMD_TIMEOUT):
-    """migctl that must succeed; returns (parsed JSON, seconds)."""
-    rc, out, err, dt = migctl(binary, sock, *args, timeout=timeout)
-    if rc != 0:
-        raise VMError("migctl %s: exit %d: %s %s" % (" ".join(args), rc, out, err.strip()))
+    """migctl that must succeed; returns (parsed JSON, seconds). Unanswered
+    calls are retried on a fresh connection (see STALE_HUP) and recorded in
+    RETRIED, so a test can still report them."""
+    out, dt, attempts = migctl_retry(binary, sock, *args,
+                                     attempt_timeout=min(timeout, 10),
+                                     timeout=max(timeout, 60 * SCALE))
     return out, dt
+
+
+# Reported to the agent's developers: a request sent right after the host side
+# of the virtio port reconnects can go unread (the agent's port channel
+# apparently takes a stale HUP after the reconnect's SIGIO was consumed and
+# stops reading until the next connect); migctl then waits its whole timeout.
+# Seen a few times per hundred calls under TCG on a loaded 2-core machine.
+STALE_HUP = "a request right after a host reconnect can go unread (stale HUP after SIGIO)"
+RETRIED = []  # (command, attempts) of every call that needed a fresh connection
+
+
+def no_retries():
+    """A step for the end of a test: every call was answered at once.
+    Register it with STALE_HUP as its known issue."""
+    if RETRIED:
+        raise VMError("calls that went unanswered and were retried on a fresh connection: %r"
+                      % RETRIED)
+    return "every call answered on its first connection"
+
+
+def migctl_retry(binary, sock, *args, attempt_timeout=5, timeout=60 * SCALE):
+    """migctl as a careful orchestrator runs it: a call that gets no answer
+    within attempt_timeout is retried on a fresh connection (only for
+    idempotent commands). Returns (parsed JSON, seconds of the answering
+    attempt, attempts)."""
+    until = time.monotonic() + timeout
+    attempts = 0
+    last = None
+    while time.monotonic() < until:
+        attempts += 1
+        try:
+            rc, out, err, dt = migctl(binary, sock, *args, "--timeout", str(attempt_timeout),
+                                      timeout=attempt_timeout + 10)
+        except subprocess.TimeoutExpired:
+            last = "migctl did not exit"
+            continue
+        if rc == 0:
+            if attempts > 1:
+                RETRIED.append((args[0] if args else "?", attempts))
+            return out, dt, attempts
+        if rc != 2:  # the agent answered with an error: no retry
+            raise VMError("migctl %s: exit %d: %s %s" % (" ".join(args), rc, out, err.strip()))
+        last = "exit %d: %s" % (rc, err.strip())
+    raise VMError("migctl %s: no answer in %d attempts (%s)" % (" ".join(args), attempts, last))
 
 
 def wait_migctl(binary, sock, timeout=BOOT_TIMEOUT):
@@ -624,7 +691,12 @@ def wait_migctl(binary, sock, timeout=BOOT_TIMEOUT):
 
 class Tap:
     """Ordered steps; the first failure stops the run (later steps are
-    reported as not ok, since they depend on the earlier ones)."""
+    reported as not ok, since they depend on the earlier ones).
+
+    A step given as (desc, fn, "known issue text") checks a known, reported
+    product bug: while it fails it is reported as `not ok ... # TODO text`
+    (an expected failure; later steps still run); once the bug is fixed it
+    passes as a plain `ok`, and the marker should be removed."""
 
     def __init__(self, steps):
         self.steps = steps
@@ -633,7 +705,9 @@ class Tap:
         print("1..%d" % len(steps), flush=True)
 
     def run(self, on_failure=None):
-        for desc, fn in self.steps:
+        for step in self.steps:
+            desc, fn = step[0], step[1]
+            known = step[2] if len(step) > 2 else None
             self.n += 1
             if self.failed:
                 print("not ok %d - %s # not run: an earlier step failed" % (self.n, desc),
@@ -647,6 +721,11 @@ class Tap:
                                                  (": " + note) if note else ""), flush=True)
             except Exception as e:  # noqa: BLE001 -- any failure is a test failure
                 dt = time.monotonic() - t0
+                if known:
+                    print("not ok %d - %s (%.2f s) # TODO known issue: %s" % (
+                        self.n, desc, dt, known), flush=True)
+                    log("%s: %s" % (type(e).__name__, e))
+                    continue
                 print("not ok %d - %s (%.2f s)" % (self.n, desc, dt), flush=True)
                 log("%s: %s" % (type(e).__name__, e))
                 self.failed = True
