@@ -24,6 +24,12 @@ typedef struct
 
 typedef struct
 {
+  MaResumedFunc func;
+  gpointer user_data;
+} MaResumedEntry;
+
+typedef struct
+{
   MaShutdownFunc func;
   gpointer user_data;
 } MaShutdownEntry;
@@ -59,6 +65,7 @@ struct _MaAgent
   gint64 last_at;
 
   GArray *shutdown_funcs;
+  GArray *resumed_funcs; /* MaResumedEntry */
   GArray *module_states; /* MaModuleState, freed newest first */
   guint holds;
   gboolean shutting_down;
@@ -119,6 +126,7 @@ ma_agent_new (MaConfig *config, const char *state_dir, GError **error)
   self->sessions = g_ptr_array_new ();
   self->shutdown_funcs = g_array_new (FALSE, FALSE, sizeof (MaShutdownEntry));
   self->module_states = g_array_new (FALSE, FALSE, sizeof (MaModuleState));
+  self->resumed_funcs = g_array_new (FALSE, FALSE, sizeof (MaResumedEntry));
   self->commands = ma_commands_new ();
 
   if (!ma_config_get_int (config, "events", "buffer-size", MA_EVENTS_DEFAULT_CAPACITY, 16,
@@ -160,6 +168,7 @@ ma_agent_free (MaAgent *self)
       m->destroy (m->state);
     }
   g_array_unref (self->module_states);
+  g_array_unref (self->resumed_funcs);
   g_clear_handle_id (&self->shutdown_timeout, g_source_remove);
   g_clear_handle_id (&self->monitor_watch, g_source_remove);
   g_clear_handle_id (&self->sigio_watch, g_source_remove);
@@ -521,6 +530,24 @@ ma_agent_last_operation_to_json (MaAgent *self)
     json_object_set_string_member (obj, "result", self->last_result);
   json_object_set_int_member (obj, "at", self->last_at / G_USEC_PER_SEC);
   return ma_json_new_object_node (obj);
+}
+
+void
+ma_agent_add_resumed_func (MaAgent *self, MaResumedFunc func, gpointer user_data)
+{
+  MaResumedEntry entry = { func, user_data };
+
+  g_array_append_val (self->resumed_funcs, entry);
+}
+
+void
+ma_agent_notify_resumed (MaAgent *self, const char *operation)
+{
+  for (guint i = 0; i < self->resumed_funcs->len; i++)
+    {
+      MaResumedEntry *entry = &g_array_index (self->resumed_funcs, MaResumedEntry, i);
+      entry->func (self, operation, entry->user_data);
+    }
 }
 
 void

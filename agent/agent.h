@@ -54,6 +54,12 @@ void ma_agent_set_last_operation (MaAgent *self, const char *command, const char
                                   const char *result);
 JsonNode *ma_agent_last_operation_to_json (MaAgent *self);
 
+/* Resume hooks: modules that must act when the guest resumed on a new host (release
+ * throttles…) register here; resume detection calls ma_agent_notify_resumed once per resume. */
+typedef void (*MaResumedFunc) (MaAgent *agent, const char *operation, gpointer user_data);
+void ma_agent_add_resumed_func (MaAgent *self, MaResumedFunc func, gpointer user_data);
+void ma_agent_notify_resumed (MaAgent *self, const char *operation);
+
 /* A module's state, freed (newest first) when the agent is freed. */
 void ma_agent_own_module_state (MaAgent *self, gpointer state, GDestroyNotify destroy);
 

@@ -169,6 +169,7 @@ finish_resume (MaResume *self)
       && !ma_lifecycle_enter (lc, MA_STATE_RESUMED, self->last_operation, "resume detected",
                               &error))
     g_debug ("lifecycle: %s", error->message);
+  ma_agent_notify_resumed (self->agent, self->last_operation);
   if (self->validate && self->validator != NULL)
     ma_validator_start (self->validator, "resume", self->count, self->last_operation, NULL, NULL,
                         NULL);

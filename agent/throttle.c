@@ -1210,11 +1210,27 @@ on_agent_shutdown (MaAgent *agent, gpointer user_data)
   ma_throttle_release_all (*slot, "agent-stopping");
 }
 
+static void
+on_guest_resumed (MaAgent *agent, const char *operation, gpointer user_data)
+{
+  MaThrottle **slot = user_data;
+
+  /* on the destination the migration is over: nothing needs slowing any more */
+  ma_throttle_release_all (*slot, "resumed");
+}
+
+static void
+throttle_slot_free (MaThrottle **slot)
+{
+  g_clear_pointer (slot, ma_throttle_free);
+  g_free (slot);
+}
+
 MaThrottle *
 ma_convergence_register (MaAgent *agent)
 {
   MaCommands *commands = ma_agent_get_commands (agent);
-  /* lives as long as the process: the commands and the shutdown hook point at it */
+  /* owned by the agent: the commands and the hooks point at it */
   MaThrottle **slot = g_new0 (MaThrottle *, 1);
   g_autoptr(GError) error = NULL;
 
@@ -1226,7 +1242,9 @@ ma_convergence_register (MaAgent *agent)
                    "slow a configured class (or 'auto': the top writers' classes) for a lease");
   ma_commands_add (commands, "unthrottle", cmd_unthrottle, slot,
                    "undo throttles exactly (one class or all)");
+  ma_agent_own_module_state (agent, slot, (GDestroyNotify) throttle_slot_free);
   ma_agent_add_shutdown_func (agent, on_agent_shutdown, slot);
+  ma_agent_add_resumed_func (agent, on_guest_resumed, slot);
   ma_agent_add_capability (agent, "throttle");
   return *slot;
 }

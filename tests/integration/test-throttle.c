@@ -358,6 +358,26 @@ test_lease_expiry (Fixture *f, gconstpointer data)
   wait_progress (&f->counters[0]);
 }
 
+/* A resume on the destination ends the migration: throttles are released then. */
+static void
+test_resume_releases (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonNode) resumed = NULL;
+
+  if (skip_reason != NULL)
+    {
+      g_test_skip (skip_reason);
+      return;
+    }
+  ret = ma_test_execute (f->client, "throttle", "{\"class\": \"batch\", \"lease_seconds\": 600}");
+  wait_for_line (f->batch, "cgroup.events", "frozen 1");
+  resumed = ma_test_execute (f->client, "resumed", "{\"operation\": \"op-moved\"}");
+  wait_event (f, "UNTHROTTLED", "batch", "resumed");
+  assert_file_is (f->batch, "cgroup.freeze", "0");
+  wait_progress (&f->counters[0]);
+}
+
 static void
 test_restart_after_sigkill (Fixture *f, gconstpointer data)
 {
@@ -587,6 +607,8 @@ main (int argc, char **argv)
   g_test_add ("/throttle/freeze-and-unthrottle", Fixture, NULL, fixture_setup,
               test_freeze_and_unthrottle, fixture_teardown);
   g_test_add ("/throttle/lease-expiry", Fixture, NULL, fixture_setup, test_lease_expiry,
+              fixture_teardown);
+  g_test_add ("/throttle/resume-releases", Fixture, NULL, fixture_setup, test_resume_releases,
               fixture_teardown);
   g_test_add ("/throttle/restart-after-sigkill", Fixture, NULL, fixture_setup,
               test_restart_after_sigkill, fixture_teardown);
