@@ -47,7 +47,7 @@ modules="virtio_pci virtio_console virtio_blk virtio_net ext4"
 key=$( {
     echo "kver=$kver flavour=$flavour"
     sha256sum "$0" "$here/guest-init.sh" "/boot/vmlinuz-$kver" "$busybox" /usr/sbin/qemu-ga
-    find "$here/guest-scenarios" -type f -name '*.sh' | sort | xargs -r sha256sum
+    find "$here/guest-scenarios" "$here/guest-tools" -type f | sort | xargs -r sha256sum
     [ "$deb" = "-" ] || sha256sum "$deb"
     if [ "$flavour" = systemd ]; then
         sha256sum /lib/systemd/systemd /bin/udevadm /bin/systemctl
@@ -179,6 +179,16 @@ echo 'root:x:0:' > "$root/etc/group"
 echo 'guest' > "$root/etc/hostname"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
 [ -e "$root/etc/nsswitch.conf" ] || printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
+
+# --- guest helpers (busybox lacks them): tests/vm/guest-tools/*.c, static ----------
+mkdir -p "$root/usr/local/bin"
+for c in "$here"/guest-tools/*.c; do
+    [ -e "$c" ] || continue
+    cc=$(command -v cc || command -v gcc || true)
+    [ -n "$cc" ] || die "no C compiler for $c (install build-essential)"
+    "$cc" -static -O2 -o "$root/usr/local/bin/$(basename "$c" .c)" "$c" \
+        || die "cannot build $c statically (needs libc6-dev's libc.a)"
+done
 
 # --- /init and scenarios --------------------------------------------------------
 cp "$here/guest-init.sh" "$root/init"

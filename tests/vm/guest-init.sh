@@ -4,7 +4,7 @@
 # ports (found by name), then hands PID 1 to busybox init, which runs the
 # scenario named by ma.scenario=NAME (/scenarios/NAME.sh) once and reaps.
 # Lines starting with "MA-" on the console are read by tests/vm/vmlib.py.
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 
 mount -t proc proc /proc
@@ -64,7 +64,7 @@ fi
 scenario=$(cmdline_get ma.scenario || true)
 cat > /etc/ma-scenario.sh <<EOS
 #!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 if [ -n "$scenario" ]; then
     if [ -x "/scenarios/$scenario.sh" ]; then
         echo "MA-SCENARIO-START: $scenario"
@@ -76,6 +76,14 @@ if [ -n "$scenario" ]; then
 fi
 EOS
 chmod 755 /etc/ma-scenario.sh
+
+# --- ma.setup=NAME: /scenarios/NAME.sh runs now, before the agents start (for
+#     configuration they read at start) ---------------------------------------------
+setup=$(cmdline_get ma.setup || true)
+if [ -n "$setup" ]; then
+    /scenarios/"$setup".sh
+    echo "MA-SETUP-END: $setup rc=$?"
+fi
 
 # --- systemd flavour: PID 1 becomes systemd; udev starts both agents ---------------
 if [ "$(cat /etc/ma-flavour 2>/dev/null)" = systemd ]; then
