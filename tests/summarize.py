@@ -24,7 +24,7 @@ for path in sys.argv[1:]:
             continue
         t = json.loads(line)
         name, result = t.get("name", "?"), t.get("result", "FAIL")
-        out = t.get("stdo") or ""
+        out = t.get("stdout") or t.get("stdo") or ""
         tap = re.findall(r"^(ok|not ok)\b(.*)$", out, re.M)
         if not tap:
             if result in OK_RESULTS:
