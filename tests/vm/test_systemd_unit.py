@@ -10,8 +10,9 @@ privileges, seccomp) and the agent still serves the port and its control
 socket (/run/migration-agent 0700, control.sock 0600); it answers while
 qemu-ga has the filesystems frozen; it pings the systemd watchdog (checked
 with a short WatchdogSec= drop-in, as an administrator would set one); a
-restarted agent serves the host again; and after a live migration it is the
-same process, answering on the destination's port."""
+restarted agent serves the host again; after a live migration it is the
+same process, answering on the destination's port; and the sandbox lets its
+resume validation probe the gateway with ARP and send its announcements."""
 
 import os
 import re
@@ -199,6 +200,14 @@ def restarted():
     return "migctl ping answered %.0f ms after asking" % (dt * 1000)
 
 
+def prepared():
+    out, _ = vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "prepare", "operation=sd-1",
+                             timeout=60)
+    if (out.get("snapshot") or {}).get("errors"):
+        raise VMError("prepare under the unit: %r" % out)
+    return "ready=%s" % out.get("ready")
+
+
 def migrate():
     st["dst"] = h.guest("dst", st["kernel"], st["initrd"], "ma.scenario=smoke",
                         incoming=True).start()
@@ -216,6 +225,24 @@ def after_migration():
     if s.get("ActiveState") != "active" or s.get("MainPID") != st["pid"]:
         raise VMError("after migration: %r (MainPID was %s)" % (s, st["pid"]))
     return "same agent process (MainPID %s) answers on the destination" % s["MainPID"]
+
+
+def network_under_unit():
+    # validation and announce use AF_PACKET (ARP), raw ICMPv6 and netlink:
+    # the unit's RestrictAddressFamilies= and capabilities must allow them
+    out = vmlib.migctl_retry(MIGCTL, st["dst"].ma_sock, "resumed", "operation=sd-1",
+                             "wait=true", attempt_timeout=30, timeout=120)[0]
+    checks = {c.get("name"): c for c in (out.get("report") or {}).get("checks", [])}
+    want = ["link:eth0", "gateway:10.0.2.2", "mount:/data", "write:/data"]
+    bad = {n: checks.get(n) for n in want if checks.get(n, {}).get("status") != "pass"}
+    if bad:
+        raise VMError("checks under the unit: %r" % bad)
+    ann, _ = vmlib.migctl_ok(MIGCTL, st["dst"].ma_sock, "announce")
+    sent = [a for a in ann.get("sent", []) if a.get("interface") == "eth0"]
+    if not sent or not all(a.get("sent") for a in sent):
+        raise VMError("announce under the unit: %r" % ann)
+    return "validation %s (%s pass); announce sent on eth0" % (
+        (out.get("report") or {}).get("verdict"), ", ".join(want))
 
 
 def journal_clean():
@@ -238,8 +265,11 @@ tap = vmlib.Tap([
     ("the agent answers while qemu-ga has the filesystems frozen", frozen),
     ("the agent pings the systemd watchdog (WatchdogSec=2 drop-in)", watchdog),
     ("after restarts, the agent serves the host's port again", restarted),
+    ("prepare (snapshot, blockers) works under the unit", prepared),
     ("live migration to a second QEMU completes", migrate),
     ("the same agent process answers on the destination", after_migration),
+    ("resume validation (ARP to the gateway) and announce work under the unit",
+     network_under_unit),
     ("no error in the agent's journal", journal_clean),
     ("every call was answered on its first connection", vmlib.no_retries, vmlib.STALE_HUP),
 ])
