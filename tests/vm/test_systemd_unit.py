@@ -145,6 +145,40 @@ def state_dir():
     return "/run/migration-agent 0700, control.sock 0600, migctl in the guest answers"
 
 
+PLUGIN_SH = b"""#!/bin/sh
+echo "{\\"detail\\": \\"$MA_PHASE as uid $(id -u)\\"}"
+"""
+PLUGIN_MANIFEST = b"""[Plugin]
+Description=VM test: a plugin that runs as another user
+Exec=/etc/migration-agent/plugins.d/vmuser.sh
+User=nobody
+Timeout=10
+"""
+
+
+def plugins_under_unit():
+    # plugins are the agent's children: they inherit the sandbox; a User=
+    # plugin needs CAP_SETUID/CAP_SETGID in the bounding set
+    q = st["q"]
+    q.write_file("/etc/migration-agent/plugins.d/vmuser.sh", PLUGIN_SH)
+    q.write_file("/etc/migration-agent/plugins.d/vmuser.plugin", PLUGIN_MANIFEST)
+    q.sh("chmod 0755 /etc/migration-agent/plugins.d/vmuser.sh; "
+         "chmod 0644 /etc/migration-agent/plugins.d/vmuser.plugin; "
+         "sed 's/^Enabled=false/Enabled=true/' /usr/lib/migration-agent/plugins.d/example.plugin"
+         " > /etc/migration-agent/plugins.d/example.plugin")
+    out = []
+    for name in ("example", "vmuser"):
+        r, _ = vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "plugin-test", name, timeout=60)
+        if not r.get("ok"):
+            raise VMError("plugin-test %s under the unit: %r" % (name, r))
+        out.append(r)
+    details = [p.get("detail", "") for p in out[1].get("phases", [])]
+    if not any("as uid 65534" in d for d in details):
+        raise VMError("vmuser did not run as nobody: %r" % details)
+    q.sh("rm -f /etc/migration-agent/plugins.d/vmuser.* /etc/migration-agent/plugins.d/example.plugin")
+    return "example and a User=nobody plugin pass every phase (%s)" % "; ".join(details)
+
+
 def frozen():
     q = st["q"]
     n = q.cmd("guest-fsfreeze-freeze", timeout=60)
@@ -262,6 +296,7 @@ tap = vmlib.Tap([
     ("Type=notify unit active (running), watchdog 30 s, no restarts", running),
     ("the unit's hardening is in force on the running agent", hardening),
     ("state dir 0700, control socket 0600, migctl works inside the guest", state_dir),
+    ("plugins, one as User=nobody, run all phases under the unit", plugins_under_unit),
     ("the agent answers while qemu-ga has the filesystems frozen", frozen),
     ("the agent pings the systemd watchdog (WatchdogSec=2 drop-in)", watchdog),
     ("after restarts, the agent serves the host's port again", restarted),
