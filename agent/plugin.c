@@ -390,7 +390,9 @@ plugin_parse (MaPlugin *plugin, GKeyFile *kf, const char *dir, GError **error)
           return FALSE;
         }
     }
+  g_strfreev (plugin->after);
   plugin->after = get_list (kf, "After");
+  g_strfreev (plugin->before);
   plugin->before = get_list (kf, "Before");
 
   if (!parse_seconds (kf, "Timeout", MA_PLUGIN_DEFAULT_TIMEOUT_SECONDS, &default_timeout, error))

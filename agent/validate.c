@@ -405,6 +405,7 @@ typedef struct
 static void
 run_data_free (RunData *data)
 {
+  g_clear_pointer (&data->options, ma_validate_options_free);
   g_clear_pointer (&data->before, json_node_unref);
   g_free (data->load_error);
   g_free (data);
