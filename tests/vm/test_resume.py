@@ -153,7 +153,7 @@ def validated():
 
 def joined():
     g = st["dst"]
-    out = ctl(g, "resumed", "operation=" + OPERATION, "wait=true", attempt_timeout=30, timeout=120)
+    out = ctl(g, "resumed", "operation=" + OPERATION, "wait=true", attempt_timeout=15, timeout=120)
     if out.get("new") is not False or out.get("resume") != st["resume"]:
         raise VMError("resumed after detection: %r" % ({k: out.get(k) for k in
                                                        ("resume", "new", "validation")},))

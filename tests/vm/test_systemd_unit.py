@@ -179,6 +179,63 @@ def plugins_under_unit():
     return "example and a User=nobody plugin pass every phase (%s)" % "; ".join(details)
 
 
+VMAPP_UNIT = b"""[Unit]
+Description=VM test application: counts in /run/vmapp.count
+[Service]
+ExecStart=/bin/sh -c 'n=0; while :; do n=$((n+1)); echo $n > /run/vmapp.count; usleep 50000; done'
+"""
+
+
+def app_count():
+    return int(st["q"].read_file("/run/vmapp.count").decode().strip() or 0)
+
+
+def count_moves(seconds=1.0):
+    a = app_count()
+    time.sleep(seconds)
+    return app_count() - a
+
+
+def systemd_unit_plugin():
+    # the shipped systemd-unit plugin freezes a service's cgroup (cgroup v2
+    # freezer) under the agent's sandbox, and thaws it
+    q = st["q"]
+    q.write_file("/etc/systemd/system/vmapp.service", VMAPP_UNIT)
+    q.write_file("/etc/migration-agent/systemd-unit.env", b"SYSTEMD_UNITS=vmapp.service\n")
+    q.sh("chmod 0600 /etc/migration-agent/systemd-unit.env; "
+         "sed 's/^Enabled=false/Enabled=true/' "
+         "/usr/lib/migration-agent/plugins.d/systemd-unit.plugin "
+         "> /etc/migration-agent/plugins.d/systemd-unit.plugin; "
+         "systemctl daemon-reload && systemctl start vmapp.service", timeout=60)
+    until = time.monotonic() + 30 * vmlib.SCALE
+    while True:  # wait for the application to be counting
+        try:
+            if count_moves(0.5) > 0:
+                break
+        except Exception:  # noqa: BLE001 -- the count file appears once it runs
+            pass
+        if time.monotonic() > until:
+            raise VMError("vmapp.service never counted")
+    try:
+        r, _ = vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "quiesce", "operation=sd-unit-1",
+                               "lease_seconds=60", 'plugins=["systemd-unit"]', timeout=60)
+        if r.get("state") != "quiesced":
+            raise VMError("quiesce: %r" % r)
+        cg = show(q, "vmapp.service", "ControlGroup")["ControlGroup"]
+        events = q.read_file("/sys/fs/cgroup%s/cgroup.events" % cg).decode()
+        frozen_moves = count_moves(1.0)
+        if "frozen 1" not in events or frozen_moves != 0:
+            raise VMError("vmapp while quiesced: %r, counted %d" % (events, frozen_moves))
+    finally:
+        vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "thaw", "operation=sd-unit-1", timeout=60)
+    thawed_moves = count_moves(1.0)
+    q.sh("systemctl stop vmapp.service; rm -f /etc/migration-agent/plugins.d/systemd-unit.plugin")
+    if thawed_moves <= 0:
+        raise VMError("vmapp did not resume after the thaw")
+    return "vmapp.service frozen (cgroup.events frozen 1, 0 counts in 1 s), then %d counts " \
+           "in 1 s after the thaw" % thawed_moves
+
+
 def frozen():
     q = st["q"]
     n = q.cmd("guest-fsfreeze-freeze", timeout=60)
@@ -265,7 +322,7 @@ def network_under_unit():
     # validation and announce use AF_PACKET (ARP), raw ICMPv6 and netlink:
     # the unit's RestrictAddressFamilies= and capabilities must allow them
     out = vmlib.migctl_retry(MIGCTL, st["dst"].ma_sock, "resumed", "operation=sd-1",
-                             "wait=true", attempt_timeout=30, timeout=120)[0]
+                             "wait=true", attempt_timeout=15, timeout=120)[0]
     checks = {c.get("name"): c for c in (out.get("report") or {}).get("checks", [])}
     want = ["link:eth0", "gateway:10.0.2.2", "mount:/data", "write:/data"]
     bad = {n: checks.get(n) for n in want if checks.get(n, {}).get("status") != "pass"}
@@ -297,6 +354,7 @@ tap = vmlib.Tap([
     ("the unit's hardening is in force on the running agent", hardening),
     ("state dir 0700, control socket 0600, migctl works inside the guest", state_dir),
     ("plugins, one as User=nobody, run all phases under the unit", plugins_under_unit),
+    ("the shipped systemd-unit plugin freezes and thaws a service", systemd_unit_plugin),
     ("the agent answers while qemu-ga has the filesystems frozen", frozen),
     ("the agent pings the systemd watchdog (WatchdogSec=2 drop-in)", watchdog),
     ("after restarts, the agent serves the host's port again", restarted),
