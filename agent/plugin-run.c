@@ -173,7 +173,8 @@ close_stdin (MaPluginProcess *self)
 {
   if (self->stdin_pipe == NULL)
     return;
-  /* a pipe closes at once; an unfinished write keeps its own reference */
+  /* a pipe closes at once; while a write is in flight the close is refused and
+   * on_written closes the stream instead */
   g_output_stream_close (self->stdin_pipe, NULL, NULL);
   g_clear_object (&self->stdin_pipe);
 }
@@ -608,15 +609,28 @@ process_spawn (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ctx, G
   return self;
 }
 
+typedef struct
+{
+  MaPluginProcess *process;
+  GBytes *line;
+} MaSessionWrite;
+
 static void
 on_written (GObject *source, GAsyncResult *res, gpointer user_data)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) line = user_data;
+  MaSessionWrite *write = user_data;
 
   /* a session that died is reported by its exit */
   if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, &error))
     g_debug ("could not write to a session plugin: %s", error->message);
+  /* its stdin was let go while this write was pending (a reply read before this
+   * callback ran): close it now, or the session waits for EOF until its deadline */
+  if (write->process->stdin_pipe != G_OUTPUT_STREAM (source))
+    g_output_stream_close (G_OUTPUT_STREAM (source), NULL, NULL);
+  process_unref (write->process);
+  g_bytes_unref (write->line);
+  g_free (write);
 }
 
 static void
@@ -627,6 +641,7 @@ session_send (MaPluginProcess *self, MaPluginPhase phase, const MaRunContext *ct
   g_autofree char *text = NULL;
   char *line;
   GBytes *bytes;
+  MaSessionWrite *write;
 
   json_object_set_string_member (obj, "phase", ma_plugin_phase_to_string (phase));
   json_object_set_string_member (obj, "operation", ctx->operation ? ctx->operation : "");
@@ -643,9 +658,12 @@ session_send (MaPluginProcess *self, MaPluginPhase phase, const MaRunContext *ct
       g_bytes_unref (bytes);
       return;
     }
+  write = g_new0 (MaSessionWrite, 1);
+  write->process = process_ref (self);
+  write->line = bytes;
   g_output_stream_write_all_async (self->stdin_pipe, g_bytes_get_data (bytes, NULL),
                                    g_bytes_get_size (bytes), G_PRIORITY_DEFAULT, NULL, on_written,
-                                   bytes);
+                                   write);
 }
 
 static void
