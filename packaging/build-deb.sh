@@ -11,6 +11,8 @@
 # to OUTDIR. Unit tests run only with --check (the VM suite never does).
 #
 # env: MA_DEB_VERSION  full Debian version to use instead (e.g. 1.2.0-1)
+#      MA_DEB_MAINTAINER "Name <address>" for Maintainer: and the changelog entry
+#                        (a distributor sets its own; the default is a placeholder)
 #      DEB_BUILD_OPTIONS  passed through (parallel=N is added if missing)
 set -eu
 
@@ -81,12 +83,14 @@ else
     SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)}
 fi
 export SOURCE_DATE_EPOCH
+maintainer=${MA_DEB_MAINTAINER:-$(sed -n 's/^Maintainer: *//p' "$src/packaging/debian/control")}
+sed -i "s|^Maintainer: .*|Maintainer: $maintainer|" "$dst/debian/control"
 {
     echo "migration-agent ($version) unstable; urgency=medium"
     echo
     echo "  * Built from the source tree by packaging/build-deb.sh."
     echo
-    echo " -- migration-agent developers <migration-agent@localhost>  $(date -R -u -d "@$SOURCE_DATE_EPOCH")"
+    echo " -- $maintainer  $(date -R -u -d "@$SOURCE_DATE_EPOCH")"
     echo
     cat "$src/packaging/debian/changelog"
 } > "$dst/debian/changelog"
