@@ -62,6 +62,12 @@ gboolean ma_commands_configure (MaCommands *self, const char *const *allow,
 gboolean ma_commands_is_enabled (MaCommands *self, const char *name);
 /* Run the handler or answer CommandNotFound. */
 void ma_commands_dispatch (MaCommands *self, MaCall *call);
+/* Run a command from inside the agent (e.g. prepare runs the plugins' check): the
+ * answer comes to func as the return value or an error, never to a client. */
+typedef void (*MaInternalReplyFunc) (JsonNode *ret, const GError *error, gpointer user_data);
+void ma_commands_run_internal (MaAgent *agent, const char *name, JsonObject *args,
+                               MaInternalReplyFunc func, gpointer user_data);
+
 /* [{"name", "enabled", "summary"}] sorted by name. */
 JsonNode *ma_commands_to_json (MaCommands *self);
 

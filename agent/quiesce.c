@@ -621,6 +621,13 @@ on_quiesce_starting (MaBatch *batch, MaBatchItem *item, gpointer user_data)
 }
 
 static void
+on_snapshot_taken (JsonNode *ret, const GError *error, gpointer user_data)
+{
+  if (error != NULL)
+    g_warning ("no snapshot after quiesce: %s", error->message);
+}
+
+static void
 on_quiesced (MaBatch *batch, gpointer user_data)
 {
   MaOperation *op = user_data;
@@ -667,6 +674,13 @@ on_quiesced (MaBatch *batch, gpointer user_data)
   ma_agent_set_last_operation (q->agent, "quiesce", op->id, "ok");
   ret = op_summary (op, FALSE);
   answer_calls (op->quiesce_calls, ret, NULL);
+  /* the state just before the freeze is what validation should compare with */
+  if (ma_commands_is_enabled (ma_agent_get_commands (q->agent), "snapshot"))
+    {
+      g_autoptr(JsonObject) args = json_object_new ();
+      json_object_set_boolean_member (args, "take", TRUE);
+      ma_commands_run_internal (q->agent, "snapshot", args, on_snapshot_taken, NULL);
+    }
 }
 
 /* ---- argument helpers ---- */

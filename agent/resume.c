@@ -491,6 +491,57 @@ save_snapshot (MaCall *call, JsonNode *snapshot)
   return TRUE;
 }
 
+typedef struct
+{
+  MaCall *call;
+  JsonObject *obj;
+  GPtrArray *not_ready;
+  char *operation;
+} PrepareAnswer;
+
+static void
+prepare_answer (PrepareAnswer *answer)
+{
+  MaAgent *agent = ma_call_get_agent (answer->call);
+  JsonArray *reasons = json_array_new ();
+
+  for (guint i = 0; i < answer->not_ready->len; i++)
+    json_array_add_string_element (reasons, answer->not_ready->pdata[i]);
+  json_object_set_boolean_member (answer->obj, "ready", answer->not_ready->len == 0);
+  json_object_set_array_member (answer->obj, "not-ready", reasons);
+  ma_agent_set_last_operation (agent, "prepare", answer->operation,
+                               answer->not_ready->len == 0 ? "ready" : "not ready");
+  ma_call_return (answer->call, ma_json_new_object_node (answer->obj));
+  ma_call_unref (answer->call);
+  g_ptr_array_unref (answer->not_ready);
+  g_free (answer->operation);
+  g_free (answer);
+}
+
+static void
+prepare_plugins_checked (JsonNode *ret, const GError *error, gpointer user_data)
+{
+  PrepareAnswer *answer = user_data;
+  gboolean ready = TRUE;
+
+  if (ret != NULL && JSON_NODE_HOLDS_OBJECT (ret))
+    {
+      ma_json_get_bool (json_node_get_object (ret), "ready", &ready, NULL);
+      if (!ready)
+        g_ptr_array_add (answer->not_ready,
+                         g_strdup ("plugins: a check failed (see plugins.plugins)"));
+      json_object_set_member (answer->obj, "plugins", json_node_copy (ret));
+    }
+  else
+    {
+      g_ptr_array_add (answer->not_ready, g_strdup_printf ("plugins: check could not run: %s",
+                                                           error != NULL ? error->message
+                                                                         : "no answer"));
+      json_object_set_null_member (answer->obj, "plugins");
+    }
+  prepare_answer (answer);
+}
+
 static void
 prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -502,6 +553,7 @@ prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
   JsonObject *obj = json_object_new ();
   g_autoptr(GPtrArray) not_ready = g_ptr_array_new_with_free_func (g_free);
   const char *verdict = NULL;
+  PrepareAnswer *answer;
 
   if (!save_snapshot (call, data->snapshot))
     {
@@ -525,23 +577,25 @@ prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                                      data->blockers_error));
       json_object_set_null_member (obj, "blockers");
     }
-  /* the quiesce engine exports no callable check yet: its own `check` command answers */
-  json_object_set_null_member (obj, "plugins");
-  json_object_set_boolean_member (obj, "ready", not_ready->len == 0);
-  {
-    JsonArray *reasons = json_array_new ();
-    for (guint i = 0; i < not_ready->len; i++)
-      json_array_add_string_element (reasons, not_ready->pdata[i]);
-    json_object_set_array_member (obj, "not-ready", reasons);
-  }
-  json_object_set_string_member (obj, "operation", data->operation);
-  json_object_set_member (obj, "snapshot", snapshot_summary (data->snapshot));
   if (ma_lifecycle_allows (ma_lifecycle_get_state (lc), MA_STATE_PREPARED)
       && !ma_lifecycle_enter (lc, MA_STATE_PREPARED, data->operation, "prepare", &error))
     g_debug ("lifecycle: %s", error->message);
-  ma_agent_set_last_operation (agent, "prepare", data->operation,
-                               not_ready->len == 0 ? "ready" : "not ready");
-  ma_call_return (call, ma_json_new_object_node (obj));
+  json_object_set_string_member (obj, "operation", data->operation);
+  json_object_set_member (obj, "snapshot", snapshot_summary (data->snapshot));
+
+  answer = g_new0 (PrepareAnswer, 1);
+  answer->call = g_steal_pointer (&call);
+  answer->obj = obj;
+  answer->not_ready = g_steal_pointer (&not_ready);
+  answer->operation = g_strdup (data->operation);
+  /* the plugins' check phase, when the quiesce engine is there and allowed */
+  if (ma_commands_is_enabled (ma_agent_get_commands (agent), "check"))
+    ma_commands_run_internal (agent, "check", NULL, prepare_plugins_checked, answer);
+  else
+    {
+      json_object_set_null_member (obj, "plugins");
+      prepare_answer (answer);
+    }
 }
 
 static void

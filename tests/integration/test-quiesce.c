@@ -691,6 +691,55 @@ test_plugin_test (Fixture *f, gconstpointer data)
   g_assert_error (error, MA_ERROR, MA_ERROR_NOT_FOUND);
 }
 
+/* prepare runs every plugin's check; a failing one makes the guest not ready. A quiesce
+ * takes a fresh snapshot for validation after the move. */
+static void
+test_prepare_runs_checks (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) ok = NULL;
+  g_autoptr(JsonNode) bad = NULL;
+  g_autoptr(JsonNode) before = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  JsonObject *obj;
+  gint64 taken_before;
+  g_autofree char *longtx = NULL;
+
+  write_logging_plugin (f, "db", "");
+  start (f);
+  ok = ma_test_execute (f->client, "prepare", "{\"operation\": \"op-prep\"}");
+  obj = json_node_get_object (ok);
+  g_assert_true (json_object_has_member (obj, "plugins"));
+  g_assert_true (json_object_get_boolean_member (json_object_get_object_member (obj, "plugins"),
+                                                 "ready"));
+  wait_log (f, "db check");
+
+  /* a check that fails: prepare answers (it is a report), not ready, naming the plugins */
+  write_plugin (f, "longtx", "", "[ \"$1\" = check ] && { echo '{\"detail\": \"a long transaction\"}'; exit 1; }; exit 0");
+  bad = ma_test_execute (f->client, "prepare", "{\"operation\": \"op-prep-2\"}");
+  obj = json_node_get_object (bad);
+  g_assert_false (json_object_get_boolean_member (obj, "ready"));
+  g_assert_nonnull (strstr (json_array_get_string_element (
+                              json_object_get_array_member (obj, "not-ready"), 0), "plugins"));
+
+  /* quiesce refreshes the snapshot */
+  before = ma_test_execute (f->client, "snapshot", NULL);
+  taken_before = json_object_get_int_member (json_node_get_object (before), "taken-at");
+  g_usleep (1100 * 1000); /* taken-at has a resolution of one second */
+  longtx = g_strdup_printf ("%s/longtx.plugin", f->plugins);
+  g_assert_cmpint (unlink (longtx), ==, 0);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-snap\", \"lease_seconds\": 60}");
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autoptr(JsonNode) now = ma_test_execute (f->client, "snapshot", NULL);
+      if (json_object_get_int_member (json_node_get_object (now), "taken-at") > taken_before)
+        break;
+      g_assert_cmpuint (i, <, 199);
+      g_usleep (50 * 1000);
+    }
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-snap\"}");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -712,6 +761,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/environment", test_environment);
   ADD ("/quiesce/output-bounded", test_output_bounded);
   ADD ("/quiesce/plugin-test", test_plugin_test);
+  ADD ("/quiesce/prepare-runs-checks", test_prepare_runs_checks);
 #undef ADD
   return g_test_run ();
 }
