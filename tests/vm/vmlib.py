@@ -386,7 +386,7 @@ class QGA:
 
 class Guest:
     def __init__(self, workdir, name, kernel, initrd, disk, append="", incoming=False,
-                 mem=512):
+                 mem=512, drive_opts=""):
         self.workdir = workdir
         self.name = name
         self.dir = os.path.join(workdir, name)
@@ -409,7 +409,8 @@ class Guest:
             "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
             "-chardev", "socket,id=ma,path=%s,server=on,wait=off" % self.ma_sock,
             "-device", "virtserialport,chardev=ma,name=org.migration_agent.0",
-            "-drive", "file=%s,if=none,id=d0,format=raw,file.locking=off" % disk,
+            "-drive", "file=%s,if=none,id=d0,format=raw,file.locking=off%s" % (
+                disk, ("," + drive_opts) if drive_opts else ""),
             "-device", "virtio-blk-pci,drive=d0",
             "-netdev", "user,id=n0,restrict=on",
             "-device", "virtio-net-pci,netdev=n0",
@@ -747,8 +748,11 @@ class Harness:
         self.disk = os.path.join(self.workdir, "data.img")
         self.t0 = time.monotonic()
 
-    def guest(self, name, kernel, initrd, append="", incoming=False):
-        g = Guest(self.workdir, name, kernel, initrd, self.disk, append, incoming)
+    def guest(self, name, kernel, initrd, append="", incoming=False, drive_opts=""):
+        """drive_opts: extra -drive options for the data disk (e.g. readonly=on
+        to give a destination a disk that refuses writes)."""
+        g = Guest(self.workdir, name, kernel, initrd, self.disk, append, incoming,
+                  drive_opts=drive_opts)
         self.guests.append(g)
         return g
 
