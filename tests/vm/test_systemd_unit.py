@@ -236,6 +236,89 @@ def systemd_unit_plugin():
            "in 1 s after the thaw" % thawed_moves
 
 
+FLAG = "/run/migration-agent/plugins/example/paused"
+
+
+def flag_present():
+    rc, out, err = st["q"].exec(["/bin/sh", "-c", "test -e %s" % FLAG])
+    return rc == 0
+
+
+def agent_pid():
+    return show(st["q"], UNIT, "MainPID")["MainPID"]
+
+
+def wait_new_agent(old_pid):
+    until = time.monotonic() + 60 * vmlib.SCALE
+    while True:
+        s = show(st["q"], UNIT, "MainPID", "ActiveState", "SubState", "NRestarts")
+        if s.get("MainPID") not in ("0", old_pid) and s.get("SubState") == "running":
+            vmlib.wait_migctl(MIGCTL, st["src"].ma_sock, timeout=30 * vmlib.SCALE)
+            return s
+        if time.monotonic() > until:
+            raise VMError("the agent did not come back: %r" % s)
+        time.sleep(0.3)
+
+
+def enable_example():
+    st["q"].sh("sed 's/^Enabled=false/Enabled=true/' "
+               "/usr/lib/migration-agent/plugins.d/example.plugin "
+               "> /etc/migration-agent/plugins.d/example.plugin")
+
+
+def stop_while_quiesced():
+    # SIGTERM (systemctl restart; KillMode=mixed signals only the agent): the
+    # agent itself releases what it holds before it exits
+    enable_example()
+    vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "quiesce", "operation=sd-stop-1",
+                    "lease_seconds=300", 'plugins=["example"]', timeout=60)
+    if not flag_present():
+        raise VMError("the example plugin did not quiesce (no %s)" % FLAG)
+    old = agent_pid()
+    st["q"].sh("systemctl restart %s" % UNIT, timeout=90)
+    s = wait_new_agent(old)
+    if flag_present():
+        raise VMError("restart left the example plugin quiesced")
+    rc, out, err = st["q"].exec(["/bin/journalctl", "-b", "-q", "--no-pager", "-u", UNIT,
+                                 "-g", "agent stopping"])
+    return "released before exit (%s); new MainPID %s" % (
+        (out.strip().splitlines() or ["no journal line"])[-1].split(": ", 1)[-1][:70],
+        s.get("MainPID"))
+
+
+def killed_while_quiesced():
+    # SIGKILL: nothing can be released by the dying agent. Restart=on-failure
+    # brings it back and, from the quiesce journal kept in the preserved
+    # RuntimeDirectory, it thaws the oneshot plugins the old one left quiesced
+    vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "quiesce", "operation=sd-kill-1",
+                    "lease_seconds=300", 'plugins=["example"]', timeout=60)
+    if not flag_present():
+        raise VMError("the example plugin did not quiesce")
+    old = agent_pid()
+    n0 = int(show(st["q"], UNIT, "NRestarts")["NRestarts"])
+    st["q"].sh("systemctl kill -s KILL %s" % UNIT)
+    s = wait_new_agent(old)
+    until = time.monotonic() + 30 * vmlib.SCALE
+    while True:
+        ev = vmlib.migctl_ok(MIGCTL, st["src"].ma_sock, "events")[0].get("events", [])
+        replay = [e["data"] for e in ev if e.get("event") == "THAWED"
+                  and e.get("data", {}).get("replayed")]
+        if replay:
+            break
+        if time.monotonic() > until:
+            raise VMError("no replayed THAWED after the restart: %r" % ev)
+        time.sleep(0.3)
+    if flag_present():
+        raise VMError("the example plugin is still quiesced after the replay")
+    if int(s.get("NRestarts", 0)) != n0 + 1:
+        raise VMError("NRestarts %s (was %d): not restarted by Restart=on-failure" % (
+            s.get("NRestarts"), n0))
+    st["q"].sh("rm -f /etc/migration-agent/plugins.d/example.plugin")
+    st["pid"] = s["MainPID"]
+    return "restarted by systemd (NRestarts %s); THAWED replayed: %s (%s)" % (
+        s.get("NRestarts"), ",".join(replay[0].get("plugins", [])), replay[0].get("reason"))
+
+
 def frozen():
     q = st["q"]
     n = q.cmd("guest-fsfreeze-freeze", timeout=60)
@@ -358,6 +441,8 @@ tap = vmlib.Tap([
     ("the agent answers while qemu-ga has the filesystems frozen", frozen),
     ("the agent pings the systemd watchdog (WatchdogSec=2 drop-in)", watchdog),
     ("after restarts, the agent serves the host's port again", restarted),
+    ("stopped while quiesced, the agent releases the plugins first", stop_while_quiesced),
+    ("killed while quiesced, the restarted agent replays the thaw", killed_while_quiesced),
     ("prepare (snapshot, blockers) works under the unit", prepared),
     ("live migration to a second QEMU completes", migrate),
     ("the same agent process answers on the destination", after_migration),
