@@ -51,6 +51,12 @@ channel_hangup (MaChannel *self)
   channel_update_watch (self);
   if (self->callbacks.hangup != NULL)
     self->callbacks.hangup (self, self->user_data);
+  /* The HUP that brought us here was seen by an earlier poll: the host may have
+   * reconnected since, and coalesced the SIGIO of its connect with the one of its
+   * disconnect. Ask the port now, or a request sent on the new connection would go
+   * unread until the host connects again. */
+  if (self->kind == MA_CHANNEL_VIRTIO)
+    ma_channel_check_host (self);
 }
 
 static void
@@ -255,8 +261,11 @@ ma_channel_check_host (MaChannel *self)
     return;
   if (poll (&pfd, 1, 0) < 0)
     return;
-  /* Unread data counts as connected: drain it before believing a hangup. */
-  self->connected = (pfd.revents & POLLHUP) == 0 || (pfd.revents & POLLIN) != 0;
+  /* virtio_console reports POLLHUP exactly while no host is connected (and POLLIN
+   * along with it, data or not). A host that went away while we were connected
+   * is not believed here: the watch drains what it sent, and its EOF hangs up. */
+  if ((pfd.revents & POLLHUP) == 0)
+    self->connected = TRUE;
   channel_update_watch (self);
   if (self->connected && !was_connected && self->callbacks.connected != NULL)
     self->callbacks.connected (self, self->user_data);
