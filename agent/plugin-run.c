@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "json.h"
+#include "plugin-reply.h"
 
 #define READ_CHUNK 4096
 #define MAX_GROUPS 256
@@ -232,31 +233,21 @@ on_deadline (gpointer user_data)
 static void
 handle_reply (MaPluginProcess *self, const char *line)
 {
-  g_autoptr(JsonNode) node = ma_json_parse (line, strlen (line), NULL);
-  JsonObject *obj;
-  const char *status = NULL, *detail = NULL;
+  g_autoptr(MaPluginReply) reply = ma_plugin_reply_parse (line, strlen (line), NULL);
 
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+  if (reply == NULL)
     {
       plugin_log (self->plugin, G_LOG_LEVEL_MESSAGE, "%s: %s",
                   ma_plugin_phase_to_string (self->current_phase), line);
       return;
     }
-  obj = json_node_get_object (node);
-  if (!ma_json_get_string (obj, "status", &status, NULL) || status == NULL)
-    {
-      plugin_log (self->plugin, G_LOG_LEVEL_MESSAGE, "%s: %s",
-                  ma_plugin_phase_to_string (self->current_phase), line);
-      return;
-    }
-  ma_json_get_string (obj, "detail", &detail, NULL);
   self->awaiting_reply = FALSE;
   self->replied = TRUE;
-  self->result->ok = g_strcmp0 (status, "ok") == 0;
-  if (detail != NULL)
-    self->result->detail = g_strdup (detail);
+  self->result->ok = reply->ok;
+  if (reply->detail != NULL)
+    self->result->detail = g_steal_pointer (&reply->detail);
   else if (!self->result->ok)
-    self->result->detail = g_strdup_printf ("answered status \"%s\"", status);
+    self->result->detail = g_strdup_printf ("answered status \"%s\"", reply->status);
 
   if (self->result->phase == MA_PLUGIN_PHASE_QUIESCE && self->result->ok)
     {
@@ -390,17 +381,10 @@ static char *
 oneshot_detail (MaPluginProcess *self)
 {
   const char *last = self->out.last_line;
-  g_autoptr(JsonNode) node = NULL;
-  const char *detail = NULL;
 
   if (last == NULL)
     return NULL;
-  node = ma_json_parse (last, strlen (last), NULL);
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
-    return NULL;
-  if (!ma_json_get_string (json_node_get_object (node), "detail", &detail, NULL))
-    return NULL;
-  return g_strdup (detail);
+  return ma_plugin_reply_parse_detail (last, strlen (last), NULL);
 }
 
 static void
