@@ -391,7 +391,10 @@ agent_on_uevent (int fd, GIOCondition cond, gpointer user_data)
           if (node == NULL)
             agent_close_virtio (self, "device removed");
         }
-      else if (g_strcmp0 (action, "add") == 0 && g_strcmp0 (name, self->virtio_name) == 0)
+      /* a hot-added port gets its name after the "add": virtio_console announces the
+       * name with a "change" uevent */
+      else if ((g_strcmp0 (action, "add") == 0 || g_strcmp0 (action, "change") == 0)
+               && g_strcmp0 (name, self->virtio_name) == 0)
         agent_open_virtio (self);
       udev_device_unref (dev);
     }

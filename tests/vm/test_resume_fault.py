@@ -120,7 +120,7 @@ tap = vmlib.Tap([
     ("the agent detects the resume and its validation fails on /data", detected_and_failed),
     ("the report fails write:/data and still passes the network", report_details),
     ("migctl validate exits with status 3", validate_exit_status),
-    ("every call was answered on its first connection", vmlib.no_retries, vmlib.STALE_HUP),
+    ("every call was answered on its first connection", vmlib.no_retries),
 ])
 rc = tap.run(on_failure=h.dump)
 h.close(rc != 0)
