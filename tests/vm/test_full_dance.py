@@ -77,6 +77,8 @@ def kill_agent():
 
 
 tap = vmlib.Tap(d.steps() + [
+    ("RESUMED and VALIDATION_COMPLETED name the prepared operation", d.operation_named,
+     dance.UNNAMED_OPERATION),
     ("destination: quiesce again, the session plugin holds the application", kill_setup),
     ("agent SIGKILLed while quiesced: the session plugin releases the application",
      kill_agent),
