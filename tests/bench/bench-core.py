@@ -34,6 +34,17 @@ def pss_kib(pid):
     return 0
 
 
+def uss_kib(pid):
+    """Unique set size: pages only this process maps (what it costs beyond the
+    shared libraries it has in common with everything else)."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
 def wakeups(pid):
     return proc_status(pid, "voluntary_ctxt_switches") + proc_status(pid, "nonvoluntary_ctxt_switches")
 
@@ -104,6 +115,7 @@ def main():
         idle = (w1[0] - w0[0], w1[1] - w0[1])
         rss_idle = (proc_status(agent.pid, "VmRSS"), proc_status(qga.pid, "VmRSS"))
         pss_idle = (pss_kib(agent.pid), pss_kib(qga.pid))
+        uss_idle = (uss_kib(agent.pid), uss_kib(qga.pid))
 
         lat_a = roundtrips(sa, "ping", args.pings)
         lat_q = roundtrips(sq, "guest-ping", args.pings)
@@ -128,6 +140,8 @@ def main():
     print(f"{'idle wakeups in %.0f s' % args.idle_seconds:38} {idle[0]:>16} {idle[1]:>12} {ratio(*idle):>8}")
     print(f"{'RSS idle (KiB)':38} {rss_idle[0]:>16} {rss_idle[1]:>12} {ratio(*rss_idle):>8}")
     print(f"{'PSS idle (KiB)':38} {pss_idle[0]:>16} {pss_idle[1]:>12} {ratio(*pss_idle):>8}")
+    print(f"{'USS idle (KiB, private pages only)':38} {uss_idle[0]:>16} {uss_idle[1]:>12} "
+          f"{ratio(*uss_idle):>8}")
     print(f"{'RSS after %d pings (KiB)' % args.pings:38} {rss_busy[0]:>16} {rss_busy[1]:>12} {ratio(*rss_busy):>8}")
     print(f"{'ping round trip median (us)':38} {med_a:>16.1f} {med_q:>12.1f} {ratio(med_a, med_q):>8}")
     print(f"{'ping round trip p99 (us)':38} {p99_a:>16.1f} {p99_q:>12.1f} {ratio(p99_a, p99_q):>8}")
