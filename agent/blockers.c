@@ -15,7 +15,6 @@
 #include "writeback.h"
 
 #define MA_BLOCKERS_FREEZE_WAIT_WCHAN "percpu_rwsem_wait"
-#define MA_BLOCKERS_MAX_EXAMPLES 3
 
 typedef enum
 {
@@ -30,12 +29,38 @@ static const char *const verdict_names[] = { "ready", "slow", "blocked" };
 
 typedef struct
 {
+  Severity severity;
+  const char *code;
+  char *mountpoint;
+  char *message;
+} Reason;
+
+static void
+reason_free (Reason *reason)
+{
+  g_free (reason->mountpoint);
+  g_free (reason->message);
+  g_free (reason);
+}
+
+/* The reply is written as JSON text directly: tens of thousands of locks as json-glib nodes
+ * cost more than finding them. `comma` says whether a value came last at this level. */
+typedef struct
+{
+  GString *text;
+  gboolean comma;
+} Out;
+
+typedef struct
+{
   MaMountTable *mounts;
   MaProcScan *scan;
   GHashTable *selected;     /* MaSuperblock* set */
   gboolean explicit_selection;
-  JsonArray *reasons;
+  GPtrArray *reasons;       /* Reason* */
   Severity verdict;
+  GHashTable *processes;    /* pid → the members describing it, as text */
+  Out out;
 } Report;
 
 static void
@@ -46,54 +71,145 @@ static void
 add_reason (Report *r, Severity severity, const char *code, const char *mountpoint,
             const char *format, ...)
 {
-  JsonObject *obj = json_object_new ();
-  g_autofree char *message = NULL;
+  Reason *reason = g_new0 (Reason, 1);
   va_list args;
 
   va_start (args, format);
-  message = g_strdup_vprintf (format, args);
+  reason->message = g_strdup_vprintf (format, args);
   va_end (args);
-  json_object_set_string_member (obj, "severity", severity_names[severity]);
-  json_object_set_string_member (obj, "code", code);
-  if (mountpoint != NULL)
-    {
-      g_autofree char *safe = ma_json_safe_string (mountpoint, -1, NULL);
-      json_object_set_string_member (obj, "mountpoint", safe);
-    }
-  {
-    /* the sentence may quote paths: keep it valid UTF-8 */
-    g_autofree char *safe = ma_json_safe_string (message, -1, NULL);
-    json_object_set_string_member (obj, "message", safe);
-  }
-  json_array_add_element (r->reasons, ma_json_new_object_node (obj));
+  reason->severity = severity;
+  reason->code = code;
+  reason->mountpoint = g_strdup (mountpoint);
+  g_ptr_array_add (r->reasons, reason);
   r->verdict = MAX (r->verdict, severity);
 }
 
-/* A path member, escaped losslessly; "<member>_escaped": true says the \xNN form is used. */
+/* ---- writing JSON text ---- */
+
 static void
-set_path (JsonObject *obj, const char *member, const char *path)
+out_key (Out *o, const char *key)
+{
+  if (o->comma)
+    g_string_append_c (o->text, ',');
+  o->comma = FALSE;
+  if (key != NULL)
+    {
+      /* member names are literals of this file: nothing to escape */
+      g_string_append_c (o->text, '"');
+      g_string_append (o->text, key);
+      g_string_append (o->text, "\":");
+    }
+}
+
+/* '{' or '[' as a member (key) or an array element (key NULL). */
+static void
+out_open (Out *o, const char *key, char bracket)
+{
+  out_key (o, key);
+  g_string_append_c (o->text, bracket);
+}
+
+static void
+out_close (Out *o, char bracket)
+{
+  g_string_append_c (o->text, bracket);
+  o->comma = TRUE;
+}
+
+static void
+out_literal (Out *o, const char *key, const char *literal)
+{
+  out_key (o, key);
+  g_string_append (o->text, literal);
+  o->comma = TRUE;
+}
+
+static void
+out_bool (Out *o, const char *key, gboolean value)
+{
+  out_literal (o, key, value ? "true" : "false");
+}
+
+static void
+out_int (Out *o, const char *key, gint64 value)
+{
+  out_key (o, key);
+  g_string_append_printf (o->text, "%" G_GINT64_FORMAT, value);
+  o->comma = TRUE;
+}
+
+static void
+out_double (Out *o, const char *key, double value)
+{
+  out_key (o, key);
+  ma_json_append_double (o->text, value);
+  o->comma = TRUE;
+}
+
+/* A name of this program's own (lock types, severities): plain ASCII, nothing to check. */
+static void
+out_name (Out *o, const char *key, const char *name)
+{
+  out_key (o, key);
+  ma_json_append_string (o->text, name);
+  o->comma = TRUE;
+}
+
+/* Bytes that may not be UTF-8 (paths, command lines): escaped losslessly; TRUE if so. */
+static gboolean
+append_safe (GString *text, const char *bytes)
 {
   g_autofree char *safe = NULL;
   gboolean escaped = FALSE;
 
-  if (path == NULL)
+  if (g_utf8_validate (bytes, -1, NULL))
     {
-      json_object_set_null_member (obj, member);
+      ma_json_append_string (text, bytes);
+      return FALSE;
+    }
+  safe = ma_json_safe_string (bytes, -1, &escaped);
+  ma_json_append_string (text, safe);
+  return escaped;
+}
+
+/* A string from outside (mount options, wchan, messages quoting paths): kept valid UTF-8. */
+static void
+out_string (Out *o, const char *key, const char *value)
+{
+  if (value == NULL)
+    {
+      out_literal (o, key, "null");
       return;
     }
-  safe = ma_json_safe_string (path, -1, &escaped);
-  json_object_set_string_member (obj, member, safe);
-  if (escaped)
+  out_key (o, key);
+  append_safe (o->text, value);
+  o->comma = TRUE;
+}
+
+/* A path member, escaped losslessly; "<member>_escaped": true says the \xNN form is used. */
+static void
+out_path (Out *o, const char *key, const char *path)
+{
+  if (path == NULL)
     {
-      g_autofree char *flag = g_strdup_printf ("%s_escaped", member);
-      json_object_set_boolean_member (obj, flag, TRUE);
+      out_literal (o, key, "null");
+      return;
+    }
+  out_key (o, key);
+  o->comma = TRUE;
+  if (append_safe (o->text, path))
+    {
+      g_string_append_printf (o->text, ",\"%s_escaped\":true", key);
     }
 }
 
-static char *
-devno_string (guint32 devno)
+/* A JSON value made elsewhere, as a member. */
+static void
+out_node (Out *o, const char *key, JsonNode *node)
 {
-  return g_strdup_printf ("%u:%u", major (devno), minor (devno));
+  g_autofree char *text = ma_json_to_string (node);
+
+  out_literal (o, key, text);
 }
 
 static MaSuperblock *
@@ -120,121 +236,139 @@ devno_selected (Report *r, guint32 devno)
 
 /* ---- processes ---- */
 
+/* "pid", then who it is ("exited": true when it is gone); written once per process. */
 static void
-add_process_members (Report *r, JsonObject *obj, gint pid)
+out_process_members (Report *r, gint pid)
 {
-  MaProcInfo *info = pid > 0 ? ma_proc_scan_describe (r->scan, pid) : NULL;
+  const char *members = g_hash_table_lookup (r->processes, GINT_TO_POINTER (pid));
 
-  json_object_set_int_member (obj, "pid", pid);
-  if (info == NULL)
+  if (members == NULL)
     {
-      json_object_set_boolean_member (obj, "exited", TRUE);
-      return;
+      MaProcInfo *info = pid > 0 ? ma_proc_scan_describe (r->scan, pid) : NULL;
+      Out o = { g_string_new (NULL), FALSE };
+
+      out_int (&o, "pid", pid);
+      if (info == NULL)
+        out_bool (&o, "exited", TRUE);
+      else
+        {
+          out_path (&o, "comm", info->comm);
+          out_path (&o, "cmdline", info->cmdline);
+          if (info->unit != NULL)
+            out_path (&o, "unit", info->unit);
+          if (info->cgroup != NULL)
+            out_path (&o, "cgroup", info->cgroup);
+          if (info->foreign_mnt_ns)
+            out_string (&o, "mount_namespace", info->mnt_ns);
+        }
+      members = g_string_free (o.text, FALSE);
+      g_hash_table_insert (r->processes, GINT_TO_POINTER (pid), (char *) members);
     }
-  set_path (obj, "comm", info->comm);
-  set_path (obj, "cmdline", info->cmdline);
-  if (info->unit != NULL)
-    set_path (obj, "unit", info->unit);
-  if (info->cgroup != NULL)
-    set_path (obj, "cgroup", info->cgroup);
-  if (info->foreign_mnt_ns)
-    json_object_set_string_member (obj, "mount_namespace", info->mnt_ns);
+  out_key (&r->out, NULL);
+  g_string_append (r->out.text, members);
+  r->out.comma = TRUE;
 }
 
 /* ---- mounts ---- */
 
-static JsonNode *
-mounts_to_json (Report *r)
+static void
+out_mounts (Report *r)
 {
-  JsonArray *array = json_array_new ();
+  Out *o = &r->out;
 
+  out_open (o, "mounts", '[');
   for (guint i = 0; i < r->mounts->superblocks->len; i++)
     {
       MaSuperblock *sb = r->mounts->superblocks->pdata[i];
       for (guint j = 0; j < sb->mounts->len; j++)
         {
           MaMount *m = sb->mounts->pdata[j];
-          JsonObject *obj = json_object_new ();
           gboolean freezable = m->primary && sb->freezable;
           g_autofree char *dev = g_strdup_printf ("%u:%u", sb->major, sb->minor);
 
-          set_path (obj, "mountpoint", m->target);
-          json_object_set_string_member (obj, "device", dev);
-          set_path (obj, "fstype", m->fstype);
-          set_path (obj, "source", m->source);
-          set_path (obj, "root", m->root);
-          json_object_set_int_member (obj, "mount_id", m->id);
-          json_object_set_boolean_member (obj, "freezable", freezable);
+          out_open (o, NULL, '{');
+          out_path (o, "mountpoint", m->target);
+          out_string (o, "device", dev);
+          out_path (o, "fstype", m->fstype);
+          out_path (o, "source", m->source);
+          out_path (o, "root", m->root);
+          out_int (o, "mount_id", m->id);
+          out_bool (o, "freezable", freezable);
           if (!m->primary)
             {
               g_autofree char *why = g_strdup_printf ("bind duplicate of %s (same superblock %s)",
                                                       sb->primary->target, dev);
-              set_path (obj, "reason", why);
-              set_path (obj, "bind_of", sb->primary->target);
+              out_path (o, "reason", why);
+              out_path (o, "bind_of", sb->primary->target);
             }
           else if (!sb->freezable)
-            json_object_set_string_member (obj, "reason", sb->reason);
-          json_object_set_boolean_member (obj, "read_only", sb->read_only);
+            out_string (o, "reason", sb->reason);
+          out_bool (o, "read_only", sb->read_only);
           if (sb->frozen)
-            json_object_set_boolean_member (obj, "frozen", TRUE);
-          json_object_set_boolean_member (obj, "selected",
-                                          m->primary && g_hash_table_contains (r->selected, sb));
-          json_array_add_element (array, ma_json_new_object_node (obj));
+            out_bool (o, "frozen", TRUE);
+          out_bool (o, "selected", m->primary && g_hash_table_contains (r->selected, sb));
+          out_close (o, '}');
         }
     }
-  return ma_json_new_array_node (array);
+  out_close (o, ']');
 }
 
-static JsonNode *
-freeze_order_to_json (Report *r)
+static void
+out_freeze_order (Report *r)
 {
-  JsonArray *array = json_array_new ();
+  Out *o = &r->out;
 
+  out_open (o, "freeze_order", '[');
   for (guint i = 0; i < r->mounts->freeze_order->len; i++)
     {
       MaSuperblock *sb = r->mounts->freeze_order->pdata[i];
-      g_autofree char *safe = NULL;
-      if (!g_hash_table_contains (r->selected, sb))
-        continue;
-      safe = ma_json_safe_string (sb->primary->target, -1, NULL);
-      json_array_add_string_element (array, safe);
+      if (g_hash_table_contains (r->selected, sb))
+        out_string (o, NULL, sb->primary->target);
     }
-  return ma_json_new_array_node (array);
+  out_close (o, ']');
 }
 
-static JsonNode *
-nesting_to_json (Report *r)
+static void
+out_nesting (Report *r)
 {
-  JsonArray *array = json_array_new ();
+  Out *o = &r->out;
 
+  out_open (o, "nesting", '[');
   for (guint i = 0; i < r->mounts->nesting->len; i++)
     {
       MaMountNesting *n = r->mounts->nesting->pdata[i];
-      JsonObject *obj = json_object_new ();
-      set_path (obj, "inner", n->inner->primary->target);
-      set_path (obj, "outer", n->outer->primary->target);
-      set_path (obj, "via", n->via);
-      json_array_add_element (array, ma_json_new_object_node (obj));
+      out_open (o, NULL, '{');
+      out_path (o, "inner", n->inner->primary->target);
+      out_path (o, "outer", n->outer->primary->target);
+      out_path (o, "via", n->via);
+      out_close (o, '}');
     }
-  return ma_json_new_array_node (array);
+  out_close (o, ']');
 }
 
 /* ---- locks ---- */
 
-static JsonObject *
-lock_waiter_to_json (Report *r, const MaLock *lock)
+static void
+out_range (Out *o, const MaLock *lock)
 {
-  JsonObject *obj = json_object_new ();
-
-  add_process_members (r, obj, (gint) lock->pid);
-  json_object_set_string_member (obj, "type", ma_lock_type_to_string (lock->type));
-  json_object_set_string_member (obj, "mode", ma_lock_mode_to_string (lock->mode));
-  json_object_set_int_member (obj, "start", (gint64) lock->start);
+  out_int (o, "start", (gint64) lock->start);
   if (lock->end == MA_LOCK_END_EOF)
-    json_object_set_null_member (obj, "end");
+    out_literal (o, "end", "null");
   else
-    json_object_set_int_member (obj, "end", (gint64) lock->end);
-  return obj;
+    out_int (o, "end", (gint64) lock->end);
+}
+
+static void
+out_lock_waiter (Report *r, const MaLock *lock)
+{
+  Out *o = &r->out;
+
+  out_open (o, NULL, '{');
+  out_process_members (r, (gint) lock->pid);
+  out_name (o, "type", ma_lock_type_to_string (lock->type));
+  out_name (o, "mode", ma_lock_mode_to_string (lock->mode));
+  out_range (o, lock);
+  out_close (o, '}');
 }
 
 static gboolean
@@ -247,8 +381,9 @@ fdinfo_lock_matches (const MaLock *held, const MaLock *line)
 
 typedef struct
 {
-  GHashTable *by_key;   /* MaFileKey (with pid) → MaOpenFile* */
-  GHashTable *by_inode; /* MaFileKey (pid 0) → MaOpenFile*: any fd on that file */
+  GHashTable *by_key;    /* MaFileKey (with pid) → MaOpenFile* */
+  GHashTable *by_inode;  /* MaFileKey (pid 0) → MaOpenFile*: any fd on that file */
+  GHashTable *orphans;   /* MaFileKey (pid 0) → GPtrArray of MaOpenFile* whose fdinfo locks it */
 } FileIndex;
 
 static void
@@ -266,17 +401,76 @@ index_files (FileIndex *index, GPtrArray *files)
     }
 }
 
-static JsonNode *
-locks_to_json (Report *r, GArray *locks, guint *n_locks, guint *n_with_waiters)
+/* Open files by the files their fdinfo `lock:` lines name (an open file may lock several). */
+static void
+index_orphans (FileIndex *index, GPtrArray *files)
 {
-  JsonArray *array = json_array_new ();
+  for (guint i = 0; i < files->len; i++)
+    {
+      MaOpenFile *f = files->pdata[i];
+      for (guint k = 0; k < f->fdinfo.locks->len; k++)
+        {
+          const MaLock *line = &g_array_index (f->fdinfo.locks, MaLock, k);
+          MaFileKey key = { line->inode, (guint32) makedev (line->major, line->minor), 0 };
+          GPtrArray *list;
+
+          if (!line->has_inode)
+            continue;
+          list = g_hash_table_lookup (index->orphans, &key);
+          if (list == NULL)
+            {
+              list = g_ptr_array_new ();
+              g_hash_table_insert (index->orphans, g_memdup2 (&key, sizeof key), list);
+            }
+          if (list->len == 0 || list->pdata[list->len - 1] != f)
+            g_ptr_array_add (list, f);
+        }
+    }
+}
+
+typedef struct
+{
+  gint pid;
+  gint fd; /* -1 when no fd of the process was found */
+} Holder;
+
+static void
+add_holder (GArray *holders, gint pid, gint fd)
+{
+  Holder h = { pid, fd };
+
+  g_array_append_val (holders, h);
+}
+
+static void
+out_holder (Report *r, gint pid, gint fd)
+{
+  Out *o = &r->out;
+
+  out_open (o, NULL, '{');
+  out_process_members (r, pid);
+  if (fd >= 0)
+    out_int (o, "fd", fd);
+  out_close (o, '}');
+}
+
+static void
+out_locks (Report *r, GArray *locks, guint *n_locks, guint *n_with_waiters)
+{
+  Out *o = &r->out;
   FileIndex index = {
     g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
     g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
+    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free,
+                           (GDestroyNotify) g_ptr_array_unref),
   };
+
+  g_autoptr(GArray) holders = g_array_new (FALSE, FALSE, sizeof (Holder));
 
   index_files (&index, r->scan->orphan_files);
   index_files (&index, r->scan->lock_files);
+  index_orphans (&index, r->scan->orphan_files);
+  out_open (o, "locks", '[');
   for (guint i = 0; i < locks->len; i++)
     {
       const MaLock *lock = &g_array_index (locks, MaLock, i);
@@ -284,148 +478,138 @@ locks_to_json (Report *r, GArray *locks, guint *n_locks, guint *n_with_waiters)
       MaFileKey key = { lock->inode, devno, (gint32) lock->pid };
       MaFileKey ikey = { lock->inode, devno, 0 };
       MaOpenFile *file;
-      JsonObject *obj;
-      JsonArray *holders, *waiters;
-      g_autofree char *dev = NULL;
+      guint n_waiters = 0;
+      char dev[32];
 
       if (lock->depth > 0 || !lock->has_inode || !devno_selected (r, devno))
         continue;
-      obj = json_object_new ();
-      holders = json_array_new ();
-      waiters = json_array_new ();
-      dev = devno_string (devno);
-      json_object_set_int_member (obj, "id", (gint64) lock->id);
-      json_object_set_string_member (obj, "type", ma_lock_type_to_string (lock->type));
-      json_object_set_string_member (obj, "mode", ma_lock_mode_to_string (lock->mode));
-      json_object_set_string_member (obj, "kind", lock->kind);
-      json_object_set_string_member (obj, "device", dev);
-      json_object_set_int_member (obj, "inode", (gint64) lock->inode);
-      json_object_set_int_member (obj, "start", (gint64) lock->start);
-      if (lock->end == MA_LOCK_END_EOF)
-        json_object_set_null_member (obj, "end");
-      else
-        json_object_set_int_member (obj, "end", (gint64) lock->end);
-      set_path (obj, "mountpoint", mountpoint_for_devno (r, devno));
+      g_snprintf (dev, sizeof dev, "%u:%u", lock->major, lock->minor);
+      out_open (o, NULL, '{');
+      out_int (o, "id", (gint64) lock->id);
+      out_name (o, "type", ma_lock_type_to_string (lock->type));
+      out_name (o, "mode", ma_lock_mode_to_string (lock->mode));
+      out_string (o, "kind", lock->kind);
+      out_string (o, "device", dev);
+      out_int (o, "inode", (gint64) lock->inode);
+      out_range (o, lock);
+      out_path (o, "mountpoint", mountpoint_for_devno (r, devno));
 
       /* holders: the owner's fd (pid from /proc/locks), or every open file whose fdinfo lists it */
+      g_array_set_size (holders, 0);
       file = lock->pid > 0 ? g_hash_table_lookup (index.by_key, &key) : NULL;
       if (file != NULL)
-        {
-          JsonObject *h = json_object_new ();
-          add_process_members (r, h, file->pid);
-          json_object_set_int_member (h, "fd", file->fd);
-          json_array_add_element (holders, ma_json_new_object_node (h));
-        }
+        add_holder (holders, file->pid, file->fd);
       else
         {
-          for (guint j = 0; j < r->scan->orphan_files->len; j++)
+          GPtrArray *candidates = g_hash_table_lookup (index.orphans, &ikey);
+          for (guint j = 0; candidates != NULL && j < candidates->len; j++)
             {
-              MaOpenFile *of = r->scan->orphan_files->pdata[j];
+              MaOpenFile *of = candidates->pdata[j];
               for (guint k = 0; k < of->fdinfo.locks->len; k++)
                 if (fdinfo_lock_matches (lock, &g_array_index (of->fdinfo.locks, MaLock, k)))
                   {
-                    JsonObject *h = json_object_new ();
-                    add_process_members (r, h, of->pid);
-                    json_object_set_int_member (h, "fd", of->fd);
-                    json_array_add_element (holders, ma_json_new_object_node (h));
+                    add_holder (holders, of->pid, of->fd);
                     file = file != NULL ? file : of;
                     break;
                   }
             }
-          if (json_array_get_length (holders) == 0 && lock->pid > 0)
-            {
-              /* the owner is known but no fd of its own holds the file (shared, inherited) */
-              JsonObject *h = json_object_new ();
-              add_process_members (r, h, (gint) lock->pid);
-              json_array_add_element (holders, ma_json_new_object_node (h));
-            }
+          /* the owner is known but no fd of its own holds the file (shared, inherited) */
+          if (holders->len == 0 && lock->pid > 0)
+            add_holder (holders, (gint) lock->pid, -1);
         }
       if (file == NULL)
         file = g_hash_table_lookup (index.by_inode, &ikey);
-      set_path (obj, "path", file != NULL ? file->path : NULL);
-      json_object_set_boolean_member (obj, "deleted", file != NULL && file->deleted);
+      out_path (o, "path", file != NULL ? file->path : NULL);
+      out_bool (o, "deleted", file != NULL && file->deleted);
+      out_open (o, "holders", '[');
+      for (guint j = 0; j < holders->len; j++)
+        {
+          const Holder *h = &g_array_index (holders, Holder, j);
+          out_holder (r, h->pid, h->fd);
+        }
+      out_close (o, ']');
 
+      out_open (o, "waiters", '[');
       for (guint j = i + 1; j < locks->len; j++)
         {
           const MaLock *w = &g_array_index (locks, MaLock, j);
           if (w->id != lock->id || w->depth == 0)
             break;
-          json_array_add_element (waiters, ma_json_new_object_node (lock_waiter_to_json (r, w)));
+          out_lock_waiter (r, w);
+          n_waiters++;
         }
-      if (json_array_get_length (waiters) > 0)
+      out_close (o, ']');
+      if (n_waiters > 0)
         (*n_with_waiters)++;
-      json_object_set_array_member (obj, "holders", holders);
-      json_object_set_array_member (obj, "waiters", waiters);
-      json_array_add_element (array, ma_json_new_object_node (obj));
+      out_close (o, '}');
       (*n_locks)++;
     }
+  out_close (o, ']');
   g_hash_table_unref (index.by_key);
   g_hash_table_unref (index.by_inode);
-  return ma_json_new_array_node (array);
+  g_hash_table_unref (index.orphans);
 }
 
 /* ---- writers and stuck tasks ---- */
 
-static JsonNode *
-writers_to_json (Report *r)
+static void
+out_writers (Report *r)
 {
-  JsonArray *array = json_array_new ();
+  Out *o = &r->out;
 
+  out_open (o, "writers", '[');
   for (guint i = 0; i < r->scan->writers->len; i++)
     {
       MaOpenFile *f = r->scan->writers->pdata[i];
-      JsonObject *obj = json_object_new ();
-      add_process_members (r, obj, f->pid);
-      json_object_set_int_member (obj, "fd", f->fd);
-      set_path (obj, "path", f->path);
-      json_object_set_boolean_member (obj, "deleted", f->deleted);
-      set_path (obj, "mountpoint", mountpoint_for_devno (r, f->devno));
-      json_array_add_element (array, ma_json_new_object_node (obj));
+      out_open (o, NULL, '{');
+      out_process_members (r, f->pid);
+      out_int (o, "fd", f->fd);
+      out_path (o, "path", f->path);
+      out_bool (o, "deleted", f->deleted);
+      out_path (o, "mountpoint", mountpoint_for_devno (r, f->devno));
+      out_close (o, '}');
     }
-  return ma_json_new_array_node (array);
+  out_close (o, ']');
 }
 
-static JsonNode *
-stuck_to_json (Report *r, guint *n_stuck, guint *n_freeze_waiters)
+static void
+out_stuck (Report *r, guint *n_stuck, guint *n_freeze_waiters)
 {
-  JsonArray *array = json_array_new ();
+  Out *o = &r->out;
 
+  out_open (o, "stuck", '[');
   for (guint i = 0; i < r->scan->stuck->len; i++)
     {
       MaStuckTask *t = r->scan->stuck->pdata[i];
-      JsonObject *obj;
       gboolean freeze_wait = g_strcmp0 (t->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) == 0;
 
       /* a task blocked on a file of another filesystem is not ours to report */
       if (t->file != NULL && !devno_selected (r, t->file->devno))
         continue;
-      obj = json_object_new ();
-      add_process_members (r, obj, t->pid);
-      json_object_set_int_member (obj, "tid", t->tid);
-      set_path (obj, "task_comm", t->comm);
-      if (t->wchan != NULL)
-        json_object_set_string_member (obj, "wchan", t->wchan);
-      else
-        json_object_set_null_member (obj, "wchan");
+      out_open (o, NULL, '{');
+      out_process_members (r, t->pid);
+      out_int (o, "tid", t->tid);
+      out_path (o, "task_comm", t->comm);
+      out_string (o, "wchan", t->wchan);
       if (t->syscall >= 0)
         {
-          json_object_set_int_member (obj, "syscall_nr", t->syscall);
+          out_int (o, "syscall_nr", t->syscall);
           if (t->syscall_name != NULL)
-            json_object_set_string_member (obj, "syscall", t->syscall_name);
+            out_string (o, "syscall", t->syscall_name);
         }
       if (t->file != NULL)
         {
-          json_object_set_int_member (obj, "fd", t->file->fd);
-          set_path (obj, "path", t->file->path);
-          set_path (obj, "mountpoint", mountpoint_for_devno (r, t->file->devno));
+          out_int (o, "fd", t->file->fd);
+          out_path (o, "path", t->file->path);
+          out_path (o, "mountpoint", mountpoint_for_devno (r, t->file->devno));
         }
-      json_object_set_boolean_member (obj, "waits_for_freeze", freeze_wait);
-      json_array_add_element (array, ma_json_new_object_node (obj));
+      out_bool (o, "waits_for_freeze", freeze_wait);
+      out_close (o, '}');
       (*n_stuck)++;
       if (freeze_wait)
         (*n_freeze_waiters)++;
     }
-  return ma_json_new_array_node (array);
+  out_close (o, ']');
 }
 
 /* ---- qemu-ga ---- */
@@ -448,26 +632,28 @@ find_virtio_port (const char *wanted)
   return NULL;
 }
 
-static JsonNode *
-qemu_ga_to_json (Report *r)
+static void
+out_qemu_ga (Report *r)
 {
-  JsonObject *obj = json_object_new ();
-  JsonArray *pids = json_array_new ();
+  Out *o = &r->out;
   g_autofree char *port = find_virtio_port (MA_QEMU_GA_PORT_NAME);
   g_autofree char *frozen_file = ma_path_build (ma_path_rundir (), MA_QEMU_GA_FROZEN_FILE, NULL);
   gboolean running = r->scan->qemu_ga_pids->len > 0;
   gboolean frozen = g_file_test (frozen_file, G_FILE_TEST_EXISTS);
 
+  out_open (o, "qemu_ga", '{');
+  out_bool (o, "running", running);
+  out_open (o, "pids", '[');
   for (guint i = 0; i < r->scan->qemu_ga_pids->len; i++)
-    json_array_add_int_element (pids, g_array_index (r->scan->qemu_ga_pids, gint, i));
-  json_object_set_boolean_member (obj, "running", running);
-  json_object_set_array_member (obj, "pids", pids);
-  json_object_set_boolean_member (obj, "port_present", port != NULL);
-  json_object_set_string_member (obj, "port_name", MA_QEMU_GA_PORT_NAME);
+    out_int (o, NULL, g_array_index (r->scan->qemu_ga_pids, gint, i));
+  out_close (o, ']');
+  out_bool (o, "port_present", port != NULL);
+  out_name (o, "port_name", MA_QEMU_GA_PORT_NAME);
   if (port != NULL)
-    json_object_set_string_member (obj, "port", port);
-  set_path (obj, "state_file", frozen_file);
-  json_object_set_boolean_member (obj, "frozen", frozen);
+    out_string (o, "port", port);
+  out_path (o, "state_file", frozen_file);
+  out_bool (o, "frozen", frozen);
+  out_close (o, '}');
 
   if (frozen)
     add_reason (r, SEVERITY_BLOCKED, "qemu-ga-frozen", NULL,
@@ -479,7 +665,27 @@ qemu_ga_to_json (Report *r)
                 "the %s port is present but qemu-ga is not running: guest-fsfreeze-freeze "
                 "will not be answered",
                 MA_QEMU_GA_PORT_NAME);
-  return ma_json_new_object_node (obj);
+}
+
+static void
+out_reasons (Report *r)
+{
+  Out *o = &r->out;
+
+  out_open (o, "reasons", '[');
+  for (guint i = 0; i < r->reasons->len; i++)
+    {
+      Reason *reason = r->reasons->pdata[i];
+      out_open (o, NULL, '{');
+      out_name (o, "severity", severity_names[reason->severity]);
+      out_name (o, "code", reason->code);
+      if (reason->mountpoint != NULL)
+        out_string (o, "mountpoint", reason->mountpoint);
+      /* the sentence may quote paths: kept valid UTF-8 */
+      out_string (o, "message", reason->message);
+      out_close (o, '}');
+    }
+  out_close (o, ']');
 }
 
 /* ---- the verdict on mounts ---- */
@@ -560,32 +766,57 @@ select_mounts (Report *r, const char *const *mountpoints, GError **error)
   return TRUE;
 }
 
+/* Whether a process exists, asked once per pid (a lock owner holds many locks). */
 static gboolean
-pid_alive (gint64 pid)
+pid_alive (GHashTable *known, gint64 pid)
 {
+  gpointer value;
   char path[64];
+  gboolean alive;
 
+  if (g_hash_table_lookup_extended (known, GINT_TO_POINTER ((gint) pid), NULL, &value))
+    return GPOINTER_TO_INT (value);
   g_snprintf (path, sizeof path, "%s/%" G_GINT64_FORMAT, ma_path_procfs (), pid);
-  return access (path, F_OK) == 0;
+  alive = access (path, F_OK) == 0;
+  g_hash_table_insert (known, GINT_TO_POINTER ((gint) pid), GINT_TO_POINTER (alive));
+  return alive;
 }
 
-JsonNode *
-ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, GError **error)
+static void
+report_clear (Report *r)
+{
+  g_clear_pointer (&r->reasons, g_ptr_array_unref);
+  g_clear_pointer (&r->processes, g_hash_table_unref);
+  if (r->out.text != NULL)
+    g_string_free (g_steal_pointer (&r->out.text), TRUE);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Report, report_clear)
+
+static double
+seconds_since (gint64 start_us)
+{
+  return (double) (g_get_monotonic_time () - start_us) / G_USEC_PER_SEC;
+}
+
+char *
+ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
+                          GError **error)
 {
   g_autoptr(MaWritebackSample) wb_start = ma_writeback_sample_new ();
   g_autoptr(MaMountTable) mounts = NULL;
   g_autoptr(MaProcScan) scan = NULL;
   g_autoptr(GHashTable) selected = g_hash_table_new (NULL, NULL);
+  g_autoptr(GHashTable) alive = g_hash_table_new (NULL, NULL);
   g_autoptr(GArray) locks = NULL;
+  g_autoptr(JsonNode) writeback = NULL;
   g_autofree char *locks_path = ma_path_build (ma_path_procfs (), "locks", NULL);
   g_autofree char *locks_text = NULL;
   gsize locks_len = 0;
   guint n_bad_locks = 0, n_locks = 0, n_with_waiters = 0, n_stuck = 0, n_freeze_waiters = 0;
-  gint64 started = g_get_monotonic_time ();
-  JsonObject *obj;
-  JsonObject *stats;
-  JsonNode *writeback;
-  Report r = { 0 };
+  gint64 started = g_get_monotonic_time (), pass_started, scanned, reported;
+  g_auto(Report) r = { 0 };
+  Out *o;
   double sync_seconds;
   gint64 dirty = 0, writeback_bytes = 0;
 
@@ -594,19 +825,14 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
     return NULL;
   r.mounts = mounts;
   r.selected = selected;
-  r.reasons = json_array_new ();
+  r.reasons = g_ptr_array_new_with_free_func ((GDestroyNotify) reason_free);
+  r.processes = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   if (!select_mounts (&r, mountpoints, error))
-    {
-      json_array_unref (r.reasons);
-      return NULL;
-    }
+    return NULL;
 
   /* /proc/locks takes a global lock in the kernel: read it once */
   if (!g_file_get_contents (locks_path, &locks_text, &locks_len, error))
-    {
-      json_array_unref (r.reasons);
-      return NULL;
-    }
+    return NULL;
   locks = ma_locks_parse (locks_text, locks_len, &n_bad_locks);
 
   scan = ma_proc_scan_new (mounts);
@@ -627,11 +853,16 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
       guint32 devno = (guint32) makedev (lock->major, lock->minor);
       MaFileKey *key;
 
-      if (lock->depth > 0 || !lock->has_inode
+      if (!lock->has_inode
           || !g_hash_table_contains (scan->selected_devs, GUINT_TO_POINTER (devno)))
         continue;
+      /* owners and waiters are described during the pass */
+      if (lock->pid > 0 && lock->pid <= G_MAXINT)
+        g_hash_table_add (scan->describe_pids, GINT_TO_POINTER ((gint) lock->pid));
+      if (lock->depth > 0)
+        continue;
       key = g_new (MaFileKey, 1);
-      if (lock->pid > 0 && pid_alive (lock->pid))
+      if (lock->pid > 0 && pid_alive (alive, lock->pid))
         {
           *key = (MaFileKey){ lock->inode, devno, (gint32) lock->pid };
           g_hash_table_add (scan->wanted, key);
@@ -643,11 +874,10 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
           g_hash_table_add (scan->orphan_inodes, key);
         }
     }
+  pass_started = g_get_monotonic_time ();
   if (!ma_proc_scan_run (scan, cancellable, error))
-    {
-      json_array_unref (r.reasons);
-      return NULL;
-    }
+    return NULL;
+  scanned = g_get_monotonic_time ();
 
   /* writers blocked by a freeze in progress: that filesystem is frozen already */
   for (guint i = 0; i < scan->stuck->len; i++)
@@ -664,16 +894,20 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
         }
     }
 
-  obj = json_object_new ();
-  json_object_set_member (obj, "mounts", mounts_to_json (&r));
-  json_object_set_member (obj, "freeze_order", freeze_order_to_json (&r));
-  json_object_set_member (obj, "nesting", nesting_to_json (&r));
-  json_object_set_member (obj, "locks", locks_to_json (&r, locks, &n_locks, &n_with_waiters));
-  json_object_set_member (obj, "writers", writers_to_json (&r));
-  json_object_set_member (obj, "stuck", stuck_to_json (&r, &n_stuck, &n_freeze_waiters));
+  /* about 400 bytes per lock */
+  r.out.text = g_string_sized_new (65536 + (gsize) locks->len * 512);
+  o = &r.out;
+  out_open (o, NULL, '{');
+  out_mounts (&r);
+  out_freeze_order (&r);
+  out_nesting (&r);
+  out_locks (&r, locks, &n_locks, &n_with_waiters);
+  out_writers (&r);
+  out_stuck (&r, &n_stuck, &n_freeze_waiters);
+  reported = g_get_monotonic_time ();
   writeback = ma_writeback_report (wb_start, cancellable);
-  json_object_set_member (obj, "writeback", writeback);
-  json_object_set_member (obj, "qemu_ga", qemu_ga_to_json (&r));
+  out_node (o, "writeback", writeback);
+  out_qemu_ga (&r);
 
   /* the verdict */
   judge_mounts (&r);
@@ -726,22 +960,37 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
     add_reason (&r, SEVERITY_INFO, "nothing-to-freeze", NULL,
                 "no mounted filesystem supports freezing");
 
-  json_object_set_string_member (obj, "verdict", verdict_names[r.verdict]);
-  json_object_set_array_member (obj, "reasons", r.reasons);
-  stats = json_object_new ();
-  json_object_set_int_member (stats, "processes", scan->n_processes);
-  json_object_set_int_member (stats, "tasks", scan->n_tasks);
-  json_object_set_int_member (stats, "fds", scan->n_fds);
-  json_object_set_int_member (stats, "fds_resolved", g_atomic_int_get (&scan->n_statx));
-  json_object_set_int_member (stats, "vanished", scan->n_vanished);
-  json_object_set_int_member (stats, "lock_lines", locks->len);
-  json_object_set_int_member (stats, "lock_lines_unparsed", n_bad_locks);
-  json_object_set_int_member (stats, "mountinfo_lines_unparsed", mounts->n_bad_lines);
-  json_object_set_double_member (stats, "scan_seconds", scan->seconds);
-  json_object_set_double_member (stats, "seconds",
-                                 (double) (g_get_monotonic_time () - started) / G_USEC_PER_SEC);
-  json_object_set_object_member (obj, "scan", stats);
-  return ma_json_new_object_node (obj);
+  out_name (o, "verdict", verdict_names[r.verdict]);
+  out_reasons (&r);
+  out_open (o, "scan", '{');
+  out_int (o, "processes", scan->n_processes);
+  out_int (o, "tasks", scan->n_tasks);
+  out_int (o, "fds", scan->n_fds);
+  out_int (o, "fds_resolved", g_atomic_int_get (&scan->n_statx));
+  out_int (o, "vanished", scan->n_vanished);
+  out_int (o, "lock_lines", locks->len);
+  out_int (o, "lock_lines_unparsed", n_bad_locks);
+  out_int (o, "mountinfo_lines_unparsed", mounts->n_bad_lines);
+  out_double (o, "scan_seconds", scan->seconds);
+  out_double (o, "seconds", seconds_since (started));
+  out_close (o, '}');
+  out_close (o, '}');
+  g_debug ("blockers: %u locks, %u fds; mounts and /proc/locks %.3f s, pass %.3f s, "
+           "report text %.3f s (%" G_GSIZE_FORMAT " bytes), writeback and verdict %.3f s",
+           n_locks, scan->n_fds, (double) (pass_started - started) / G_USEC_PER_SEC,
+           (double) (scanned - pass_started) / G_USEC_PER_SEC,
+           (double) (reported - scanned) / G_USEC_PER_SEC, o->text->len, seconds_since (reported));
+  return g_string_free (g_steal_pointer (&r.out.text), FALSE);
+}
+
+JsonNode *
+ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, GError **error)
+{
+  g_autofree char *text = ma_blockers_collect_text (mountpoints, cancellable, error);
+
+  if (text == NULL)
+    return NULL;
+  return ma_json_parse (text, strlen (text), error);
 }
 
 /* ---- the command ---- */
@@ -750,12 +999,13 @@ static void
 blockers_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   GError *error = NULL;
-  JsonNode *ret = ma_blockers_collect ((const char *const *) task_data, cancellable, &error);
+  char *text = ma_blockers_collect_text ((const char *const *) task_data, cancellable, &error);
 
-  if (ret == NULL)
+  /* the reply goes out as written: no json-glib tree for tens of thousands of locks */
+  if (text == NULL)
     g_task_return_error (task, error);
   else
-    g_task_return_pointer (task, ret, (GDestroyNotify) json_node_unref);
+    g_task_return_pointer (task, ma_json_new_raw_node (text), (GDestroyNotify) json_node_unref);
 }
 
 static void

@@ -17,8 +17,11 @@ G_BEGIN_DECLS
 /* Registers the command and the "blockers" capability. */
 void ma_blockers_register (MaAgent *agent);
 
-/* The whole report, blocking (run it in a worker thread). mountpoints: NULL for every
- * freezable filesystem. */
+/* The whole report as one line of JSON text, blocking (run it in a worker thread).
+ * mountpoints: NULL for every freezable filesystem. */
+char *ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
+                                GError **error);
+/* The same report as a json-glib tree (parsed from that text), for callers that read it. */
 JsonNode *ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable,
                                GError **error);
 

@@ -282,8 +282,8 @@ ma_json_parse (const char *text, gsize len, GError **error)
   return json_node_copy (root);
 }
 
-static void
-append_string (GString *out, const char *str)
+void
+ma_json_append_string (GString *out, const char *str)
 {
   g_string_append_c (out, '"');
   for (const guchar *p = (const guchar *) str; *p != '\0'; p++)
@@ -316,8 +316,8 @@ append_string (GString *out, const char *str)
   g_string_append_c (out, '"');
 }
 
-static void
-append_double (GString *out, double d)
+void
+ma_json_append_double (GString *out, double d)
 {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
 
@@ -338,6 +338,49 @@ append_double (GString *out, double d)
     g_string_append (out, ".0");
 }
 
+/* The one member of a raw node: a byte no UTF-8 text starts with (parsed input cannot spell
+ * it), then a per-process nonce (nor can bytes read from elsewhere, by accident). */
+static const char *
+raw_member_name (void)
+{
+  static char name[1 + 32 + 1];
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done))
+    {
+      name[0] = '\xff';
+      for (guint i = 0; i < 4; i++)
+        g_snprintf (name + 1 + i * 8, 9, "%08x", g_random_int ());
+      g_once_init_leave (&done, 1);
+    }
+  return name;
+}
+
+JsonNode *
+ma_json_new_raw_node (char *json)
+{
+  JsonObject *obj = json_object_new ();
+
+  json_object_set_member (obj, raw_member_name (), json_node_init_string (json_node_alloc (), json));
+  g_free (json);
+  return ma_json_new_object_node (obj);
+}
+
+const char *
+ma_json_raw_node_get_text (JsonNode *node)
+{
+  JsonObject *obj;
+  JsonNode *member;
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    return NULL;
+  obj = json_node_get_object (node);
+  if (json_object_get_size (obj) != 1 || !json_object_has_member (obj, raw_member_name ()))
+    return NULL;
+  member = json_object_get_member (obj, raw_member_name ());
+  return JSON_NODE_HOLDS_VALUE (member) ? json_node_get_string (member) : NULL;
+}
+
 static void
 append_node (GString *out, JsonNode *node)
 {
@@ -349,7 +392,13 @@ append_node (GString *out, JsonNode *node)
         const char *name;
         JsonNode *member;
         gboolean first = TRUE;
+        const char *raw = ma_json_raw_node_get_text (node);
 
+        if (raw != NULL)
+          {
+            g_string_append (out, raw);
+            break;
+          }
         g_string_append_c (out, '{');
         json_object_iter_init_ordered (&iter, json_node_get_object (node));
         while (json_object_iter_next_ordered (&iter, &name, &member))
@@ -357,7 +406,7 @@ append_node (GString *out, JsonNode *node)
             if (!first)
               g_string_append_c (out, ',');
             first = FALSE;
-            append_string (out, name);
+            ma_json_append_string (out, name);
             g_string_append_c (out, ':');
             append_node (out, member);
           }
@@ -385,13 +434,13 @@ append_node (GString *out, JsonNode *node)
           g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
           break;
         case G_TYPE_DOUBLE:
-          append_double (out, json_node_get_double (node));
+          ma_json_append_double (out, json_node_get_double (node));
           break;
         case G_TYPE_BOOLEAN:
           g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
           break;
         case G_TYPE_STRING:
-          append_string (out, json_node_get_string (node));
+          ma_json_append_string (out, json_node_get_string (node));
           break;
         default:
           g_string_append (out, "null");

@@ -33,6 +33,17 @@ JsonNode *ma_json_parse (const char *text, gsize len, GError **error);
 
 /* One-line serialisation (no trailing newline). */
 char *ma_json_to_string (JsonNode *node);
+/* The pieces of it, for replies written as text directly: a string (JSON escapes, bytes as
+ * they are) and a double (shortest exact form, always with a fraction or exponent). */
+void ma_json_append_string (GString *out, const char *str);
+void ma_json_append_double (GString *out, double d);
+
+/* A node that ma_json_to_string () writes as `json` (taken), verbatim: a large reply built as
+ * text. `json` must be one valid JSON value. To json-glib it is an object with one private
+ * member: only the serializer and ma_json_raw_node_get_text () know it. */
+JsonNode *ma_json_new_raw_node (char *json);
+/* The text of a raw node, NULL for any other node. */
+const char *ma_json_raw_node_get_text (JsonNode *node);
 
 /* Small constructors used everywhere. */
 JsonNode *ma_json_new_object_node (JsonObject *obj /* transfer full */);

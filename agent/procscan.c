@@ -266,19 +266,28 @@ stat_target (MaProcScan *self, int piddir, int fddir, const char *name, struct s
   return statx (fddir, name, 0, STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, stx) == 0;
 }
 
+/* The superblock device of a statx result: through the mount id when there is one. */
+static guint32
+devno_of (MaProcScan *self, int piddir, const struct statx *stx)
+{
+  guint32 fallback = (guint32) makedev (stx->stx_dev_major, stx->stx_dev_minor);
+
+  return (stx->stx_mask & STATX_MNT_ID) ? devno_for_mount (self, piddir, (gint) stx->stx_mnt_id,
+                                                           fallback)
+                                        : fallback;
+}
+
 static MaOpenFile *
-open_file_new (MaProcScan *self, int piddir, int fddir, gint pid, gint fd, const char *name,
-               const struct statx *stx, gboolean writable)
+open_file_new (int fddir, gint pid, gint fd, const char *name, const struct statx *stx,
+               guint32 devno, gboolean writable)
 {
   MaOpenFile *file = g_new0 (MaOpenFile, 1);
-  guint32 fallback = (guint32) makedev (stx->stx_dev_major, stx->stx_dev_minor);
 
   file->pid = pid;
   file->fd = fd;
   file->ino = stx->stx_ino;
   file->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (gint) stx->stx_mnt_id : -1;
-  file->devno = file->mnt_id >= 0 ? devno_for_mount (self, piddir, file->mnt_id, fallback)
-                                  : fallback;
+  file->devno = devno;
   file->writable = writable;
   file->path = readlink_at (fddir, name);
   file->deleted = stx->stx_nlink == 0 && S_ISREG (stx->stx_mode);
@@ -310,9 +319,10 @@ scan_part_init (ScanPart *part)
   part->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
 }
 
-/* Parse "TID (comm) S ... flags": state, comm and whether it is a kernel thread. */
+/* Parse "TID (comm) S ppid ... flags ... num_threads": state, comm, whether it is a kernel
+ * thread and how many threads its process has. */
 static gboolean
-parse_stat (const char *text, char *state, char **comm, gboolean *kthread)
+parse_stat (const char *text, char *state, char **comm, gboolean *kthread, guint *n_threads)
 {
   const char *open = strchr (text, '(');
   const char *close = strrchr (text, ')');
@@ -323,35 +333,27 @@ parse_stat (const char *text, char *state, char **comm, gboolean *kthread)
     return FALSE;
   *state = close[2];
   *comm = g_strndup (open + 1, (gsize) (close - open - 1));
-  /* fields after the state: ppid pgrp session tty_nr tpgid flags */
+  /* fields after the state: ppid pgrp session tty_nr tpgid flags (the 9th field) */
   p = close + 3;
-  for (guint field = 0; field < 5 && p != NULL; field++)
-    {
-      p = strchr (p + 1, ' ');
-    }
+  for (guint field = 4; field < 9 && p != NULL; field++)
+    p = strchr (p + 1, ' ');
   if (p != NULL)
     flags = g_ascii_strtoull (p + 1, NULL, 10);
   *kthread = (flags & 0x00200000) != 0; /* PF_KTHREAD */
+  /* … minflt cminflt majflt cmajflt utime stime cutime cstime priority nice num_threads */
+  for (guint field = 9; field < 20 && p != NULL; field++)
+    p = strchr (p + 1, ' ');
+  *n_threads = p != NULL ? (guint) g_ascii_strtoull (p + 1, NULL, 10) : 0;
   return TRUE;
 }
 
+/* A task in D state; tdir is its /proc/PID/task/TID (or /proc/PID for a single thread). */
 static void
-scan_stuck_task (MaProcScan *self, int piddir, int taskdir, gint pid, gint tid, char *comm,
-                 ScanPart *part)
+scan_stuck_task (MaProcScan *self, int tdir, gint pid, gint tid, char *comm, ScanPart *part)
 {
-  char tidname[16];
-  int tdir;
   g_autofree char *syscall = NULL;
-  MaStuckTask *task;
+  MaStuckTask *task = g_new0 (MaStuckTask, 1);
 
-  g_snprintf (tidname, sizeof tidname, "%d", tid);
-  tdir = openat (taskdir, tidname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (tdir < 0)
-    {
-      g_free (comm);
-      return;
-    }
-  task = g_new0 (MaStuckTask, 1);
   task->pid = pid;
   task->tid = tid;
   task->comm = comm;
@@ -360,7 +362,6 @@ scan_stuck_task (MaProcScan *self, int piddir, int taskdir, gint pid, gint tid, 
   if (task->wchan != NULL && (task->wchan[0] == '\0' || g_strcmp0 (task->wchan, "0") == 0))
     g_clear_pointer (&task->wchan, g_free);
   syscall = read_at (tdir, "syscall", 512, NULL);
-  close (tdir);
   if (syscall != NULL && g_ascii_isdigit (syscall[0]))
     {
       g_auto(GStrv) words = g_strsplit (g_strstrip (syscall), " ", -1);
@@ -379,6 +380,7 @@ scan_stuck_task (MaProcScan *self, int piddir, int taskdir, gint pid, gint tid, 
   g_ptr_array_add (part->stuck, task);
 }
 
+/* Every thread of a multi-threaded process: the ones in D state (not kernel threads). */
 static void
 scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 {
@@ -401,20 +403,30 @@ scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
       char *comm = NULL;
       char state = '?';
       gboolean kthread = FALSE;
+      guint n_threads = 0;
       gint tid;
+      int tdir;
 
       if (!parse_pid (de->d_name, &tid))
         continue;
       part->n_tasks++;
       g_snprintf (path, sizeof path, "%d/stat", tid);
       stat = read_at (taskdir, path, 1024, NULL);
-      if (stat == NULL || !parse_stat (stat, &state, &comm, &kthread))
+      if (stat == NULL || !parse_stat (stat, &state, &comm, &kthread, &n_threads))
         continue;
-      if (tid == pid && g_strcmp0 (comm, "qemu-ga") == 0 && !kthread)
-        g_array_append_val (part->qemu_ga_pids, pid);
-      if (state == 'D' && !kthread)
-        scan_stuck_task (self, piddir, taskdir, pid, tid, g_steal_pointer (&comm), part);
-      g_free (comm);
+      if (state != 'D' || kthread)
+        {
+          g_free (comm);
+          continue;
+        }
+      tdir = openat (taskdir, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (tdir < 0)
+        {
+          g_free (comm);
+          continue;
+        }
+      scan_stuck_task (self, tdir, pid, tid, comm, part);
+      close (tdir);
     }
   closedir (dir);
 }
@@ -430,22 +442,23 @@ open_file_copy (const MaOpenFile *file)
   return copy;
 }
 
-static void
+/* The fds of one process; TRUE when one of them went into the report. */
+static gboolean
 scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 {
   int fddir = openat (piddir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
-  guint wanted_left = 0;
+  guint wanted_left = 0, n_found = 0;
   DIR *dir;
   struct dirent *de;
 
   if (fddir < 0)
-    return;
+    return FALSE;
   dir = fdopendir (fddir);
   if (dir == NULL)
     {
       close (fddir);
-      return;
+      return FALSE;
     }
   if (g_hash_table_size (self->wanted) > 0)
     wanted_left = GPOINTER_TO_UINT (g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (pid)));
@@ -470,13 +483,8 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
       if (!stat_target (self, piddir, fddir, de->d_name, &stx))
         continue;
 
-      if (wanted_left > 0 || (writable && S_ISREG (stx.stx_mode)))
-        {
-          guint32 fallback = (guint32) makedev (stx.stx_dev_major, stx.stx_dev_minor);
-          devno = (stx.stx_mask & STATX_MNT_ID)
-                    ? devno_for_mount (self, piddir, (gint) stx.stx_mnt_id, fallback)
-                    : fallback;
-        }
+      if (wanted_left > 0 || (writable && S_ISREG (stx.stx_mode)) || want_orphans)
+        devno = devno_of (self, piddir, &stx);
       if (wanted_left > 0)
         {
           MaFileKey key = { stx.stx_ino, devno, pid };
@@ -488,19 +496,19 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
                   && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
       if (is_lock || is_writer)
         {
-          MaOpenFile *file = open_file_new (self, piddir, fddir, pid, fd, de->d_name, &stx,
-                                            writable);
+          MaOpenFile *file = open_file_new (fddir, pid, fd, de->d_name, &stx, devno, writable);
           if (is_lock && is_writer)
             g_ptr_array_add (part->writers, open_file_copy (file));
           g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
+          n_found++;
         }
       if (want_orphans)
         {
           MaFileKey key = { stx.stx_ino, 0, 0 };
           if (g_hash_table_contains (self->orphan_inodes, &key))
             {
-              g_autoptr(MaOpenFile) file = open_file_new (self, piddir, fddir, pid, fd, de->d_name,
-                                                          &stx, writable);
+              g_autoptr(MaOpenFile) file = open_file_new (fddir, pid, fd, de->d_name, &stx, devno,
+                                                          writable);
               char name[48];
               g_autofree char *text = NULL;
               gsize len = 0;
@@ -509,29 +517,61 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
               text = read_at (piddir, name, MA_PROC_SMALL_FILE_BYTES * 16, &len);
               if (text != NULL && ma_fdinfo_parse (text, len, &file->fdinfo, NULL)
                   && file->fdinfo.locks->len > 0)
-                g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
+                {
+                  g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
+                  n_found++;
+                }
             }
         }
     }
   closedir (dir);
+  return n_found > 0;
 }
+
+static MaProcInfo *proc_info_read (MaProcScan *self, int piddir, gint pid, const char *comm);
+static MaProcInfo *proc_info_remember (MaProcScan *self, MaProcInfo *info);
 
 static void
 scan_process (MaProcScan *self, int procfd, gint pid, ScanPart *part)
 {
   char name[16];
   int piddir;
+  g_autofree char *stat = NULL;
+  g_autofree char *comm = NULL;
+  char state = '?';
+  gboolean kthread = FALSE, found = FALSE;
+  guint n_threads = 0, n_stuck = part->stuck->len;
 
   g_snprintf (name, sizeof name, "%d", pid);
   piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (piddir < 0)
+  if (piddir >= 0)
+    stat = read_at (piddir, "stat", 1024, NULL);
+  if (stat == NULL || !parse_stat (stat, &state, &comm, &kthread, &n_threads))
     {
+      if (piddir >= 0)
+        close (piddir);
       part->n_vanished++;
       return;
     }
   part->n_processes++;
-  scan_tasks (self, piddir, pid, part);
-  scan_fds (self, piddir, pid, part);
+  if (!kthread && g_strcmp0 (comm, "qemu-ga") == 0)
+    g_array_append_val (part->qemu_ga_pids, pid);
+  /* the process's own stat is its only thread's: the task directory only when there are more */
+  if (n_threads > 1)
+    scan_tasks (self, piddir, pid, part);
+  else
+    {
+      part->n_tasks++;
+      if (state == 'D' && !kthread)
+        scan_stuck_task (self, piddir, pid, pid, g_strdup (comm), part);
+    }
+  /* kernel threads have no files */
+  if (!kthread)
+    found = scan_fds (self, piddir, pid, part);
+  /* who it is, read here in parallel rather than one process at a time afterwards */
+  if (found || part->stuck->len > n_stuck
+      || g_hash_table_contains (self->describe_pids, GINT_TO_POINTER (pid)))
+    proc_info_remember (self, proc_info_read (self, piddir, pid, comm));
   close (piddir);
 }
 
@@ -608,6 +648,7 @@ ma_proc_scan_new (MaMountTable *mounts)
   self->wanted = g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL);
   self->orphan_inodes = g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL);
   self->selected_devs = g_hash_table_new (NULL, NULL);
+  self->describe_pids = g_hash_table_new (NULL, NULL);
   self->wanted_pids = g_hash_table_new (NULL, NULL);
   self->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   self->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
@@ -629,6 +670,7 @@ ma_proc_scan_free (MaProcScan *self)
   g_hash_table_unref (self->wanted);
   g_hash_table_unref (self->orphan_inodes);
   g_hash_table_unref (self->selected_devs);
+  g_hash_table_unref (self->describe_pids);
   g_hash_table_unref (self->wanted_pids);
   g_ptr_array_unref (self->lock_files);
   g_ptr_array_unref (self->orphan_files);
@@ -736,39 +778,26 @@ unit_from_cgroup (const char *path)
   return NULL;
 }
 
-MaProcInfo *
-ma_proc_scan_describe (MaProcScan *self, gint pid)
+/* Who a process is, from its open /proc/PID directory; comm when already read (stat). */
+static MaProcInfo *
+proc_info_read (MaProcScan *self, int piddir, gint pid, const char *comm)
 {
   MaProcInfo *info;
-  char name[16];
-  int piddir, procfd;
-  g_autofree char *comm = NULL;
+  g_autofree char *comm_text = NULL;
   g_autofree char *cmdline = NULL;
   g_autofree char *cgroup = NULL;
   gsize len = 0;
 
-  g_mutex_lock (&self->lock);
-  info = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (pid));
-  g_mutex_unlock (&self->lock);
-  if (info != NULL)
-    return info;
-  procfd = open (ma_path_procfs (), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (procfd < 0)
-    return NULL;
-  g_snprintf (name, sizeof name, "%d", pid);
-  piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  close (procfd);
-  if (piddir < 0)
-    return NULL;
-  comm = read_at (piddir, "comm", 256, NULL);
   if (comm == NULL)
     {
-      close (piddir);
-      return NULL;
+      comm_text = read_at (piddir, "comm", 256, NULL);
+      if (comm_text == NULL)
+        return NULL;
+      comm = g_strchomp (comm_text);
     }
   info = g_new0 (MaProcInfo, 1);
   info->pid = pid;
-  info->comm = g_strdup (g_strchomp (comm));
+  info->comm = g_strdup (comm);
   cmdline = read_at (piddir, "cmdline", MA_PROC_CMDLINE_MAX_BYTES, &len);
   if (cmdline != NULL && len > 0)
     {
@@ -793,17 +822,53 @@ ma_proc_scan_describe (MaProcScan *self, gint pid)
   info->mnt_ns = readlink_at (piddir, "ns/mnt");
   info->foreign_mnt_ns = info->mnt_ns != NULL && self->own_mnt_ns != NULL
                          && g_strcmp0 (info->mnt_ns, self->own_mnt_ns) != 0;
-  close (piddir);
-  g_mutex_lock (&self->lock);
-  if (!g_hash_table_contains (self->proc_info, GINT_TO_POINTER (pid)))
-    g_hash_table_insert (self->proc_info, GINT_TO_POINTER (pid), info);
-  else
-    {
-      proc_info_free (info);
-      info = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (pid));
-    }
-  g_mutex_unlock (&self->lock);
   return info;
+}
+
+/* Cache info (taken; NULL is fine) unless another thread was first; the cached one. */
+static MaProcInfo *
+proc_info_remember (MaProcScan *self, MaProcInfo *info)
+{
+  MaProcInfo *cached;
+
+  if (info == NULL)
+    return NULL;
+  g_mutex_lock (&self->lock);
+  cached = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (info->pid));
+  if (cached == NULL)
+    {
+      g_hash_table_insert (self->proc_info, GINT_TO_POINTER (info->pid), info);
+      cached = info;
+    }
+  else
+    proc_info_free (info);
+  g_mutex_unlock (&self->lock);
+  return cached;
+}
+
+MaProcInfo *
+ma_proc_scan_describe (MaProcScan *self, gint pid)
+{
+  MaProcInfo *info;
+  char name[16];
+  int piddir, procfd;
+
+  g_mutex_lock (&self->lock);
+  info = g_hash_table_lookup (self->proc_info, GINT_TO_POINTER (pid));
+  g_mutex_unlock (&self->lock);
+  if (info != NULL)
+    return info;
+  procfd = open (ma_path_procfs (), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0)
+    return NULL;
+  g_snprintf (name, sizeof name, "%d", pid);
+  piddir = openat (procfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  close (procfd);
+  if (piddir < 0)
+    return NULL;
+  info = proc_info_read (self, piddir, pid, NULL);
+  close (piddir);
+  return proc_info_remember (self, info);
 }
 
 MaOpenFile *
@@ -829,7 +894,8 @@ ma_proc_scan_stat_fd (MaProcScan *self, gint pid, gint fd)
       g_snprintf (name, sizeof name, "%d", fd);
       if (fstatat (fddir, name, &st, AT_SYMLINK_NOFOLLOW) == 0
           && stat_target (self, piddir, fddir, name, &stx))
-        file = open_file_new (self, piddir, fddir, pid, fd, name, &stx, (st.st_mode & S_IWUSR) != 0);
+        file = open_file_new (fddir, pid, fd, name, &stx, devno_of (self, piddir, &stx),
+                              (st.st_mode & S_IWUSR) != 0);
       close (fddir);
     }
   close (piddir);

@@ -64,6 +64,8 @@ typedef struct
   GHashTable *orphan_inodes; /* MaFileKey* (pid 0) set: locks without a known holder (OFD, exited
                               * owner): every fd is statx()ed and fdinfo read on a match */
   GHashTable *selected_devs; /* devno set: writers are reported on these superblocks only */
+  GHashTable *describe_pids; /* pid set: processes described during the pass (lock owners,
+                              * waiters); those with reported fds or stuck tasks always are */
 
   /* outputs */
   GPtrArray *lock_files;    /* MaOpenFile*: fds matching wanted keys, one per key */

@@ -1,6 +1,7 @@
 /* test-blockers.c — the `blockers` command against real processes: children of this test hold
  * a flock, a POSIX lock (with a blocked waiter), an OFD lock, a lease, a lock on a deleted file
- * and on a name with a newline and invalid UTF-8, and one writes; the real daemon reports them. */
+ * and on a name with a newline and invalid UTF-8, locks in a multi-threaded process and one
+ * whose owner exited (a child inherited it), and one writes; the real daemon reports them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -28,6 +29,7 @@ typedef enum
   HOLD_LEASE,
   HOLD_WRITER,
   HOLD_DELETED,
+  HOLD_THREADED, /* a POSIX lock and a written file in a process with several threads */
 } HoldKind;
 
 typedef struct
@@ -43,6 +45,14 @@ static char *
 path_in (Fixture *f, const char *name)
 {
   return g_build_filename (f->dir, name, NULL);
+}
+
+static gpointer
+sleeping_thread (gpointer data)
+{
+  for (;;)
+    pause ();
+  return NULL;
 }
 
 /* The child: take the lock, say so on `ready`, then wait until the test kills it. */
@@ -91,6 +101,16 @@ child_main (HoldKind kind, const char *path, int ready)
       fd = open (path, O_RDWR | O_CREAT, 0600);
       ok = fd >= 0 && flock (fd, LOCK_SH) == 0 && unlink (path) == 0;
       break;
+    case HOLD_THREADED:
+      {
+        g_autofree char *written = g_strconcat (path, ".log", NULL);
+        g_thread_unref (g_thread_new ("sleeper", sleeping_thread, NULL));
+        g_thread_unref (g_thread_new ("sleeper", sleeping_thread, NULL));
+        fd = open (path, O_RDWR | O_CREAT, 0600);
+        ok = fd >= 0 && fcntl (fd, F_SETLK, &fl) == 0
+             && open (written, O_WRONLY | O_CREAT | O_APPEND, 0600) >= 0;
+        break;
+      }
     default:
       break;
     }
@@ -122,6 +142,50 @@ start_child (Fixture *f, HoldKind kind, const char *name)
   close (pipefd[0]);
   g_assert_true (c == 'r' || c == 'w');
   return pid;
+}
+
+/* A flock taken by a process that then exits, its fd inherited by a child that keeps it:
+ * /proc/locks names the dead owner, so the holder is found through fdinfo. Returns the
+ * child that holds it (the test kills it). */
+static pid_t
+start_inherited (Fixture *f, const char *name)
+{
+  g_autofree char *path = path_in (f, name);
+  int pipefd[2];
+  pid_t test = getpid (), owner, holder = 0;
+
+  g_assert_cmpint (pipe2 (pipefd, O_CLOEXEC), ==, 0);
+  owner = fork ();
+  g_assert_cmpint (owner, >=, 0);
+  if (owner == 0)
+    {
+      int fd = open (path, O_RDONLY | O_CREAT, 0600);
+      pid_t child;
+
+      close (pipefd[0]);
+      if (fd < 0 || flock (fd, LOCK_EX) != 0)
+        _exit (2);
+      child = fork ();
+      if (child < 0)
+        _exit (3);
+      if (child == 0)
+        {
+          /* no parent-death signal here (its parent exits at once): outlive the test no more */
+          while (kill (test, 0) == 0)
+            g_usleep (G_USEC_PER_SEC);
+          _exit (0);
+        }
+      if (write (pipefd[1], &child, sizeof child) != sizeof child)
+        _exit (4);
+      _exit (0);
+    }
+  close (pipefd[1]);
+  g_assert_cmpint (read (pipefd[0], &holder, sizeof holder), ==, sizeof holder);
+  close (pipefd[0]);
+  /* reaped: its pid is gone from /proc, as an exited owner's is */
+  g_assert_cmpint (waitpid (owner, NULL, 0), ==, owner);
+  g_array_append_val (f->children, holder);
+  return holder;
 }
 
 /* The waiter says it is about to block: wait until /proc/locks shows it blocked. */
@@ -448,6 +512,61 @@ test_real_locks (Fixture *f, gconstpointer data)
                                "processes"), >=, 8);
 }
 
+/* Holders found the other ways: an owner with several threads (its one stat says so, its
+ * threads are read one by one), and a lock whose owner exited while a child kept the file. */
+static void
+test_other_owners (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) first = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_autofree char *mp = NULL;
+  g_autofree char *threaded_path = path_in (f, "threaded.lock");
+  g_autofree char *written_path = path_in (f, "threaded.lock.log");
+  g_autofree char *inherited_path = path_in (f, "inherited.lock");
+  g_autofree char *status = NULL;
+  g_autofree char *status_path = NULL;
+  JsonObject *ret, *lock, *holder, *writer = NULL;
+  JsonArray *writers;
+  pid_t threaded_pid, inherited_pid;
+
+  threaded_pid = start_child (f, HOLD_THREADED, "threaded.lock");
+  inherited_pid = start_inherited (f, "inherited.lock");
+  status_path = g_strdup_printf ("/proc/%d/status", threaded_pid);
+  g_assert_true (g_file_get_contents (status_path, &status, NULL, NULL));
+  g_assert_nonnull (strstr (status, "\nThreads:\t3\n"));
+
+  ret = run_blockers (f, NULL, &first, &error);
+  g_assert_no_error (error);
+  mp = mountpoint_of (ret, f->dir);
+  ret = run_blockers (f, mp, &node, &error);
+  g_assert_no_error (error);
+
+  lock = find_by_path (array_member (ret, "locks"), threaded_path, "POSIX");
+  holder = only_holder (lock);
+  g_assert_cmpint (int_member (holder, "pid"), ==, threaded_pid);
+  g_assert_cmpstr (string_member (holder, "comm"), ==, "test-blockers");
+  g_assert_cmpint (int_member (holder, "fd"), >=, 0);
+  writers = array_member (ret, "writers");
+  for (guint i = 0; i < json_array_get_length (writers); i++)
+    {
+      JsonObject *w = json_node_get_object (json_array_get_element (writers, i));
+      if (int_member (w, "pid") == threaded_pid
+          && g_strcmp0 (string_member (w, "path"), written_path) == 0)
+        writer = w;
+    }
+  g_assert_nonnull (writer);
+  g_assert_cmpstr (string_member (writer, "comm"), ==, "test-blockers");
+
+  /* /proc/locks still names the exited owner; the report names the child that holds it */
+  lock = find_by_path (array_member (ret, "locks"), inherited_path, "FLOCK");
+  holder = only_holder (lock);
+  g_assert_cmpint (int_member (holder, "pid"), ==, inherited_pid);
+  g_assert_cmpint (int_member (holder, "fd"), >=, 0);
+  g_assert_nonnull (strstr (string_member (holder, "cmdline"), "test-blockers"));
+  g_assert_false (json_object_has_member (holder, "exited"));
+}
+
 /* A tmpfs asked for explicitly cannot be frozen: the verdict says blocked, and why. */
 static void
 test_unfreezable (Fixture *f, gconstpointer data)
@@ -529,6 +648,8 @@ main (int argc, char **argv)
       g_test_skip ("needs root");
     }
   g_test_add ("/blockers/real-locks", Fixture, NULL, fixture_setup, test_real_locks,
+              fixture_teardown);
+  g_test_add ("/blockers/other-owners", Fixture, NULL, fixture_setup, test_other_owners,
               fixture_teardown);
   g_test_add ("/blockers/unfreezable", Fixture, NULL, fixture_setup, test_unfreezable,
               fixture_teardown);

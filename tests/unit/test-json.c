@@ -119,6 +119,40 @@ test_safe_string (void)
   g_assert_cmpstr (odd, ==, "/x\\\\y\\xff\xc3\xa9");
 }
 
+/* A reply written as text goes out verbatim, also inside another node (the reply envelope),
+ * and nothing a peer can send looks like one. */
+static void
+test_raw_node (void)
+{
+  const char *text = "{\"locks\":[{\"path\":\"/a\\nb\"}],\"n\":1.5}";
+  g_autoptr(JsonNode) raw = ma_json_new_raw_node (g_strdup (text));
+  g_autoptr(JsonObject) envelope = json_object_new ();
+  g_autoptr(JsonNode) node = NULL;
+  g_autoptr(JsonNode) parsed = NULL;
+  g_autofree char *alone = NULL;
+  g_autofree char *wrapped = NULL;
+  g_autofree char *expected = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_cmpstr (ma_json_raw_node_get_text (raw), ==, text);
+  alone = ma_json_to_string (raw);
+  g_assert_cmpstr (alone, ==, text);
+
+  json_object_set_member (envelope, "return", json_node_copy (raw));
+  json_object_set_int_member (envelope, "id", 7);
+  node = ma_json_new_object_node (json_object_ref (envelope));
+  wrapped = ma_json_to_string (node);
+  expected = g_strdup_printf ("{\"return\":%s,\"id\":7}", text);
+  g_assert_cmpstr (wrapped, ==, expected);
+
+  /* parsed input is UTF-8: it cannot name the private member */
+  parsed = ma_json_parse ("{\"\\u00ff\":\"x\"}", 14, &error);
+  g_assert_no_error (error);
+  g_assert_null (ma_json_raw_node_get_text (parsed));
+  g_assert_null (ma_json_raw_node_get_text (NULL));
+  g_assert_null (ma_json_raw_node_get_text (node));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -127,5 +161,6 @@ main (int argc, char **argv)
   g_test_add_func ("/json/check-members", test_check_members);
   g_test_add_func ("/json/parse/limits", test_parse_limits);
   g_test_add_func ("/json/safe-string", test_safe_string);
+  g_test_add_func ("/json/raw-node", test_raw_node);
   return g_test_run ();
 }
