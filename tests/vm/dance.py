@@ -126,9 +126,9 @@ class Dance:
 
     def ctl(self, *args, human=False, attempt_timeout=20, timeout=120):
         """migctl against the current guest's port, as an orchestrator runs it:
-        an unanswered call gets a fresh connection (vmlib.STALE_HUP; every
-        command used here is idempotent for the same arguments and operation
-        id) and is recorded in vmlib.RETRIED. Returns the JSON return, or
+        an unanswered call gets a fresh connection (every command used here
+        is idempotent for the same arguments and operation id) and is
+        recorded in vmlib.RETRIED, which the test's last step reports. Returns the JSON return, or
         migctl's human output with human=True."""
         argv = [self.migctl, "--connect", "unix:" + self.g.ma_sock] + list(args)
         argv += ["--no-color"] if human else ["--json"]

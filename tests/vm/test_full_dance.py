@@ -82,7 +82,7 @@ tap = vmlib.Tap(d.steps() + [
     ("destination: quiesce again, the session plugin holds the application", kill_setup),
     ("agent SIGKILLed while quiesced: the session plugin releases the application",
      kill_agent),
-    ("every call was answered on its first connection", vmlib.no_retries, vmlib.STALE_HUP),
+    ("every call was answered on its first connection", vmlib.no_retries),
 ])
 rc = tap.run(on_failure=h.dump)
 h.close(rc != 0)
