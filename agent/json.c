@@ -3,6 +3,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "error.h"
 
@@ -208,6 +209,197 @@ text_has_bad_escape (const char *text, gsize len)
   return FALSE;
 }
 
+/* A strict check of the syntax (RFC 8259, one value, a leading byte-order mark allowed)
+ * before json-glib sees the text. json-glib 1.6 is lenient (single quotes, comments, junk
+ * between members, more values after the first) and leaks nodes on many of those paths
+ * ("{}{}", "1[]", {"a":"b"/x"/}): only text it parses cleanly reaches it. Control
+ * characters inside strings stay accepted, as json-glib took them. */
+typedef struct
+{
+  const char *text;
+  gsize len;
+  gsize i;
+} MaJsonScan;
+
+static void
+scan_blanks (MaJsonScan *s)
+{
+  while (s->i < s->len && (s->text[s->i] == ' ' || s->text[s->i] == '\t'
+                           || s->text[s->i] == '\n' || s->text[s->i] == '\r'))
+    s->i++;
+}
+
+static gboolean
+scan_char (MaJsonScan *s, char c)
+{
+  scan_blanks (s);
+  if (s->i < s->len && s->text[s->i] == c)
+    {
+      s->i++;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+scan_digits (MaJsonScan *s)
+{
+  gsize start = s->i;
+
+  while (s->i < s->len && g_ascii_isdigit (s->text[s->i]))
+    s->i++;
+  return s->i > start;
+}
+
+static gboolean
+scan_string (MaJsonScan *s)
+{
+  s->i++; /* the opening quote */
+  while (s->i < s->len)
+    {
+      char c = s->text[s->i];
+      if (c == '"')
+        {
+          s->i++;
+          return TRUE;
+        }
+      if (c != '\\')
+        {
+          s->i++;
+          continue;
+        }
+      if (s->i + 1 >= s->len)
+        return FALSE;
+      c = s->text[s->i + 1];
+      if (c == 'u')
+        {
+          for (gsize k = 2; k < 6; k++)
+            if (s->i + k >= s->len || !g_ascii_isxdigit (s->text[s->i + k]))
+              return FALSE;
+          s->i += 6;
+        }
+      else if (c != '\0' && strchr ("\"\\/bfnrt", c) != NULL)
+        s->i += 2;
+      else
+        return FALSE;
+    }
+  return FALSE;
+}
+
+static gboolean
+scan_number (MaJsonScan *s)
+{
+  if (s->text[s->i] == '-')
+    s->i++;
+  if (s->i < s->len && s->text[s->i] == '0')
+    s->i++;
+  else if (!scan_digits (s))
+    return FALSE;
+  if (s->i < s->len && s->text[s->i] == '.')
+    {
+      s->i++;
+      if (!scan_digits (s))
+        return FALSE;
+    }
+  if (s->i < s->len && (s->text[s->i] == 'e' || s->text[s->i] == 'E'))
+    {
+      s->i++;
+      if (s->i < s->len && (s->text[s->i] == '+' || s->text[s->i] == '-'))
+        s->i++;
+      if (!scan_digits (s))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+scan_word (MaJsonScan *s, const char *word)
+{
+  gsize n = strlen (word);
+
+  if (s->len - s->i < n || memcmp (s->text + s->i, word, n) != 0)
+    return FALSE;
+  s->i += n;
+  return TRUE;
+}
+
+static gboolean
+scan_value (MaJsonScan *s, guint depth)
+{
+  char c;
+
+  scan_blanks (s);
+  if (s->i >= s->len)
+    return FALSE;
+  c = s->text[s->i];
+  if ((c == '{' || c == '[') && depth > MA_JSON_MAX_DEPTH)
+    return FALSE;
+  if (c == '{')
+    {
+      s->i++;
+      if (scan_char (s, '}'))
+        return TRUE;
+      do
+        {
+          scan_blanks (s);
+          if (s->i >= s->len || s->text[s->i] != '"' || !scan_string (s) || !scan_char (s, ':')
+              || !scan_value (s, depth + 1))
+            return FALSE;
+        }
+      while (scan_char (s, ','));
+      return scan_char (s, '}');
+    }
+  if (c == '[')
+    {
+      s->i++;
+      if (scan_char (s, ']'))
+        return TRUE;
+      do
+        {
+          if (!scan_value (s, depth + 1))
+            return FALSE;
+        }
+      while (scan_char (s, ','));
+      return scan_char (s, ']');
+    }
+  if (c == '"')
+    return scan_string (s);
+  if (c == '-' || g_ascii_isdigit (c))
+    return scan_number (s);
+  return scan_word (s, "true") || scan_word (s, "false") || scan_word (s, "null");
+}
+
+static gboolean
+check_syntax (const char *text, gsize len, GError **error)
+{
+  MaJsonScan s = { text, len, 0 };
+
+  if (len >= 3 && memcmp (text, "\xef\xbb\xbf", 3) == 0)
+    s.i = 3;
+  scan_blanks (&s);
+  if (s.i == len)
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, empty input");
+      return FALSE;
+    }
+  if (!scan_value (&s, 1))
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "JSON parse error, invalid JSON at byte %" G_GSIZE_FORMAT, s.i);
+      return FALSE;
+    }
+  scan_blanks (&s);
+  if (s.i < len)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "JSON parse error, unexpected data after the value at byte %" G_GSIZE_FORMAT,
+                   s.i);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 guint
 ma_json_text_depth (const char *text, gsize len)
 {
@@ -265,6 +457,8 @@ ma_json_parse (const char *text, gsize len, GError **error)
                            "JSON parse error, invalid \\u escape or NUL character in a string");
       return NULL;
     }
+  if (!check_syntax (text, len, error))
+    return NULL;
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, text, (gssize) len, &local_error))
     {

@@ -105,6 +105,79 @@ test_parse_limits (void)
   g_assert_cmpuint (ma_json_text_depth ("[\"[[[[\"]", 8), ==, 1);
 }
 
+/* json-glib 1.6 is lenient and leaks nodes on many lenient paths: only strict JSON with
+ * one value reaches it */
+static void
+test_parse_strict (void)
+{
+  static const struct
+  {
+    const char *text;
+    const char *message;
+  } refused[] = {
+    { "{}{}", "unexpected data after the value at byte 2" },
+    { "{\"a\":1} {\"b\":2}", "after the value" },
+    { "[1][2]", "after the value" },
+    { "{\"a\":\"}\"}{}", "after the value at byte 9" },
+    { "1[]", "after the value at byte 1" },
+    { "0{}", "after the value" },
+    { "\"s\"{}", "after the value" },
+    { "true []", "after the value" },
+    { "{} x", "after the value" },
+    { "\xef\xbb\xbf{}{}", "after the value at byte 5" },
+    { "{\"a\":\"b\"/g\"/}", "invalid JSON at byte 8" }, /* json-glib took {"a":"b"} */
+    { "{'a':'b'}", "invalid JSON at byte 1" },
+    { "{\"a\":1,}", "invalid JSON" },
+    { "[1,,2]", "invalid JSON" },
+    { "[1 2]", "invalid JSON" },
+    { "{\"a\" 1}", "invalid JSON" },
+    { "{\"a\":1 /* c */}", "invalid JSON" },
+    { "// c\n{}", "invalid JSON at byte 0" },
+    { "{a:1}", "invalid JSON" },
+    { "01", "after the value" },
+    { "+1", "invalid JSON" },
+    { ".5", "invalid JSON" },
+    { "1.", "invalid JSON" },
+    { "1e", "invalid JSON" },
+    { "-", "invalid JSON" },
+    { "tru", "invalid JSON" },
+    { "nul", "invalid JSON" },
+    { "True", "invalid JSON" },
+    { "\"\\x\"", "invalid JSON" },
+    { "\"open", "invalid JSON" },
+    { "[", "invalid JSON" },
+    { "{\"a\":", "invalid JSON" },
+    { "", "empty input" },
+    { " \r\n\t", "empty input" },
+  };
+  static const char *const accepted[] = {
+    "{}", " {\"a\": [1, {\"b\": \"]}\"}]} \r\n", "[\"[\", \"{\"]", "1", " 2.5e3 ", "-0", "-0.0e-0",
+    "1E+308", "9223372036854775807", "\"x\\\"{\"", "null", "true", "false", "[[], {}, [{}]]",
+    "\xef\xbb\xbf {}", "{\"a\":\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\"}", "\"tab\there\"",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(JsonNode) node = ma_json_parse (refused[i].text, strlen (refused[i].text), &error);
+
+      g_test_message ("refused %u", i);
+      g_assert_null (node);
+      g_assert_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT);
+      g_assert_true (g_str_has_prefix (error->message, "JSON parse error, "));
+      g_assert_nonnull (strstr (error->message, refused[i].message));
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (accepted); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(JsonNode) node = ma_json_parse (accepted[i], strlen (accepted[i]), &error);
+
+      g_test_message ("accepted %u", i);
+      g_assert_no_error (error);
+      g_assert_nonnull (node);
+    }
+}
+
 static void
 test_safe_string (void)
 {
@@ -160,6 +233,7 @@ main (int argc, char **argv)
   g_test_add_func ("/json/getters/types", test_getters_types);
   g_test_add_func ("/json/check-members", test_check_members);
   g_test_add_func ("/json/parse/limits", test_parse_limits);
+  g_test_add_func ("/json/parse/strict", test_parse_strict);
   g_test_add_func ("/json/safe-string", test_safe_string);
   g_test_add_func ("/json/raw-node", test_raw_node);
   return g_test_run ();
