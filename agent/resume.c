@@ -133,6 +133,25 @@ on_announce_wait (gpointer user_data)
 
 /* ---- detection ---- */
 
+static gboolean
+resume_operation_in_flight (MaLifecycle *lc)
+{
+  switch (ma_lifecycle_get_state (lc))
+    {
+    case MA_STATE_PREPARED:
+    case MA_STATE_QUIESCED:
+    case MA_STATE_THAWED:
+    case MA_STATE_EXPIRED:
+      return ma_lifecycle_get_operation (lc) != NULL;
+    case MA_STATE_IDLE:
+    case MA_STATE_RESUMED:
+    case MA_STATE_VALIDATED:
+    case MA_STATE_FAILED:
+    default:
+      return FALSE;
+    }
+}
+
 static void
 finish_resume (MaResume *self)
 {
@@ -151,6 +170,10 @@ finish_resume (MaResume *self)
                                                               g_str_equal, NULL);
   g_free (self->last_operation);
   self->last_operation = g_steal_pointer (&self->operation);
+  /* detected without the orchestrator's `resumed`: the resume belongs to the
+   * operation in flight (prepared, quiesced or thawed on the source) */
+  if (self->last_operation == NULL && resume_operation_in_flight (lc))
+    self->last_operation = g_strdup (ma_lifecycle_get_operation (lc));
 
   json_object_set_int_member (data, "resume", (gint64) self->count);
   json_object_set_member (data, "signals", strings_to_json (self->signals));

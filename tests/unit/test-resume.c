@@ -176,11 +176,33 @@ test_notify_peers_coalesced (Fixture *f, gconstpointer data)
   g_assert_cmpstr (json_array_get_string_element (signals, 0), ==, "notify-peers");
   g_assert_true (ma_json_get_array (resumed, "interfaces", &interfaces, NULL));
   g_assert_cmpstr (json_array_get_string_element (interfaces, 0), ==, "eth0");
+  /* no operation in flight (idle): the event names none */
+  g_assert_false (json_object_has_member (resumed, "operation"));
 
   /* a late round after the window belongs to the same resume */
   feed (f, craft_newlink (g_byte_array_new (), 2, "eth0", IFLA_EVENT_NOTIFY_PEERS, NULL));
   g_assert_false (ma_resume_is_gathering (f->resume));
   g_assert_cmpuint (ma_resume_get_count (f->resume), ==, 1);
+}
+
+static void
+test_names_operation (Fixture *f, gconstpointer data)
+{
+  MaLifecycle *lc = ma_agent_get_lifecycle (f->agent);
+  g_autoptr(GError) error = NULL;
+  JsonObject *resumed = NULL;
+  const char *operation = NULL;
+
+  /* detected by itself, the resume belongs to the operation prepared on the source */
+  g_assert_true (ma_lifecycle_enter (lc, MA_STATE_PREPARED, "op-7", "test", &error));
+  g_assert_no_error (error);
+  feed (f, craft_newlink (g_byte_array_new (), 2, "eth0", IFLA_EVENT_NOTIFY_PEERS, NULL));
+  wait_until_not_gathering (f);
+  g_assert_cmpuint (count_events (f, "RESUMED", &resumed), ==, 1);
+  g_assert_true (ma_json_get_string (resumed, "operation", &operation, NULL));
+  g_assert_cmpstr (operation, ==, "op-7");
+  g_assert_cmpint (ma_lifecycle_get_state (lc), ==, MA_STATE_RESUMED);
+  g_assert_cmpstr (ma_lifecycle_get_operation (lc), ==, "op-7");
 }
 
 static void
@@ -253,6 +275,8 @@ main (int argc, char **argv)
   g_test_add_func ("/resume/parse-link", test_parse_link);
   g_test_add ("/resume/notify-peers-coalesced", Fixture, NULL, fixture_setup,
               test_notify_peers_coalesced, fixture_teardown);
+  g_test_add ("/resume/names-operation", Fixture, NULL, fixture_setup, test_names_operation,
+              fixture_teardown);
   g_test_add ("/resume/corroborated", Fixture, NULL, fixture_setup, test_corroborated,
               fixture_teardown);
   g_test_add ("/resume/ignored", Fixture, NULL, fixture_setup, test_ignored, fixture_teardown);
