@@ -50,12 +50,6 @@ MUST_PASS = ["link:eth0", "addresses:eth0", "default-route:ipv4", "gateway:10.0.
              "mount:/data", "write:/data", "kmsg"]
 PAGE = 4096
 
-# Reported: an automatically detected resume carries the prepared (and
-# quiesced) operation in the lifecycle (`status`), but its RESUMED and
-# VALIDATION_COMPLETED events name no operation unless the orchestrator sent
-# `resumed operation=ID` itself.
-UNNAMED_OPERATION = "a detected resume's events do not name the prepared operation"
-
 # Commands that only read: each must answer within FROZEN_LATENCY_LIMIT while
 # every disk filesystem is frozen. Arguments as an orchestrator sends them.
 READ_ONLY = {

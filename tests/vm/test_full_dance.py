@@ -77,8 +77,7 @@ def kill_agent():
 
 
 tap = vmlib.Tap(d.steps() + [
-    ("RESUMED and VALIDATION_COMPLETED name the prepared operation", d.operation_named,
-     dance.UNNAMED_OPERATION),
+    ("RESUMED and VALIDATION_COMPLETED name the prepared operation", d.operation_named),
     ("destination: quiesce again, the session plugin holds the application", kill_setup),
     ("agent SIGKILLed while quiesced: the session plugin releases the application",
      kill_agent),
