@@ -130,11 +130,30 @@ out_bool (Out *o, const char *key, gboolean value)
   out_literal (o, key, value ? "true" : "false");
 }
 
+/* Decimal digits without printf: a report has ten numbers per lock. */
+static void
+append_int (GString *text, gint64 value)
+{
+  char buf[24];
+  char *p = buf + sizeof buf;
+  guint64 v = value < 0 ? -(guint64) value : (guint64) value;
+
+  do
+    {
+      *--p = (char) ('0' + v % 10);
+      v /= 10;
+    }
+  while (v > 0);
+  if (value < 0)
+    *--p = '-';
+  g_string_append_len (text, p, buf + sizeof buf - p);
+}
+
 static void
 out_int (Out *o, const char *key, gint64 value)
 {
   out_key (o, key);
-  g_string_append_printf (o->text, "%" G_GINT64_FORMAT, value);
+  append_int (o->text, value);
   o->comma = TRUE;
 }
 
@@ -479,17 +498,21 @@ out_locks (Report *r, GArray *locks, guint *n_locks, guint *n_with_waiters)
       MaFileKey ikey = { lock->inode, devno, 0 };
       MaOpenFile *file;
       guint n_waiters = 0;
-      char dev[32];
 
       if (lock->depth > 0 || !lock->has_inode || !devno_selected (r, devno))
         continue;
-      g_snprintf (dev, sizeof dev, "%u:%u", lock->major, lock->minor);
       out_open (o, NULL, '{');
       out_int (o, "id", (gint64) lock->id);
       out_name (o, "type", ma_lock_type_to_string (lock->type));
       out_name (o, "mode", ma_lock_mode_to_string (lock->mode));
       out_string (o, "kind", lock->kind);
-      out_string (o, "device", dev);
+      out_key (o, "device");
+      g_string_append_c (o->text, '"');
+      append_int (o->text, lock->major);
+      g_string_append_c (o->text, ':');
+      append_int (o->text, lock->minor);
+      g_string_append_c (o->text, '"');
+      o->comma = TRUE;
       out_int (o, "inode", (gint64) lock->inode);
       out_range (o, lock);
       out_path (o, "mountpoint", mountpoint_for_devno (r, devno));
@@ -814,7 +837,7 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   g_autofree char *locks_text = NULL;
   gsize locks_len = 0;
   guint n_bad_locks = 0, n_locks = 0, n_with_waiters = 0, n_stuck = 0, n_freeze_waiters = 0;
-  gint64 started = g_get_monotonic_time (), pass_started, scanned, reported;
+  gint64 started = g_get_monotonic_time (), mounts_read, locks_read, pass_started, scanned, reported;
   g_auto(Report) r = { 0 };
   Out *o;
   double sync_seconds;
@@ -823,6 +846,7 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   mounts = ma_mount_table_load (error);
   if (mounts == NULL)
     return NULL;
+  mounts_read = g_get_monotonic_time ();
   r.mounts = mounts;
   r.selected = selected;
   r.reasons = g_ptr_array_new_with_free_func ((GDestroyNotify) reason_free);
@@ -834,6 +858,7 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   if (!g_file_get_contents (locks_path, &locks_text, &locks_len, error))
     return NULL;
   locks = ma_locks_parse (locks_text, locks_len, &n_bad_locks);
+  locks_read = g_get_monotonic_time ();
 
   scan = ma_proc_scan_new (mounts);
   r.scan = scan;
@@ -975,9 +1000,12 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   out_double (o, "seconds", seconds_since (started));
   out_close (o, '}');
   out_close (o, '}');
-  g_debug ("blockers: %u locks, %u fds; mounts and /proc/locks %.3f s, pass %.3f s, "
-           "report text %.3f s (%" G_GSIZE_FORMAT " bytes), writeback and verdict %.3f s",
-           n_locks, scan->n_fds, (double) (pass_started - started) / G_USEC_PER_SEC,
+  g_debug ("blockers: [%" G_GINT64_FORMAT " → %" G_GINT64_FORMAT "] %u locks, %u fds; seconds: mounts %.3f, /proc/locks %.3f, keys %.3f, "
+           "pass %.3f, report text %.3f (%" G_GSIZE_FORMAT " bytes), writeback and verdict %.3f",
+           started, g_get_monotonic_time (), n_locks, scan->n_fds,
+           (double) (mounts_read - started) / G_USEC_PER_SEC,
+           (double) (locks_read - mounts_read) / G_USEC_PER_SEC,
+           (double) (pass_started - locks_read) / G_USEC_PER_SEC,
            (double) (scanned - pass_started) / G_USEC_PER_SEC,
            (double) (reported - scanned) / G_USEC_PER_SEC, o->text->len, seconds_since (reported));
   return g_string_free (g_steal_pointer (&r.out.text), FALSE);

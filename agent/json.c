@@ -479,10 +479,21 @@ ma_json_parse (const char *text, gsize len, GError **error)
 void
 ma_json_append_string (GString *out, const char *str)
 {
+  const guchar *p = (const guchar *) str;
+
   g_string_append_c (out, '"');
-  for (const guchar *p = (const guchar *) str; *p != '\0'; p++)
+  while (*p != '\0')
     {
-      switch (*p)
+      const guchar *run = p;
+
+      /* bytes that need no escape go in one piece */
+      while (*p >= 0x20 && *p != '"' && *p != '\\' && *p != 0x7f)
+        p++;
+      if (p > run)
+        g_string_append_len (out, (const char *) run, p - run);
+      if (*p == '\0')
+        break;
+      switch (*p++)
         {
         case '"':
           g_string_append (out, "\\\"");
@@ -500,10 +511,7 @@ ma_json_append_string (GString *out, const char *str)
           g_string_append (out, "\\t");
           break;
         default:
-          if (*p < 0x20 || *p == 0x7f)
-            g_string_append_printf (out, "\\u%04x", *p);
-          else
-            g_string_append_c (out, (char) *p);
+          g_string_append_printf (out, "\\u%04x", p[-1]);
           break;
         }
     }

@@ -22,6 +22,7 @@ need=()
 command -v lsof >/dev/null || need+=(lsof)
 command -v fuser >/dev/null || need+=(psmisc)
 command -v lslocks >/dev/null || need+=(util-linux)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q "${need[@]}" >/dev/null
 fi
@@ -58,45 +59,72 @@ agent_pid=$!
 for _ in $(seq 200); do "$migctl" -c "unix:$work/agent.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 mountpoint=$(stat -c %m "$work/files")
+cc -O2 -o "$work/bench-call" "$src/bench-call.c"
 
-# best of $runs wall-clock seconds for a command
-best() {
-    local best_t= t s e
-    for _ in $(seq "$runs"); do
-        s=$(date +%s.%N)
-        "$@" >/dev/null 2>&1 || true
-        e=$(date +%s.%N)
-        t=$(echo "$e - $s" | bc -l)
-        if [ -z "$best_t" ] || [ "$(echo "$t < $best_t" | bc -l)" = 1 ]; then best_t=$t; fi
-    done
-    printf '%.3f' "$best_t"
+# One timed run of a command: wall seconds (from the clock) and CPU seconds (user + system of
+# the command, plus the agent's own for the agent's rows), appended to $work/times.<name>.
+ticks=$(getconf CLK_TCK)
+agent_ticks() { awk '{print $14 + $15}' "/proc/$agent_pid/stat"; }
+measure() {
+    local name=$1 with_agent=$2 s e a0=0 a1=0 cpu
+    shift 2
+    [ "$with_agent" = 1 ] && a0=$(agent_ticks)
+    s=$(date +%s.%N)
+    /usr/bin/time -f '%U %S' -o "$work/cpu" "$@" >/dev/null 2>&1 || true
+    e=$(date +%s.%N)
+    [ "$with_agent" = 1 ] && a1=$(agent_ticks)
+    cpu=$(awk -v a="$((a1 - a0))" -v t="$ticks" 'END {printf "%.3f", $(NF-1) + $NF + a / t}' "$work/cpu")
+    echo "$(echo "$e - $s" | bc -l) $cpu" >>"$work/times.$name"
 }
+# the best (lowest wall) of the runs: "wall cpu"
+best() { sort -g "$work/times.$1" | head -1 | awk '{printf "%.3f %.3f", $1, $2}'; }
 
-t_lslocks=$(best lslocks)
-t_lsof=$(best lsof -n)
-t_fuser=$(best fuser -m "$mountpoint")
-t_bare=$(best "$work/bare-fd-scan")
-t_blockers=$(best "$migctl" -c "unix:$work/agent.sock" --json blockers)
+# the tools take turns, so that a load that comes and goes weighs on all of them alike
+tools=(lslocks lsof fuser bare agent migctl)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for _ in $(seq "$runs"); do
+    measure lslocks 0 lslocks
+    measure lsof 0 lsof -n
+    measure fuser 0 fuser -m "$mountpoint"
+    measure bare 0 "$work/bare-fd-scan"
+    measure agent 1 "$work/bench-call" "$work/agent.sock"
+    measure migctl 1 "$migctl" -c "unix:$work/agent.sock" --json blockers
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # the report really covers the population
+"$work/bench-call" "$work/agent.sock" >/dev/null || { echo "bench-blockers: the agent answered an error" >&2; exit 1; }
 "$migctl" -c "unix:$work/agent.sock" --json blockers >"$work/report.json"
 python3 - "$work/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print("blockers report: %d locks, %d writers, verdict %s, scan %s" % (
     len(r["locks"]), len(r["writers"]), r["verdict"],
-    {k: r["scan"][k] for k in ("processes", "fds", "fds_resolved", "scan_seconds")}))
+    {k: r["scan"][k] for k in ("processes", "fds", "fds_resolved", "scan_seconds", "seconds")}))
 PY
 
+declare -A wall cpu
+for t in "${tools[@]}"; do
+    read -r wall[$t] cpu[$t] <<<"$(best "$t")"
+done
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
-printf '\n%-34s %8s\n' "tool" "seconds"
-printf '%-34s %8s\n' "lslocks (util-linux)" "$t_lslocks"
-printf '%-34s %8s\n' "lsof -n" "$t_lsof"
-printf '%-34s %8s\n' "fuser -m $mountpoint" "$t_fuser"
-printf '%-34s %8s\n' "bare lstat pass over /proc/*/fd" "$t_bare"
-printf '%-34s %8s\n' "migctl blockers --json" "$t_blockers"
+printf '\n%-44s %8s %8s\n' "tool (best of $runs)" "seconds" "cpu s"
+printf '%-44s %8s %8s\n' "lslocks (util-linux)" "${wall[lslocks]}" "${cpu[lslocks]}"
+printf '%-44s %8s %8s\n' "lsof -n" "${wall[lsof]}" "${cpu[lsof]}"
+printf '%-44s %8s %8s\n' "fuser -m $mountpoint" "${wall[fuser]}" "${cpu[fuser]}"
+printf '%-44s %8s %8s\n' "bare lstat pass over /proc/*/fd" "${wall[bare]}" "${cpu[bare]}"
+printf '%-44s %8s %8s\n' "blockers: agent reply on its socket" "${wall[agent]}" "${cpu[agent]}"
+printf '%-44s %8s %8s\n' "blockers: migctl --json (+ client parse)" "${wall[migctl]}" "${cpu[migctl]}"
 echo
-echo "lslocks / blockers: $(ratio "$t_lslocks" "$t_blockers")x   (goal >= 5)"
-echo "lsof    / blockers: $(ratio "$t_lsof" "$t_blockers")x"
-echo "fuser   / blockers: $(ratio "$t_fuser" "$t_blockers")x   (goal >= 3)"
-echo "blockers / bare:    $(ratio "$t_blockers" "$t_bare")x   (goal <= 1.5)"
+echo "load average (1, 5, 15 min): $load_before before, $load_after after; $(nproc) CPUs"
+echo
+echo "the report as the agent delivers it (the socket an orchestrator reads):"
+echo "  lslocks / blockers: $(ratio "${wall[lslocks]}" "${wall[agent]}")x   (goal >= 5)"
+echo "  lsof    / blockers: $(ratio "${wall[lsof]}" "${wall[agent]}")x"
+echo "  fuser   / blockers: $(ratio "${wall[fuser]}" "${wall[agent]}")x   (goal >= 3)"
+echo "  blockers / bare:    $(ratio "${wall[agent]}" "${wall[bare]}")x   (goal <= 1.5)"
+echo "through migctl --json (adds migctl's json-glib parse and print of the reply):"
+echo "  lslocks / blockers: $(ratio "${wall[lslocks]}" "${wall[migctl]}")x   (goal >= 5)"
+echo "  lsof    / blockers: $(ratio "${wall[lsof]}" "${wall[migctl]}")x"
+echo "  fuser   / blockers: $(ratio "${wall[fuser]}" "${wall[migctl]}")x   (goal >= 3)"
+echo "  blockers / bare:    $(ratio "${wall[migctl]}" "${wall[bare]}")x   (goal <= 1.5)"
