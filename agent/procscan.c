@@ -6,9 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/io_uring.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -19,6 +22,10 @@
 #define MA_PROC_SMALL_FILE_BYTES 4096
 #define MA_PROC_CMDLINE_MAX_BYTES 4096
 #define MA_PROC_DELETED_SUFFIX " (deleted)"
+/* fds looked at together: one io_uring submission for the open modes of this many */
+#define MA_PROC_BATCH 256
+/* while a lock's fd is looked for, targets are resolved this many (at least) at a time */
+#define MA_PROC_WANTED_STEP 8
 
 /* ---- file keys ---- */
 
@@ -296,6 +303,185 @@ open_file_new (int fddir, gint pid, gint fd, const char *name, const struct stat
   return file;
 }
 
+/* ---- statx in batches ----
+ *
+ * A pass makes one statx per fd (the open mode, from the link) and one more per fd it
+ * resolves; system calls are most of its cost. Through an io_uring a whole batch is one
+ * system call. Where the kernel refuses one (old, disabled, filtered), each runs on its own;
+ * MA_PROC_SCAN_NO_URING=1 asks for that too (the tests run both). */
+
+typedef struct
+{
+  int dirfd;
+  const char *name;
+  int flags;
+  unsigned mask;
+  struct statx *out;
+  int *res; /* 0 or -errno */
+} StatCall;
+
+typedef struct
+{
+  int ring; /* -1: one by one */
+  void *sq_map, *cq_map, *sqe_map;
+  gsize sq_map_size, cq_map_size, sqe_map_size;
+  unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+  struct io_uring_sqe *sqes;
+  struct io_uring_cqe *cqes;
+  guint n;
+  StatCall calls[MA_PROC_BATCH];
+} StatBatch;
+
+static void
+stat_batch_clear (StatBatch *b)
+{
+  if (b->sqe_map != NULL && b->sqe_map != MAP_FAILED)
+    munmap (b->sqe_map, b->sqe_map_size);
+  if (b->cq_map != NULL && b->cq_map != MAP_FAILED && b->cq_map != b->sq_map)
+    munmap (b->cq_map, b->cq_map_size);
+  if (b->sq_map != NULL && b->sq_map != MAP_FAILED)
+    munmap (b->sq_map, b->sq_map_size);
+  if (b->ring >= 0)
+    close (b->ring);
+  b->sq_map = b->cq_map = b->sqe_map = NULL;
+  b->ring = -1;
+}
+
+static void
+stat_batch_init (StatBatch *b)
+{
+  struct io_uring_params p = { 0 };
+  char *sq, *cq;
+
+  memset (b, 0, sizeof *b);
+  b->ring = -1;
+  if (g_strcmp0 (g_getenv ("MA_PROC_SCAN_NO_URING"), "1") == 0)
+    return;
+  b->ring = (int) syscall (__NR_io_uring_setup, MA_PROC_BATCH, &p);
+  if (b->ring < 0)
+    return;
+  b->sq_map_size = p.sq_off.array + p.sq_entries * sizeof (unsigned);
+  b->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof (struct io_uring_cqe);
+  if (p.features & IORING_FEAT_SINGLE_MMAP)
+    b->sq_map_size = b->cq_map_size = MAX (b->sq_map_size, b->cq_map_size);
+  b->sqe_map_size = p.sq_entries * sizeof (struct io_uring_sqe);
+  b->sq_map = mmap (NULL, b->sq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                    b->ring, IORING_OFF_SQ_RING);
+  b->cq_map = (p.features & IORING_FEAT_SINGLE_MMAP)
+                ? b->sq_map
+                : mmap (NULL, b->cq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                        b->ring, IORING_OFF_CQ_RING);
+  b->sqe_map = mmap (NULL, b->sqe_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     b->ring, IORING_OFF_SQES);
+  if (b->sq_map == MAP_FAILED || b->cq_map == MAP_FAILED || b->sqe_map == MAP_FAILED
+      || p.sq_entries < MA_PROC_BATCH || p.cq_entries < MA_PROC_BATCH)
+    {
+      stat_batch_clear (b);
+      return;
+    }
+  sq = b->sq_map;
+  cq = b->cq_map;
+  b->sq_tail = (unsigned *) (gpointer) (sq + p.sq_off.tail);
+  b->sq_mask = (unsigned *) (gpointer) (sq + p.sq_off.ring_mask);
+  b->sq_array = (unsigned *) (gpointer) (sq + p.sq_off.array);
+  b->cq_head = (unsigned *) (gpointer) (cq + p.cq_off.head);
+  b->cq_tail = (unsigned *) (gpointer) (cq + p.cq_off.tail);
+  b->cq_mask = (unsigned *) (gpointer) (cq + p.cq_off.ring_mask);
+  b->cqes = (struct io_uring_cqe *) (gpointer) (cq + p.cq_off.cqes);
+  b->sqes = b->sqe_map;
+}
+
+static void
+stat_batch_add (StatBatch *b, int dirfd, const char *name, int flags, unsigned mask,
+                struct statx *out, int *res)
+{
+  g_assert (b->n < MA_PROC_BATCH);
+  *res = G_MININT; /* not run yet */
+  b->calls[b->n++] = (StatCall){ dirfd, name, flags, mask, out, res };
+}
+
+static void
+stat_call_now (const StatCall *c)
+{
+  *c->res = statx (c->dirfd, c->name, c->flags, c->mask, c->out) == 0 ? 0 : -errno;
+}
+
+/* Run every call added since the last run; each one's res says how it went. */
+static void
+stat_batch_run (StatBatch *b)
+{
+  guint n = b->n, submitted = 0, completed = 0;
+  unsigned tail;
+
+  b->n = 0;
+  if (b->ring < 0)
+    {
+      for (guint i = 0; i < n; i++)
+        stat_call_now (&b->calls[i]);
+      return;
+    }
+  tail = *b->sq_tail;
+  for (guint i = 0; i < n; i++, tail++)
+    {
+      unsigned idx = tail & *b->sq_mask;
+      struct io_uring_sqe *sqe = &b->sqes[idx];
+
+      memset (sqe, 0, sizeof *sqe);
+      sqe->opcode = IORING_OP_STATX;
+      sqe->fd = b->calls[i].dirfd;
+      sqe->addr = (guint64) (guintptr) b->calls[i].name;
+      sqe->len = b->calls[i].mask;
+      sqe->statx_flags = (guint32) b->calls[i].flags;
+      sqe->off = (guint64) (guintptr) b->calls[i].out;
+      sqe->user_data = i;
+      b->sq_array[idx] = idx;
+    }
+  __atomic_store_n (b->sq_tail, tail, __ATOMIC_RELEASE);
+  while (completed < n)
+    {
+      long ret = syscall (__NR_io_uring_enter, b->ring, n - submitted, n - completed,
+                          IORING_ENTER_GETEVENTS, NULL, 0);
+      unsigned head;
+
+      if (ret < 0 && (errno == EINTR || errno == EAGAIN || errno == EBUSY))
+        continue;
+      if (ret < 0)
+        {
+          /* not expected with these arguments: the rest one by one, and no ring after */
+          g_warning ("io_uring_enter: %s; resolving fds one at a time", g_strerror (errno));
+          for (guint i = 0; i < n; i++)
+            if (*b->calls[i].res == G_MININT)
+              stat_call_now (&b->calls[i]);
+          stat_batch_clear (b);
+          return;
+        }
+      submitted += (guint) ret;
+      head = *b->cq_head;
+      while (head != __atomic_load_n (b->cq_tail, __ATOMIC_ACQUIRE))
+        {
+          const struct io_uring_cqe *cqe = &b->cqes[head & *b->cq_mask];
+          if (cqe->user_data < n)
+            {
+              *b->calls[cqe->user_data].res = cqe->res;
+              completed++;
+            }
+          head++;
+        }
+      __atomic_store_n (b->cq_head, head, __ATOMIC_RELEASE);
+    }
+}
+
+/* One entry of /proc/PID/fd while its batch is worked on. */
+typedef struct
+{
+  char name[16];
+  gint fd;
+  int link_res;          /* the link's statx: its permission bits are the open mode */
+  struct statx link;
+  int target_res;        /* the target's, G_MININT when not asked */
+  struct statx target;
+} FdEntry;
+
 /* ---- one process ---- */
 
 typedef struct
@@ -306,6 +492,8 @@ typedef struct
   GPtrArray *stuck;
   GArray *qemu_ga_pids;
   guint n_processes, n_tasks, n_fds, n_vanished;
+  StatBatch *batch; /* this thread's */
+  FdEntry *fds;     /* MA_PROC_BATCH of them, reused */
 } ScanPart;
 
 static void
@@ -317,6 +505,9 @@ scan_part_init (ScanPart *part)
   part->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   part->stuck = g_ptr_array_new_with_free_func ((GDestroyNotify) stuck_task_free);
   part->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
+  part->batch = g_new0 (StatBatch, 1);
+  stat_batch_init (part->batch);
+  part->fds = g_new0 (FdEntry, MA_PROC_BATCH);
 }
 
 /* Parse "TID (comm) S ppid ... flags ... num_threads": state, comm, whether it is a kernel
@@ -442,15 +633,72 @@ open_file_copy (const MaOpenFile *file)
   return copy;
 }
 
-/* The fds of one process; TRUE when one of them went into the report. */
+/* What one resolved fd is: a wanted lock's, a writer, an orphan lock's holder. */
+static guint
+scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gboolean writable,
+         guint *wanted_left, ScanPart *part)
+{
+  const struct statx *stx = &e->target;
+  gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
+  gboolean is_lock = FALSE, is_writer;
+  guint32 devno = 0;
+  guint n_found = 0;
+
+  if (*wanted_left > 0 || (writable && S_ISREG (stx->stx_mode)) || want_orphans)
+    devno = devno_of (self, piddir, stx);
+  if (*wanted_left > 0)
+    {
+      MaFileKey key = { stx->stx_ino, devno, pid };
+      is_lock = g_hash_table_contains (self->wanted, &key);
+      if (is_lock)
+        (*wanted_left)--;
+    }
+  is_writer = writable && S_ISREG (stx->stx_mode)
+              && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
+  if (is_lock || is_writer)
+    {
+      MaOpenFile *file = open_file_new (fddir, pid, e->fd, e->name, stx, devno, writable);
+      if (is_lock && is_writer)
+        g_ptr_array_add (part->writers, open_file_copy (file));
+      g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
+      n_found++;
+    }
+  if (want_orphans)
+    {
+      MaFileKey key = { stx->stx_ino, 0, 0 };
+      if (g_hash_table_contains (self->orphan_inodes, &key))
+        {
+          g_autoptr(MaOpenFile) file = open_file_new (fddir, pid, e->fd, e->name, stx, devno,
+                                                      writable);
+          char name[48];
+          g_autofree char *text = NULL;
+          gsize len = 0;
+
+          g_snprintf (name, sizeof name, "fdinfo/%d", e->fd);
+          text = read_at (piddir, name, MA_PROC_SMALL_FILE_BYTES * 16, &len);
+          if (text != NULL && ma_fdinfo_parse (text, len, &file->fdinfo, NULL)
+              && file->fdinfo.locks->len > 0)
+            {
+              g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
+              n_found++;
+            }
+        }
+    }
+  return n_found;
+}
+
+/* The fds of one process; TRUE when one of them went into the report. Open modes come from
+ * the links (no access to the target filesystems); targets are resolved only for writable
+ * fds, for the fds of a process until every lock it owns is found, and for all when locks
+ * without a known owner (OFD) are looked for. */
 static gboolean
 scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 {
   int fddir = openat (piddir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
   guint wanted_left = 0, n_found = 0;
+  gboolean more = TRUE;
   DIR *dir;
-  struct dirent *de;
 
   if (fddir < 0)
     return FALSE;
@@ -462,66 +710,59 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
     }
   if (g_hash_table_size (self->wanted) > 0)
     wanted_left = GPOINTER_TO_UINT (g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (pid)));
-  while ((de = readdir (dir)) != NULL)
+  while (more)
     {
-      struct stat st;
-      struct statx stx;
-      gboolean writable, is_lock = FALSE, is_writer = FALSE;
-      guint32 devno = 0;
-      gint fd;
+      FdEntry *fds = part->fds;
+      guint n = 0;
 
-      if (de->d_name[0] < '0' || de->d_name[0] > '9')
-        continue;
-      fd = (gint) g_ascii_strtoll (de->d_name, NULL, 10);
-      /* the link's permission bits are the open mode: no access to the target filesystem */
-      if (fstatat (fddir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        continue; /* closed meanwhile */
-      part->n_fds++;
-      writable = (st.st_mode & S_IWUSR) != 0;
-      if (!writable && wanted_left == 0 && !want_orphans)
-        continue;
-      if (!stat_target (self, piddir, fddir, de->d_name, &stx))
-        continue;
-
-      if (wanted_left > 0 || (writable && S_ISREG (stx.stx_mode)) || want_orphans)
-        devno = devno_of (self, piddir, &stx);
-      if (wanted_left > 0)
+      while (n < MA_PROC_BATCH)
         {
-          MaFileKey key = { stx.stx_ino, devno, pid };
-          is_lock = g_hash_table_contains (self->wanted, &key);
-          if (is_lock)
-            wanted_left--;
-        }
-      is_writer = writable && S_ISREG (stx.stx_mode)
-                  && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
-      if (is_lock || is_writer)
-        {
-          MaOpenFile *file = open_file_new (fddir, pid, fd, de->d_name, &stx, devno, writable);
-          if (is_lock && is_writer)
-            g_ptr_array_add (part->writers, open_file_copy (file));
-          g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
-          n_found++;
-        }
-      if (want_orphans)
-        {
-          MaFileKey key = { stx.stx_ino, 0, 0 };
-          if (g_hash_table_contains (self->orphan_inodes, &key))
+          struct dirent *de = readdir (dir);
+          if (de == NULL)
             {
-              g_autoptr(MaOpenFile) file = open_file_new (fddir, pid, fd, de->d_name, &stx, devno,
-                                                          writable);
-              char name[48];
-              g_autofree char *text = NULL;
-              gsize len = 0;
-
-              g_snprintf (name, sizeof name, "fdinfo/%d", fd);
-              text = read_at (piddir, name, MA_PROC_SMALL_FILE_BYTES * 16, &len);
-              if (text != NULL && ma_fdinfo_parse (text, len, &file->fdinfo, NULL)
-                  && file->fdinfo.locks->len > 0)
-                {
-                  g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
-                  n_found++;
-                }
+              more = FALSE;
+              break;
             }
+          if (de->d_name[0] < '0' || de->d_name[0] > '9' || strlen (de->d_name) >= sizeof fds[n].name)
+            continue;
+          strcpy (fds[n].name, de->d_name);
+          fds[n].fd = (gint) g_ascii_strtoll (de->d_name, NULL, 10);
+          fds[n].target_res = G_MININT;
+          stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
+                          &fds[n].link, &fds[n].link_res);
+          n++;
+        }
+      stat_batch_run (part->batch);
+
+      for (guint i = 0; i < n;)
+        {
+          /* while a lock's fd is missing, every target of a few fds at a time; then the
+           * writable ones (and all of them for orphan locks) of the rest in one go */
+          guint end = wanted_left > 0 && !want_orphans
+                        ? MIN (n, i + MAX (wanted_left, MA_PROC_WANTED_STEP))
+                        : n;
+          for (guint j = i; j < end; j++)
+            {
+              FdEntry *e = &fds[j];
+              if (e->link_res == 0
+                  && ((e->link.stx_mode & S_IWUSR) != 0 || wanted_left > 0 || want_orphans))
+                stat_batch_add (part->batch, fddir, e->name, 0,
+                                STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &e->target,
+                                &e->target_res);
+            }
+          g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
+          stat_batch_run (part->batch);
+          for (guint j = i; j < end; j++)
+            {
+              FdEntry *e = &fds[j];
+              if (e->link_res != 0)
+                continue; /* closed meanwhile */
+              part->n_fds++;
+              if (e->target_res == 0)
+                n_found += scan_fd (self, piddir, fddir, pid, e, (e->link.stx_mode & S_IWUSR) != 0,
+                                    &wanted_left, part);
+            }
+          i = end;
         }
     }
   closedir (dir);
@@ -617,6 +858,9 @@ merge_part (MaProcScan *self, ScanPart *part)
   g_ptr_array_extend_and_steal (self->stuck, part->stuck);
   g_array_append_vals (self->qemu_ga_pids, part->qemu_ga_pids->data, part->qemu_ga_pids->len);
   g_array_unref (part->qemu_ga_pids);
+  stat_batch_clear (part->batch);
+  g_free (part->batch);
+  g_free (part->fds);
   self->n_processes += part->n_processes;
   self->n_tasks += part->n_tasks;
   self->n_fds += part->n_fds;

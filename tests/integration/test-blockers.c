@@ -253,6 +253,15 @@ fixture_setup (Fixture *f, gconstpointer data)
   ma_client_set_timeout (f->client, 120000);
 }
 
+/* The same daemon resolving each fd with its own system call (no io_uring batches). */
+static void
+fixture_setup_one_by_one (Fixture *f, gconstpointer data)
+{
+  g_setenv ("MA_PROC_SCAN_NO_URING", "1", TRUE);
+  fixture_setup (f, data);
+  g_unsetenv ("MA_PROC_SCAN_NO_URING");
+}
+
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
@@ -651,6 +660,10 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/blockers/other-owners", Fixture, NULL, fixture_setup, test_other_owners,
               fixture_teardown);
+  g_test_add ("/blockers/real-locks/one-by-one", Fixture, NULL, fixture_setup_one_by_one,
+              test_real_locks, fixture_teardown);
+  g_test_add ("/blockers/other-owners/one-by-one", Fixture, NULL, fixture_setup_one_by_one,
+              test_other_owners, fixture_teardown);
   g_test_add ("/blockers/unfreezable", Fixture, NULL, fixture_setup, test_unfreezable,
               fixture_teardown);
   g_test_add ("/blockers/bad-arguments", Fixture, NULL, fixture_setup, test_bad_arguments,
