@@ -14,6 +14,15 @@
 #include "error.h"
 #include "json.h"
 
+guint
+ma_test_timeout_ms (guint ms)
+{
+  const char *scale = g_getenv ("MA_TEST_TIMEOUT_SCALE");
+  guint64 factor = scale != NULL ? g_ascii_strtoull (scale, NULL, 10) : 1;
+
+  return (guint) MIN ((guint64) ms * CLAMP (factor, 1, 100), G_MAXINT);
+}
+
 MaTestDaemon *
 ma_test_daemon_new (const char *config_text)
 {
@@ -75,7 +84,8 @@ ma_test_daemon_start (MaTestDaemon *d, const char *const *extra_args)
   g_assert_no_error (error);
   d->running = TRUE;
 
-  deadline = g_get_monotonic_time () + MA_TEST_START_TIMEOUT_MS * 1000;
+  deadline = g_get_monotonic_time ()
+             + (gint64) ma_test_timeout_ms (MA_TEST_START_TIMEOUT_MS) * 1000;
   while (g_get_monotonic_time () < deadline)
     {
       g_autoptr(GError) sync_error = NULL;
@@ -93,7 +103,7 @@ ma_test_daemon_start (MaTestDaemon *d, const char *const *extra_args)
       g_usleep (20 * 1000);
     }
   ma_test_daemon_dump_log (d);
-  g_error ("the agent did not answer within %d ms", MA_TEST_START_TIMEOUT_MS);
+  g_error ("the agent did not answer within %u ms", ma_test_timeout_ms (MA_TEST_START_TIMEOUT_MS));
 }
 
 static int
@@ -126,7 +136,7 @@ ma_test_daemon_stop (MaTestDaemon *d)
   if (!d->running)
     return -1;
   kill (d->pid, SIGTERM);
-  return wait_exit (d, 90000);
+  return wait_exit (d, ma_test_timeout_ms (90000));
 }
 
 void
@@ -196,12 +206,25 @@ MaClient *
 ma_test_daemon_connect (MaTestDaemon *d)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(MaClient) client = ma_client_connect (d->socket, 30000, &error);
+  g_autoptr(MaClient) client = ma_client_connect (d->socket, ma_test_timeout_ms (30000), &error);
 
   g_assert_no_error (error);
   g_assert_true (ma_client_sync (client, &error));
   g_assert_no_error (error);
   return g_steal_pointer (&client);
+}
+
+gboolean
+ma_test_daemon_rss_meaningful (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return FALSE;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return FALSE;
+#endif
+#endif
+  return g_getenv ("MA_TEST_AGENT_UNDER_VALGRIND") == NULL;
 }
 
 gint64

@@ -22,6 +22,9 @@ typedef struct
   gboolean running;
 } MaTestDaemon;
 
+/* ms scaled by $MA_TEST_TIMEOUT_SCALE (an integer, default 1): tests/valgrind-wrap raises
+ * it for agents under memcheck. The fixture's own waits (start, stop, replies) use it. */
+guint ma_test_timeout_ms (guint ms);
 /* Create the directory and an empty config (config_text may add content). */
 MaTestDaemon *ma_test_daemon_new (const char *config_text);
 /* Start the daemon (extra_args NULL-terminated, may be NULL) and wait until it answers. */
@@ -36,6 +39,10 @@ MaClient *ma_test_daemon_connect (MaTestDaemon *d);
 void ma_test_daemon_dump_log (MaTestDaemon *d);
 /* Resident memory of the daemon in KiB. */
 gint64 ma_test_daemon_rss_kib (MaTestDaemon *d);
+/* FALSE when the daemon's RSS says nothing about its own memory: an ASan build (freed memory
+ * sits in quarantine) or agents run under valgrind (tests/valgrind-wrap sets
+ * MA_TEST_AGENT_UNDER_VALGRIND); leak checkers do that job there. */
+gboolean ma_test_daemon_rss_meaningful (void);
 /* Execute and assert success. */
 JsonNode *ma_test_execute (MaClient *client, const char *command, const char *args_json);
 

@@ -27,18 +27,9 @@
 /* RSS growth allowed after 100k requests: buffers may stay allocated, nothing may accumulate */
 #define FLOOD_RSS_BOUND_KIB (16 * 1024)
 
-/* ASan keeps freed memory in quarantine: RSS says nothing about leaks there (LeakSanitizer
- * does that job in such a build). */
-#if defined(__SANITIZE_ADDRESS__)
-#define MA_RSS_MEANINGFUL FALSE
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MA_RSS_MEANINGFUL FALSE
-#endif
-#endif
-#ifndef MA_RSS_MEANINGFUL
-#define MA_RSS_MEANINGFUL TRUE
-#endif
+/* ASan keeps freed memory in quarantine and valgrind has its own allocator: RSS says
+ * nothing about leaks there (LeakSanitizer and memcheck do that job) */
+#define MA_RSS_MEANINGFUL ma_test_daemon_rss_meaningful ()
 
 typedef struct
 {
