@@ -1000,10 +1000,9 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   out_double (o, "seconds", seconds_since (started));
   out_close (o, '}');
   out_close (o, '}');
-  g_debug ("blockers: [%" G_GINT64_FORMAT " → %" G_GINT64_FORMAT "] %u locks, %u fds; seconds: mounts %.3f, /proc/locks %.3f, keys %.3f, "
+  g_debug ("blockers: %u locks, %u fds; seconds: mounts %.3f, /proc/locks %.3f, keys %.3f, "
            "pass %.3f, report text %.3f (%" G_GSIZE_FORMAT " bytes), writeback and verdict %.3f",
-           started, g_get_monotonic_time (), n_locks, scan->n_fds,
-           (double) (mounts_read - started) / G_USEC_PER_SEC,
+           n_locks, scan->n_fds, (double) (mounts_read - started) / G_USEC_PER_SEC,
            (double) (locks_read - mounts_read) / G_USEC_PER_SEC,
            (double) (pass_started - locks_read) / G_USEC_PER_SEC,
            (double) (scanned - pass_started) / G_USEC_PER_SEC,
