@@ -785,21 +785,60 @@ check_dns (const char *host, guint timeout_ms, MaReport *report)
   g_clear_error (&state.error);
 }
 
+typedef struct
+{
+  GSocketConnection *connection;
+  GError *error;
+  gboolean done;
+} ConnectState;
+
+static void
+connect_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  ConnectState *state = user_data;
+
+  state->connection = g_socket_client_connect_to_host_finish (G_SOCKET_CLIENT (source), result,
+                                                              &state->error);
+  state->done = TRUE;
+}
+
+/* GSocketClient's own timeout counts whole seconds: the deadline in milliseconds is a timer
+ * on a private context, as for DNS. */
 static void
 check_tcp (const char *endpoint, guint timeout_ms, MaReport *report)
 {
   g_autofree char *name = g_strdup_printf ("tcp:%s", endpoint);
+  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(GSocketClient) client = g_socket_client_new ();
-  g_autoptr(GSocketConnection) conn = NULL;
-  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GSource) timeout = g_timeout_source_new (timeout_ms);
   gint64 started = g_get_monotonic_time ();
+  ConnectState state = { 0 };
 
-  g_socket_client_set_timeout (client, MAX (1u, (timeout_ms + 999) / 1000));
-  conn = g_socket_client_connect_to_host (client, endpoint, 0, NULL, &error);
-  if (conn == NULL)
-    ma_report_add (report, name, MA_CHECK_FAIL, started, "%s", error->message);
-  else
+  /* whether the endpoint itself accepts: never a proxy's answer */
+  g_socket_client_set_enable_proxy (client, FALSE);
+  g_main_context_push_thread_default (context);
+  g_source_set_callback (timeout, lookup_timeout, cancellable, NULL);
+  g_source_attach (timeout, context);
+  g_socket_client_connect_to_host_async (client, endpoint, 0, cancellable, connect_done, &state);
+  while (!state.done)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (timeout);
+  /* let the cancelled attempts finish on this context before it goes */
+  while (g_main_context_pending (context))
+    g_main_context_iteration (context, FALSE);
+  g_main_context_pop_thread_default (context);
+
+  if (state.connection != NULL)
     ma_report_add (report, name, MA_CHECK_PASS, started, "accepts connections");
+  else if (g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    ma_report_add (report, name, MA_CHECK_FAIL, started,
+                   "timed out: no connection within %u ms", timeout_ms);
+  else
+    ma_report_add (report, name, MA_CHECK_FAIL, started, "%s",
+                   state.error ? state.error->message : "no connection");
+  g_clear_object (&state.connection);
+  g_clear_error (&state.error);
 }
 
 void

@@ -1,6 +1,11 @@
 /* test-netns-validate.c — the real daemon inside a network namespace this test creates (a veth
  * pair, the peer in a second namespace acting as the gateway): snapshot, then break one thing
- * at a time and see exactly that network check fail, then pass again once restored. */
+ * at a time and see exactly that network check fail, then pass again once restored. The live
+ * probes too: DNS against a dnsmasq in the gateway namespace (the guest namespace's resolver
+ * points at it alone), TCP endpoints (a listener in the gateway namespace, one address that
+ * the gateway drops silently) and the IPv6 gateway's neighbour solicitation. */
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,14 +21,44 @@
 #define GATEWAY_ADDR "10.77.0.1"
 #define EXTRA_ROUTE "10.78.0.0/16"
 #define OTHER_MAC "02:00:00:00:77:99"
+#define GATEWAY_MAC "02:00:00:00:77:01"
+#define GUEST_ADDR6 "fd77::2"
+#define GATEWAY_ADDR6 "fd77::1"
+/* what the gateway's dnsmasq answers for the test name (nothing else) */
+#define DNS_NAME "db.migration.test"
+#define DNS_ANSWER "10.77.5.5"
+#define DNS_TIMEOUT_MS 1500
+/* a listener on the gateway; and an address the gateway routes into a blackhole, where SYNs
+ * vanish without an answer */
+#define TCP_PORT 7707
+#define TCP_OPEN GATEWAY_ADDR ":7707"
+#define TCP_DROPPED "10.79.0.5:7707"
+#define DROPPED_NET "10.79.0.0/24"
+#define TCP_TIMEOUT_MS 1500
+
+/* What a fixture sets up besides the IPv4 veth pair. */
+typedef struct
+{
+  gboolean ipv6; /* IPv6 on the pair: static addresses, no DAD, a default route */
+  gboolean dns;  /* dnsmasq on the gateway, the guest's resolv.conf naming it alone */
+  gboolean tcp;  /* [validate] tcp-endpoints: TCP_OPEN and TCP_DROPPED */
+} Variant;
+
+static const Variant variant_ipv4 = { 0 };
+static const Variant variant_dns = { .dns = TRUE };
+static const Variant variant_tcp = { .tcp = TRUE };
+static const Variant variant_ipv6 = { .ipv6 = TRUE };
 
 typedef struct
 {
   char *guest_ns;
   char *gateway_ns;
+  char *netns_etc; /* /etc/netns/GUEST_NS: `ip netns exec` bind-mounts its files over /etc */
   char *dir;
   char *socket_uri;
   GSubprocess *daemon;
+  GSubprocess *dnsmasq;
+  GSocket *listener;
   MaClient *client;
 } Fixture;
 
@@ -64,9 +99,12 @@ cleanup_namespaces (Fixture *f)
   g_autofree char *a = g_strdup_printf ("ip netns del %s", f->guest_ns);
   g_autofree char *b = g_strdup_printf ("ip netns del %s", f->gateway_ns);
 
+  g_autofree char *etc = g_strdup_printf ("rm -rf /etc/netns/%s", f->guest_ns);
+
   /* deleting the namespaces deletes the veth pair with them */
   run_argv (a, NULL);
   run_argv (b, NULL);
+  run_argv (etc, NULL);
 }
 
 /* Namespaces left by a run that aborted (its pid is gone) are removed before a new run. */
@@ -99,13 +137,108 @@ cleanup_stale_namespaces (void)
         continue;
       cmd = g_strdup_printf ("ip netns del %s", name);
       run_argv (cmd, NULL);
+      g_free (cmd);
+      cmd = g_strdup_printf ("rm -rf /etc/netns/%s", name);
+      run_argv (cmd, NULL);
     }
+}
+
+/* dnsmasq on the gateway's address, answering DNS_NAME only: no upstream, no /etc/hosts,
+ * nothing read from the host's resolv.conf, so no query ever leaves the namespaces. */
+static void
+start_dnsmasq (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_null (f->dnsmasq);
+  f->dnsmasq = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE
+                                   | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                                 &error, "ip", "netns", "exec", f->gateway_ns, "dnsmasq",
+                                 "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                                 "--no-hosts", "--no-poll", "--bind-interfaces",
+                                 "--listen-address=" GATEWAY_ADDR, "--except-interface=lo",
+                                 "--pid-file=", "--address=/" DNS_NAME "/" DNS_ANSWER, NULL);
+  g_assert_no_error (error);
+}
+
+static void
+stop_dnsmasq (Fixture *f)
+{
+  if (f->dnsmasq == NULL)
+    return;
+  /* SIGCONT too, in case a test left it stopped */
+  g_subprocess_send_signal (f->dnsmasq, SIGTERM);
+  g_subprocess_send_signal (f->dnsmasq, SIGCONT);
+  g_subprocess_wait (f->dnsmasq, NULL, NULL);
+  g_clear_object (&f->dnsmasq);
+}
+
+typedef struct
+{
+  const char *ns;
+  GSocket *socket;
+  GError *error;
+} ListenJob;
+
+/* A thread of its own joins the gateway namespace (setns changes the calling thread only), and
+ * the socket it creates stays in that namespace. */
+static gpointer
+listen_in_namespace (gpointer data)
+{
+  ListenJob *job = data;
+  g_autofree char *path = g_strdup_printf ("/run/netns/%s", job->ns);
+  g_autoptr(GInetAddress) addr = g_inet_address_new_from_string (GATEWAY_ADDR);
+  g_autoptr(GSocketAddress) where = g_inet_socket_address_new (addr, TCP_PORT);
+  g_autoptr(GSocket) sock = NULL;
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0 || setns (fd, CLONE_NEWNET) < 0)
+    {
+      g_set_error (&job->error, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", path,
+                   g_strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return NULL;
+    }
+  close (fd);
+  sock = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                       &job->error);
+  if (sock == NULL)
+    return NULL;
+  /* never accepted: room for every connection the validations of one test make */
+  g_socket_set_listen_backlog (sock, 256);
+  if (!g_socket_bind (sock, where, TRUE, &job->error) || !g_socket_listen (sock, &job->error))
+    return NULL;
+  job->socket = g_steal_pointer (&sock);
+  return NULL;
+}
+
+static void
+start_listener (Fixture *f)
+{
+  ListenJob job = { .ns = f->gateway_ns };
+
+  g_assert_null (f->listener);
+  g_thread_join (g_thread_new ("listen-in-netns", listen_in_namespace, &job));
+  g_assert_no_error (job.error);
+  g_clear_error (&job.error);
+  f->listener = job.socket;
+}
+
+static void
+stop_listener (Fixture *f)
+{
+  if (f->listener != NULL)
+    g_socket_close (f->listener, NULL);
+  g_clear_object (&f->listener);
 }
 
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
+  const Variant *variant = data;
   g_autoptr(GError) error = NULL;
+  g_autoptr(GString) conf_text = g_string_new ("[validate]\n");
   g_autofree char *conf = NULL;
   g_autofree char *state = NULL;
   g_autofree char *sock = NULL;
@@ -118,18 +251,70 @@ fixture_setup (Fixture *f, gconstpointer data)
   cleanup_namespaces (f);
   must ("ip netns add %s", f->guest_ns);
   must ("ip netns add %s", f->gateway_ns);
-  /* IPv4 only: IPv6 duplicate address detection would make "restored" a moving target */
-  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.all.disable_ipv6=1", f->guest_ns);
-  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.disable_ipv6=1", f->guest_ns);
-  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.disable_ipv6=1", f->gateway_ns);
+  if (variant->ipv6)
+    {
+      /* IPv6 without duplicate address detection (link-local addresses included), so that
+       * every address is usable at once and "restored" is not a moving target */
+      const char *const namespaces[] = { f->guest_ns, f->gateway_ns, NULL };
+      for (guint i = 0; namespaces[i] != NULL; i++)
+        {
+          must ("ip netns exec %s sysctl -q -w net.ipv6.conf.all.accept_dad=0", namespaces[i]);
+          must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.accept_dad=0",
+                namespaces[i]);
+          must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.accept_ra=0",
+                namespaces[i]);
+        }
+    }
+  else
+    {
+      /* IPv4 only: IPv6 duplicate address detection would make "restored" a moving target */
+      must ("ip netns exec %s sysctl -q -w net.ipv6.conf.all.disable_ipv6=1", f->guest_ns);
+      must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.disable_ipv6=1", f->guest_ns);
+      must ("ip netns exec %s sysctl -q -w net.ipv6.conf.default.disable_ipv6=1", f->gateway_ns);
+    }
   must ("ip -n %s link add veth0 type veth peer name veth1 netns %s", f->guest_ns, f->gateway_ns);
   must ("ip -n %s link set lo up", f->guest_ns);
   must ("ip -n %s addr add " GUEST_ADDR "/24 dev veth0", f->guest_ns);
   must ("ip -n %s link set veth0 up", f->guest_ns);
+  must ("ip -n %s link set veth1 address " GATEWAY_MAC, f->gateway_ns);
   must ("ip -n %s addr add " GATEWAY_ADDR "/24 dev veth1", f->gateway_ns);
   must ("ip -n %s link set veth1 up", f->gateway_ns);
   must ("ip -n %s route add default via " GATEWAY_ADDR, f->guest_ns);
   must ("ip -n %s route add " EXTRA_ROUTE " via " GATEWAY_ADDR, f->guest_ns);
+  if (variant->ipv6)
+    {
+      must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0 nodad", f->guest_ns);
+      must ("ip -n %s addr add " GATEWAY_ADDR6 "/64 dev veth1 nodad", f->gateway_ns);
+      must ("ip -n %s -6 route add default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+    }
+  if (variant->dns)
+    {
+      g_autofree char *resolv = NULL;
+      g_autofree char *hosts = NULL;
+
+      /* nsswitch asks files before dns: the name must not be in /etc/hosts */
+      if (g_file_get_contents ("/etc/hosts", &hosts, NULL, NULL))
+        g_assert_null (strstr (hosts, DNS_NAME));
+      /* the guest's resolver knows the gateway's dnsmasq and nothing else */
+      f->netns_etc = g_build_filename ("/etc/netns", f->guest_ns, NULL);
+      resolv = g_build_filename (f->netns_etc, "resolv.conf", NULL);
+      g_assert_cmpint (g_mkdir_with_parents (f->netns_etc, 0755), ==, 0);
+      g_file_set_contents (resolv, "nameserver " GATEWAY_ADDR "\n", -1, &error);
+      g_assert_no_error (error);
+      start_dnsmasq (f);
+      g_string_append_printf (conf_text, "dns-names=%s\ndns-timeout-ms=%d\n", DNS_NAME,
+                              DNS_TIMEOUT_MS);
+    }
+  if (variant->tcp)
+    {
+      /* the gateway forwards, and drops whatever is bound for DROPPED_NET without a word
+       * (a blackhole route answers no ICMP) */
+      must ("ip netns exec %s sysctl -q -w net.ipv4.ip_forward=1", f->gateway_ns);
+      must ("ip -n %s route add blackhole " DROPPED_NET, f->gateway_ns);
+      start_listener (f);
+      g_string_append_printf (conf_text, "tcp-endpoints=%s;%s\ntcp-timeout-ms=%d\n", TCP_OPEN,
+                              TCP_DROPPED, TCP_TIMEOUT_MS);
+    }
 
   f->dir = g_dir_make_tmp ("test-netns-validate-XXXXXX", &error);
   g_assert_no_error (error);
@@ -138,8 +323,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   sock = g_build_filename (f->dir, "control.sock", NULL);
   f->socket_uri = g_strdup_printf ("unix:%s", sock);
   /* the host's own storage is not what this test is about: no write probes on it */
-  g_file_set_contents (conf, "[validate]\nwrite-probe=false\n[resume]\nannounce=never\n", -1,
-                       &error);
+  g_string_append (conf_text, "write-probe=false\n[resume]\nannounce=never\n");
+  g_file_set_contents (conf, conf_text->str, -1, &error);
   g_assert_no_error (error);
   g_assert_nonnull (agent);
   f->daemon = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, "ip", "netns", "exec",
@@ -170,11 +355,14 @@ fixture_teardown (Fixture *f, gconstpointer data)
       g_subprocess_wait (f->daemon, NULL, NULL);
       g_clear_object (&f->daemon);
     }
+  stop_dnsmasq (f);
+  stop_listener (f);
   cleanup_namespaces (f);
   if (f->dir != NULL)
     run_argv (rm, NULL);
   g_free (f->guest_ns);
   g_free (f->gateway_ns);
+  g_free (f->netns_etc);
   g_free (f->dir);
   g_free (f->socket_uri);
 }
@@ -230,6 +418,89 @@ assert_roots (Fixture *f, const char *expected)
       g_usleep (100000);
     }
   g_assert_cmpstr (roots, ==, expected);
+}
+
+/* One check of a fresh validation: FALSE when the report has none of that name. */
+static gboolean
+validate_check (Fixture *f, const char *name, char **status, char **detail, double *duration)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) ret = ma_client_execute (f->client, "validate", NULL, &error);
+  JsonArray *checks = NULL;
+
+  g_assert_no_error (error);
+  g_assert_true (ma_json_get_array (json_node_get_object (ret), "checks", &checks, NULL));
+  for (guint i = 0; i < json_array_get_length (checks); i++)
+    {
+      JsonObject *c = json_node_get_object (json_array_get_element (checks, i));
+      const char *n = NULL, *s = NULL, *d = NULL;
+      double seconds = -1;
+
+      ma_json_get_string (c, "name", &n, NULL);
+      if (g_strcmp0 (n, name) != 0)
+        continue;
+      ma_json_get_string (c, "status", &s, NULL);
+      ma_json_get_string (c, "detail", &d, NULL);
+      ma_json_get_double (c, "duration", &seconds, NULL);
+      *status = g_strdup (s);
+      *detail = g_strdup (d);
+      *duration = seconds;
+      return TRUE;
+    }
+  {
+    g_autofree char *text = json_to_string (ret, FALSE);
+    g_test_message ("no %s in %s", name, text);
+  }
+  return FALSE;
+}
+
+/* Validate until the check `name` has `status` or the deadline passes; its detail and
+ * duration (seconds) as that last validation reported them. */
+static void
+assert_check (Fixture *f, const char *name, const char *status, char **detail, double *duration)
+{
+  gint64 deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
+  g_autofree char *s = NULL;
+  g_autofree char *d = NULL;
+  double seconds = -1;
+
+  for (;;)
+    {
+      g_clear_pointer (&s, g_free);
+      g_clear_pointer (&d, g_free);
+      if (!validate_check (f, name, &s, &d, &seconds))
+        {
+          g_test_fail_printf ("the validation has no check %s", name);
+          if (detail != NULL)
+            *detail = g_strdup ("");
+          return;
+        }
+      if (g_str_equal (s, status) || g_get_monotonic_time () >= deadline)
+        break;
+      g_usleep (100000);
+    }
+  g_test_message ("%s: %s (%s) in %.3f s", name, s, d ? d : "", seconds);
+  g_assert_cmpstr (s, ==, status);
+  g_assert_nonnull (d);
+  if (detail != NULL)
+    *detail = g_steal_pointer (&d);
+  if (duration != NULL)
+    *duration = seconds;
+}
+
+/* The snapshot the validations compare with, taken now. */
+static JsonNode *
+take_snapshot (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) take = json_object_new ();
+  g_autoptr(JsonNode) snapshot = NULL;
+
+  json_object_set_boolean_member (take, "take", TRUE);
+  snapshot = ma_client_execute (f->client, "snapshot", take, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (snapshot);
+  return g_steal_pointer (&snapshot);
 }
 
 static void
@@ -336,10 +607,141 @@ test_announce (Fixture *f, gconstpointer data)
   g_assert_null (strstr (out, OTHER_MAC));
 }
 
+/* dns:NAME against a real dnsmasq: resolves; no answer at all (the server stopped with
+ * SIGSTOP) fails at the configured deadline; a refusing port (the server gone) fails at once
+ * with the resolver's reason; each time the server is back, the check passes again. */
+static void
+test_dns (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = take_snapshot (f);
+  g_autofree char *detail = NULL;
+  double seconds = 0;
+  gint64 started;
+
+  assert_check (f, "dns:" DNS_NAME, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, DNS_ANSWER));
+  assert_roots (f, "");
+
+  /* a server that holds the query and never answers: the agent's deadline, not glibc's 5 s */
+  g_subprocess_send_signal (f->dnsmasq, SIGSTOP);
+  started = g_get_monotonic_time ();
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "dns:" DNS_NAME, "fail", &detail, &seconds);
+  g_assert_nonnull (strstr (detail, "no answer within 1500 ms"));
+  g_assert_cmpfloat (seconds, >=, DNS_TIMEOUT_MS / 1000.0 * 0.9);
+  g_assert_cmpfloat (seconds, <, DNS_TIMEOUT_MS / 1000.0 + 1.0);
+  /* the whole validation is bounded by that deadline too */
+  g_assert_cmpint (g_get_monotonic_time () - started, <, (DNS_TIMEOUT_MS + 3000) * 1000);
+  assert_roots (f, "dns:" DNS_NAME);
+  g_subprocess_send_signal (f->dnsmasq, SIGCONT);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "dns:" DNS_NAME, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, DNS_ANSWER));
+
+  /* no server at all: the gateway answers port unreachable, and the resolver gives up early */
+  stop_dnsmasq (f);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "dns:" DNS_NAME, "fail", &detail, &seconds);
+  g_assert_nonnull (strstr (detail, DNS_NAME));
+  g_assert_null (strstr (detail, "no answer within"));
+  g_assert_cmpfloat (seconds, <, DNS_TIMEOUT_MS / 1000.0);
+  assert_roots (f, "dns:" DNS_NAME);
+
+  start_dnsmasq (f);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "dns:" DNS_NAME, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, DNS_ANSWER));
+  assert_roots (f, "");
+}
+
+/* tcp:HOST:PORT: a listening endpoint passes; once it is closed the connection is refused, at
+ * once; an endpoint whose SYNs vanish fails when tcp-timeout-ms has passed, not later. */
+static void
+test_tcp (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = take_snapshot (f);
+  g_autofree char *detail = NULL;
+  double seconds = 0;
+
+  assert_check (f, "tcp:" TCP_OPEN, "pass", NULL, NULL);
+  assert_check (f, "tcp:" TCP_DROPPED, "fail", &detail, &seconds);
+  g_assert_nonnull (strstr (detail, "timed out"));
+  g_assert_cmpfloat (seconds, >=, TCP_TIMEOUT_MS / 1000.0 * 0.9);
+  g_assert_cmpfloat (seconds, <, TCP_TIMEOUT_MS / 1000.0 + 0.4);
+  assert_roots (f, "tcp:" TCP_DROPPED);
+
+  stop_listener (f);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "tcp:" TCP_OPEN, "fail", &detail, &seconds);
+  g_assert_nonnull (strstr (detail, "refused"));
+  g_assert_cmpfloat (seconds, <, TCP_TIMEOUT_MS / 1000.0);
+  assert_roots (f, "tcp:" TCP_OPEN ",tcp:" TCP_DROPPED);
+
+  start_listener (f);
+  assert_check (f, "tcp:" TCP_OPEN, "pass", NULL, NULL);
+  assert_roots (f, "tcp:" TCP_DROPPED);
+}
+
+/* The IPv6 default gateway: in the snapshot, answering the agent's neighbour solicitation
+ * with its MAC; silent once its address is gone (and only that check fails); back when the
+ * address is. */
+static void
+test_ipv6_gateway (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = take_snapshot (f);
+  g_autofree char *detail = NULL;
+  JsonObject *net = NULL;
+  JsonArray *routes = NULL;
+  gboolean found = FALSE;
+  double seconds = 0;
+
+  g_assert_true (ma_json_get_object (json_node_get_object (snapshot), "network", &net, NULL));
+  g_assert_true (ma_json_get_array (net, "routes", &routes, NULL));
+  for (guint i = 0; i < json_array_get_length (routes); i++)
+    {
+      JsonObject *r = json_node_get_object (json_array_get_element (routes, i));
+      const char *family = NULL, *dst = NULL, *gateway = NULL, *ifname = NULL;
+      ma_json_get_string (r, "family", &family, NULL);
+      ma_json_get_string (r, "dst", &dst, NULL);
+      ma_json_get_string (r, "gateway", &gateway, NULL);
+      ma_json_get_string (r, "interface", &ifname, NULL);
+      if (g_strcmp0 (family, "ipv6") == 0 && g_strcmp0 (dst, "default") == 0
+          && g_strcmp0 (gateway, GATEWAY_ADDR6) == 0 && g_strcmp0 (ifname, "veth0") == 0)
+        found = TRUE;
+    }
+  g_assert_true (found);
+
+  assert_roots (f, "");
+  assert_check (f, "default-route:ipv6", "pass", NULL, NULL);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, GATEWAY_MAC));
+
+  must ("ip -n %s addr del " GATEWAY_ADDR6 "/64 dev veth1", f->gateway_ns);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "fail", &detail, &seconds);
+  g_assert_nonnull (strstr (detail, "no neighbour advertisement"));
+  g_assert_cmpfloat (seconds, <, 1.0 + 1.0); /* gateway-timeout-ms, 1000 by default */
+  assert_roots (f, "gateway:" GATEWAY_ADDR6);
+  assert_check (f, "gateway:" GATEWAY_ADDR, "pass", NULL, NULL);
+
+  must ("ip -n %s addr add " GATEWAY_ADDR6 "/64 dev veth1 nodad", f->gateway_ns);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, GATEWAY_MAC));
+  assert_roots (f, "");
+}
+
+static void
+skip_without_dnsmasq (void)
+{
+  g_test_skip ("dnsmasq is not installed (tests/integration/PACKAGES)");
+}
+
 int
 main (int argc, char **argv)
 {
   g_autofree char *ip = g_find_program_in_path ("ip");
+  g_autofree char *dnsmasq = g_find_program_in_path ("dnsmasq");
 
   g_test_init (&argc, &argv, NULL);
   if (getuid () != 0 || ip == NULL)
@@ -349,9 +751,18 @@ main (int argc, char **argv)
     }
   /* a failed assertion still reaches the teardown, which removes the namespaces */
   g_test_set_nonfatal_assertions ();
-  g_test_add ("/netns-validate/break-one-at-a-time", Fixture, NULL, fixture_setup,
+  g_test_add ("/netns-validate/break-one-at-a-time", Fixture, &variant_ipv4, fixture_setup,
               test_break_one_at_a_time, fixture_teardown);
-  g_test_add ("/netns-validate/announce", Fixture, NULL, fixture_setup, test_announce,
+  g_test_add ("/netns-validate/announce", Fixture, &variant_ipv4, fixture_setup, test_announce,
               fixture_teardown);
+  g_test_add ("/netns-validate/tcp", Fixture, &variant_tcp, fixture_setup, test_tcp,
+              fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-gateway", Fixture, &variant_ipv6, fixture_setup,
+              test_ipv6_gateway, fixture_teardown);
+  if (dnsmasq != NULL)
+    g_test_add ("/netns-validate/dns", Fixture, &variant_dns, fixture_setup, test_dns,
+                fixture_teardown);
+  else
+    g_test_add_func ("/netns-validate/dns", skip_without_dnsmasq);
   return g_test_run ();
 }
