@@ -239,6 +239,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   const Variant *variant = data;
   g_autoptr(GError) error = NULL;
   g_autoptr(GString) conf_text = g_string_new ("[validate]\n");
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autofree char *conf = NULL;
   g_autofree char *state = NULL;
   g_autofree char *sock = NULL;
@@ -327,9 +328,19 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_file_set_contents (conf, conf_text->str, -1, &error);
   g_assert_no_error (error);
   g_assert_nonnull (agent);
-  f->daemon = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, "ip", "netns", "exec",
-                                f->guest_ns, agent, "--foreground", "--no-virtio", "--config",
-                                conf, "--state-dir", state, "--listen", f->socket_uri, NULL);
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  if (variant->tcp)
+    {
+      /* a proxy in the environment (inside the namespaces, and nothing listens there) must not
+       * stand in for the endpoints: a TCP check connects to the endpoint itself */
+      g_subprocess_launcher_setenv (launcher, "http_proxy", "http://" GATEWAY_ADDR ":3128", TRUE);
+      g_subprocess_launcher_setenv (launcher, "https_proxy", "http://" GATEWAY_ADDR ":3128", TRUE);
+      g_subprocess_launcher_setenv (launcher, "all_proxy", "socks5://" GATEWAY_ADDR ":1080", TRUE);
+      g_subprocess_launcher_unsetenv (launcher, "no_proxy");
+    }
+  f->daemon = g_subprocess_launcher_spawn (launcher, &error, "ip", "netns", "exec", f->guest_ns,
+                                           agent, "--foreground", "--no-virtio", "--config", conf,
+                                           "--state-dir", state, "--listen", f->socket_uri, NULL);
   g_assert_no_error (error);
   deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
   while (f->client == NULL && g_get_monotonic_time () < deadline)
