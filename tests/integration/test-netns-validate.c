@@ -24,6 +24,7 @@
 #define GATEWAY_MAC "02:00:00:00:77:01"
 #define GUEST_ADDR6 "fd77::2"
 #define GATEWAY_ADDR6 "fd77::1"
+#define GATEWAY_LL6 "fe80::77:1"
 /* what the gateway's dnsmasq answers for the test name (nothing else) */
 #define DNS_NAME "db.migration.test"
 #define DNS_ANSWER "10.77.5.5"
@@ -40,6 +41,7 @@
 typedef struct
 {
   gboolean ipv6; /* IPv6 on the pair: static addresses, no DAD, a default route */
+  const char *gateway6; /* the IPv6 default gateway: GATEWAY_ADDR6 or a link-local address */
   gboolean dns;  /* dnsmasq on the gateway, the guest's resolv.conf naming it alone */
   gboolean tcp;  /* [validate] tcp-endpoints: TCP_OPEN and TCP_DROPPED */
 } Variant;
@@ -47,7 +49,8 @@ typedef struct
 static const Variant variant_ipv4 = { 0 };
 static const Variant variant_dns = { .dns = TRUE };
 static const Variant variant_tcp = { .tcp = TRUE };
-static const Variant variant_ipv6 = { .ipv6 = TRUE };
+static const Variant variant_ipv6 = { .ipv6 = TRUE, .gateway6 = GATEWAY_ADDR6 };
+static const Variant variant_ipv6_link_local = { .ipv6 = TRUE, .gateway6 = GATEWAY_LL6 };
 
 typedef struct
 {
@@ -286,7 +289,9 @@ fixture_setup (Fixture *f, gconstpointer data)
     {
       must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0 nodad", f->guest_ns);
       must ("ip -n %s addr add " GATEWAY_ADDR6 "/64 dev veth1 nodad", f->gateway_ns);
-      must ("ip -n %s -6 route add default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+      if (g_str_has_prefix (variant->gateway6, "fe80:"))
+        must ("ip -n %s addr add %s/64 dev veth1 nodad", f->gateway_ns, variant->gateway6);
+      must ("ip -n %s -6 route add default via %s dev veth0", f->guest_ns, variant->gateway6);
     }
   if (variant->dns)
     {
@@ -693,14 +698,16 @@ test_tcp (Fixture *f, gconstpointer data)
   assert_roots (f, "tcp:" TCP_DROPPED);
 }
 
-/* The IPv6 default gateway: in the snapshot, answering the agent's neighbour solicitation
- * with its MAC; silent once its address is gone (and only that check fails); back when the
- * address is. */
+/* The IPv6 default gateway (a global or a link-local address, as routers often announce): in
+ * the snapshot, answering the agent's neighbour solicitation with its MAC; silent once its
+ * address is gone (and only that check fails); back when the address is. */
 static void
 test_ipv6_gateway (Fixture *f, gconstpointer data)
 {
+  const Variant *variant = data;
   g_autoptr(JsonNode) snapshot = take_snapshot (f);
   g_autofree char *detail = NULL;
+  g_autofree char *check = g_strdup_printf ("gateway:%s", variant->gateway6);
   JsonObject *net = NULL;
   JsonArray *routes = NULL;
   gboolean found = FALSE;
@@ -717,27 +724,27 @@ test_ipv6_gateway (Fixture *f, gconstpointer data)
       ma_json_get_string (r, "gateway", &gateway, NULL);
       ma_json_get_string (r, "interface", &ifname, NULL);
       if (g_strcmp0 (family, "ipv6") == 0 && g_strcmp0 (dst, "default") == 0
-          && g_strcmp0 (gateway, GATEWAY_ADDR6) == 0 && g_strcmp0 (ifname, "veth0") == 0)
+          && g_strcmp0 (gateway, variant->gateway6) == 0 && g_strcmp0 (ifname, "veth0") == 0)
         found = TRUE;
     }
   g_assert_true (found);
 
   assert_roots (f, "");
   assert_check (f, "default-route:ipv6", "pass", NULL, NULL);
-  assert_check (f, "gateway:" GATEWAY_ADDR6, "pass", &detail, NULL);
+  assert_check (f, check, "pass", &detail, NULL);
   g_assert_nonnull (strstr (detail, GATEWAY_MAC));
 
-  must ("ip -n %s addr del " GATEWAY_ADDR6 "/64 dev veth1", f->gateway_ns);
+  must ("ip -n %s addr del %s/64 dev veth1", f->gateway_ns, variant->gateway6);
   g_clear_pointer (&detail, g_free);
-  assert_check (f, "gateway:" GATEWAY_ADDR6, "fail", &detail, &seconds);
+  assert_check (f, check, "fail", &detail, &seconds);
   g_assert_nonnull (strstr (detail, "no neighbour advertisement"));
   g_assert_cmpfloat (seconds, <, 1.0 + 1.0); /* gateway-timeout-ms, 1000 by default */
-  assert_roots (f, "gateway:" GATEWAY_ADDR6);
+  assert_roots (f, check);
   assert_check (f, "gateway:" GATEWAY_ADDR, "pass", NULL, NULL);
 
-  must ("ip -n %s addr add " GATEWAY_ADDR6 "/64 dev veth1 nodad", f->gateway_ns);
+  must ("ip -n %s addr add %s/64 dev veth1 nodad", f->gateway_ns, variant->gateway6);
   g_clear_pointer (&detail, g_free);
-  assert_check (f, "gateway:" GATEWAY_ADDR6, "pass", &detail, NULL);
+  assert_check (f, check, "pass", &detail, NULL);
   g_assert_nonnull (strstr (detail, GATEWAY_MAC));
   assert_roots (f, "");
 }
@@ -770,6 +777,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/netns-validate/ipv6-gateway", Fixture, &variant_ipv6, fixture_setup,
               test_ipv6_gateway, fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-gateway-link-local", Fixture, &variant_ipv6_link_local,
+              fixture_setup, test_ipv6_gateway, fixture_teardown);
   if (dnsmasq != NULL)
     g_test_add ("/netns-validate/dns", Fixture, &variant_dns, fixture_setup, test_dns,
                 fixture_teardown);
