@@ -29,6 +29,9 @@
 #                  blockers/bare 0.89x (met; the pass runs on every CPU, the bare pass on one)
 #   migctl --json: 1.18x, 1.66x, 2.73x: none met; migctl's parse of the reply costs more
 #                  than the agent's whole report
+#   a second run 14 minutes later (load 5.99 before, 5.03 after): agent reply 0.606 s
+#   (cpu 0.40), lslocks 1.535, fuser -m 2.173, bare 0.606: 2.53x, 3.59x, 1.00x; migctl
+#   1.398 s: 1.10x, 1.55x, 2.31x. On a shared machine the ratios move by a third between runs.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")" && pwd)
