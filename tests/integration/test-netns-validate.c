@@ -110,38 +110,66 @@ cleanup_namespaces (Fixture *f)
   run_argv (etc, NULL);
 }
 
-/* Namespaces left by a run that aborted (its pid is gone) are removed before a new run. */
+/* Whether a name is one of this test's namespaces whose run is gone (its pid ended). */
+static gboolean
+is_stale (const char *name)
+{
+  const char *dash = name ? strrchr (name, '-') : NULL;
+  g_autofree char *proc = NULL;
+  guint64 pid;
+
+  if (name == NULL || dash == NULL
+      || !(g_str_has_prefix (name, "ma-guest-") || g_str_has_prefix (name, "ma-gw-"))
+      || !g_ascii_string_to_unsigned (dash + 1, 10, 1, G_MAXINT, &pid, NULL))
+    return FALSE;
+  proc = g_strdup_printf ("/proc/%" G_GUINT64_FORMAT, pid);
+  return !g_file_test (proc, G_FILE_TEST_EXISTS);
+}
+
+/* Namespaces left by a run that aborted (its pid is gone) are removed before a new run, with
+ * the processes still inside them (an agent, a dnsmasq) and their /etc/netns files. */
 static void
 cleanup_stale_namespaces (void)
 {
   g_autofree char *out = NULL;
   g_auto(GStrv) lines = NULL;
+  g_autoptr(GDir) etc = NULL;
   const char *argv[] = { "ip", "netns", "list", NULL };
+  const char *entry;
 
-  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
-                     NULL, NULL))
-    return;
-  lines = g_strsplit (out, "\n", -1);
-  for (guint i = 0; lines[i] != NULL; i++)
+  if (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
+                    NULL, NULL))
+    lines = g_strsplit (out, "\n", -1);
+  for (guint i = 0; lines != NULL && lines[i] != NULL; i++)
     {
       g_auto(GStrv) words = g_strsplit (lines[i], " ", 2);
-      const char *name = words[0];
-      const char *dash = name ? strrchr (name, '-') : NULL;
-      guint64 pid;
-      g_autofree char *proc = NULL;
+      const char *pids_argv[] = { "ip", "netns", "pids", words[0], NULL };
+      g_autofree char *pids = NULL;
+      g_auto(GStrv) pid_lines = NULL;
       g_autofree char *cmd = NULL;
 
-      if (name == NULL || dash == NULL
-          || !(g_str_has_prefix (name, "ma-guest-") || g_str_has_prefix (name, "ma-gw-"))
-          || !g_ascii_string_to_unsigned (dash + 1, 10, 1, G_MAXINT, &pid, NULL))
+      if (!is_stale (words[0]))
         continue;
-      proc = g_strdup_printf ("/proc/%" G_GUINT64_FORMAT, pid);
-      if (g_file_test (proc, G_FILE_TEST_EXISTS))
-        continue;
-      cmd = g_strdup_printf ("ip netns del %s", name);
+      if (g_spawn_sync (NULL, (char **) pids_argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &pids,
+                        NULL, NULL, NULL))
+        pid_lines = g_strsplit (pids, "\n", -1);
+      for (guint j = 0; pid_lines != NULL && pid_lines[j] != NULL; j++)
+        {
+          guint64 pid;
+          if (g_ascii_string_to_unsigned (pid_lines[j], 10, 2, G_MAXINT, &pid, NULL))
+            kill ((pid_t) pid, SIGKILL);
+        }
+      cmd = g_strdup_printf ("ip netns del %s", words[0]);
       run_argv (cmd, NULL);
-      g_free (cmd);
-      cmd = g_strdup_printf ("rm -rf /etc/netns/%s", name);
+    }
+  etc = g_dir_open ("/etc/netns", 0, NULL);
+  while (etc != NULL && (entry = g_dir_read_name (etc)) != NULL)
+    {
+      g_autofree char *cmd = NULL;
+
+      if (!is_stale (entry))
+        continue;
+      cmd = g_strdup_printf ("rm -rf /etc/netns/%s", entry);
       run_argv (cmd, NULL);
     }
 }
