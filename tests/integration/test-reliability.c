@@ -464,7 +464,9 @@ rss_growth_after (Fixture *f, MaClient *client, const char *line, guint count)
   return ma_test_daemon_rss_kib (f->daemon) - before;
 }
 
-/* Garbage answered with errors must not cost memory: 200,000 bad requests of each kind. */
+/* Garbage answered with errors must not cost memory: 200,000 bad requests of each kind.
+ * Where RSS means nothing (ASan, an agent under valgrind) 2,000 of each run the same paths
+ * and the leak checker judges them at the agent's exit. */
 static void
 test_garbage_does_not_leak (Fixture *f, gconstpointer data)
 {
@@ -472,24 +474,22 @@ test_garbage_does_not_leak (Fixture *f, gconstpointer data)
   static const char *const clean[] = {
     "garbage\n", "[1,2,3]\n", "{\"execute\":42}\n", "{\"execute\":\"nope\",\"id\":[1,{}]}\n",
     "{\"execute\":\"ping\",\"arguments\":{\"x\":[1,2]}}\n", "{\"execute\":\"p\xc3\x28\"}\n",
+    /* json-glib took these leniently (and leaked on the first) */
+    "{\"execute\":\"ping\"/g\"/}\n", "{'execute':'ping'}\n",
+    /* a scalar followed by more JSON: json-glib 1.6 dropped its first node on this error */
+    "1[]\n",
   };
-  /* a scalar followed by more JSON: json-glib 1.6 drops its first node on this error */
-  static const char *const scalar_then_more = "1[]\n";
-  gint64 growth;
+  guint count = MA_RSS_MEANINGFUL ? 200000 : 2000;
 
   for (guint i = 0; i < G_N_ELEMENTS (clean); i++)
     {
-      g_autofree char *shown = g_strchomp (g_strdup (clean[i]));
-      growth = rss_growth_after (f, client, clean[i], 200000);
-      g_test_message ("%s: RSS %+" G_GINT64_FORMAT " KiB after 200000", shown, growth);
+      g_autofree char *line = g_strchomp (g_strdup (clean[i]));
+      g_autofree char *shown = g_strescape (line, NULL);
+      gint64 growth = rss_growth_after (f, client, clean[i], count);
+      g_test_message ("%s: RSS %+" G_GINT64_FORMAT " KiB after %u", shown, growth, count);
       if (MA_RSS_MEANINGFUL)
         g_assert_cmpint (growth, <, 2048);
     }
-  growth = rss_growth_after (f, client, scalar_then_more, 200000);
-  g_test_message ("1[]: RSS %+" G_GINT64_FORMAT " KiB after 200000", growth);
-  if (MA_RSS_MEANINGFUL && growth >= 2048)
-    g_test_incomplete ("the JSON parser leaks on a scalar followed by more input "
-                       "(json-glib 1.6); see tests/RELIABILITY.md");
 }
 
 /* SIGTERM while a client floods: a clean exit, socket removed. */
