@@ -27,6 +27,7 @@ typedef struct
   gboolean marker;  /* write qemu-ga's marker when the test freezes, as qemu-ga does */
   gboolean enabled;
   gboolean nested;  /* a second ext4 on a loop device backed by a file on the first */
+  gboolean plugin;  /* a plugin directory with one oneshot test plugin, for quiesce */
 } Scenario;
 
 typedef struct
@@ -42,6 +43,7 @@ typedef struct
 {
   char *dir;
   char *rundir;
+  char *plugins; /* with Scenario.plugin */
   LoopFs outer;
   LoopFs inner; /* only with Scenario.nested */
   MaTestDaemon *daemon;
@@ -317,6 +319,37 @@ array_has_string (JsonArray *array, const char *s)
   return FALSE;
 }
 
+/* A oneshot plugin that logs its phases and succeeds: quiesce and thaw only, so that a phase
+ * added to the plugin contract later does not change what this test runs. Written the way
+ * tests/integration/test-quiesce.c writes its plugins (root-owned, 0755 script, 0644 manifest). */
+static void
+write_oneshot_plugin (Fixture *f, const char *name)
+{
+  g_autofree char *script_path = g_strdup_printf ("%s/%s.sh", f->plugins, name);
+  g_autofree char *manifest_path = g_strdup_printf ("%s/%s.plugin", f->plugins, name);
+  g_autofree char *script = g_strdup_printf ("#!/bin/sh\necho \"$MA_PLUGIN $1\" >> '%s/plugin.log'\n",
+                                             f->dir);
+  g_autofree char *manifest = g_strdup_printf ("[Plugin]\nName=%s\nExec=%s.sh\n"
+                                               "Protocol=oneshot\nPhases=quiesce;thaw\n",
+                                               name, name);
+
+  g_assert_true (g_file_set_contents (script_path, script, -1, NULL));
+  g_assert_cmpint (chmod (script_path, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (manifest_path, manifest, -1, NULL));
+  g_assert_cmpint (chmod (manifest_path, 0644), ==, 0);
+}
+
+static char *
+plugin_log (Fixture *f)
+{
+  g_autofree char *path = g_build_filename (f->dir, "plugin.log", NULL);
+  char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return g_strdup ("");
+  return text;
+}
+
 /* ---- fixture ---- */
 
 static void
@@ -352,6 +385,13 @@ fixture_setup (Fixture *f, gconstpointer data)
                           "\npoll-seconds=%" G_GINT64_FORMAT "\nmounts=%s%s%s\n",
                           sc->enabled ? "true" : "false", sc->limit, sc->poll, f->outer.mnt,
                           sc->nested ? ";" : "", sc->nested ? f->inner.mnt : "");
+  if (sc->plugin)
+    {
+      f->plugins = g_build_filename (f->dir, "plugins", NULL);
+      g_assert_cmpint (g_mkdir (f->plugins, 0755), ==, 0);
+      write_oneshot_plugin (f, "app");
+      g_string_append_printf (config, "[plugins]\ndirs=%s\n", f->plugins);
+    }
   /* qemu-ga's state directory is under the run dir of paths.h */
   g_setenv ("MA_RUNDIR", f->rundir, TRUE);
   f->daemon = ma_test_daemon_new (config->str);
@@ -379,6 +419,16 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_unsetenv ("MA_RUNDIR");
   loopfs_destroy (&f->inner);
   loopfs_destroy (&f->outer);
+  if (f->plugins != NULL)
+    {
+      g_autofree char *script = g_build_filename (f->plugins, "app.sh", NULL);
+      g_autofree char *manifest = g_build_filename (f->plugins, "app.plugin", NULL);
+      g_autofree char *log = g_build_filename (f->dir, "plugin.log", NULL);
+      g_unlink (script);
+      g_unlink (manifest);
+      g_unlink (log);
+      g_rmdir (f->plugins);
+    }
   if (f->rundir != NULL)
     {
       g_autofree char *marker = g_build_filename (f->rundir, MARKER, NULL);
@@ -387,6 +437,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
     }
   if (f->dir != NULL)
     g_rmdir (f->dir);
+  g_free (f->plugins);
   g_free (f->rundir);
   g_free (f->dir);
 }
@@ -515,6 +566,103 @@ test_renewal_defers (Fixture *f, gconstpointer data)
   g_assert_true (wait_writer (f, writer, WAIT_MS));
 }
 
+/* The orchestrator quiesced the applications and keeps renewing the quiesce lease (the
+ * `renew` command, not `freeze-guard {"renew": true}`) while qemu-ga's freeze is in force:
+ * each lease renewal restarts the guard's clock, so nothing is thawed while the orchestrator
+ * renews; one limit after its last renewal the guard thaws. */
+static void
+test_quiesce_renewal_defers (Fixture *f, gconstpointer data)
+{
+  const Scenario *sc = data;
+  g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
+  g_autoptr(JsonNode) quiesced = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(JsonObject) status = NULL;
+  g_autofree char *log = NULL;
+  gint64 start, renew_until, last_renewal = 0, waited;
+  gint64 first_renewal_real = 0, last_renewal_real = 0;
+  guint renewals = 0;
+  pid_t writer;
+
+  if (f->skipped)
+    return;
+  /* the lease is far longer than the test: only renewals can matter to the guard */
+  quiesced = ma_test_execute (client, "quiesce",
+                              "{\"operation\": \"op-guard\", \"lease_seconds\": 300}");
+  log = plugin_log (f);
+  g_assert_cmpstr (log, ==, "app quiesce\n");
+  freeze_like_qga (f, data, &f->outer);
+  writer = start_writer (f, f->outer.mnt);
+  wait_blocked (writer);
+
+  /* renew until the guard has seen the freeze, then for twice the limit and one second */
+  start = g_get_monotonic_time ();
+  renew_until = 0;
+  while (renew_until == 0 || g_get_monotonic_time () < renew_until)
+    {
+      g_autoptr(JsonNode) renewed = NULL;
+      g_autoptr(JsonObject) guard = NULL;
+      gint64 before = g_get_monotonic_time ();
+      gint64 renewal_real;
+
+      renewed = ma_test_execute (client, "renew", "{\"operation\": \"op-guard\"}");
+      g_assert_cmpstr (json_object_get_string_member (json_node_get_object (renewed), "operation"),
+                       ==, "op-guard");
+      last_renewal = before;
+      renewals++;
+      /* the status call does not renew; it shows what the renewal did to the guard */
+      guard = guard_status (client, NULL);
+      g_assert_cmpint (json_object_get_int_member (guard, "thaws"), ==, 0);
+      g_assert_true (json_object_has_member (guard, "last-renewal"));
+      renewal_real = json_object_get_int_member (guard, "last-renewal");
+      g_assert_cmpint (renewal_real, >=, last_renewal_real);
+      if (first_renewal_real == 0)
+        first_renewal_real = renewal_real;
+      last_renewal_real = renewal_real;
+      if (json_object_get_boolean_member (guard, "frozen"))
+        {
+          /* the clock restarted at this renewal: the guard counts from no earlier than
+           * `before`, so at least a limit minus the time since then is left */
+          double since = (double) (g_get_monotonic_time () - before) / G_USEC_PER_SEC;
+          g_assert_cmpfloat (json_object_get_double_member (guard, "seconds-until-thaw"), >=,
+                             (double) sc->limit - since - 0.001);
+          if (renew_until == 0)
+            renew_until = g_get_monotonic_time () + (sc->limit * 2 + 1) * G_USEC_PER_SEC;
+        }
+      g_assert_cmpint (g_get_monotonic_time () - start, <,
+                       WAIT_MS * 1000 + (sc->limit * 2 + 1) * G_USEC_PER_SEC);
+      g_usleep (200 * 1000);
+    }
+  /* the writer is still stuck: nothing was thawed while the orchestrator renewed */
+  {
+    g_autofree char *wchan = read_wchan (writer);
+    g_assert_cmpstr (wchan, ==, "percpu_rwsem_wait");
+  }
+  /* renewals over more than two limits moved the guard's last-renewal (whole seconds) */
+  g_assert_cmpint (last_renewal_real, >, first_renewal_real);
+  g_test_message ("%u lease renewals over %.1f s, the limit is %" G_GINT64_FORMAT " s", renewals,
+                  (double) (last_renewal - start) / G_USEC_PER_SEC, sc->limit);
+
+  event = wait_event (f, "FREEZE_GUARD_THAWED", WAIT_MS);
+  waited = g_get_monotonic_time () - last_renewal;
+  /* frozen for the whole renewal period, and thawed no sooner than one limit after the last
+   * renewal (the agent noted it after `before` was read, and thaws a limit after that) */
+  assert_thaw_event (event, f->outer.mnt, "qemu-ga-marker", (double) sc->limit * 2);
+  g_assert_cmpint (waited, >=, sc->limit * G_USEC_PER_SEC);
+  g_assert_true (wait_writer (f, writer, WAIT_MS));
+  /* the guard thaws filesystems, not applications: the plugin is still quiesced */
+  g_clear_pointer (&log, g_free);
+  log = plugin_log (f);
+  g_assert_cmpstr (log, ==, "app quiesce\n");
+  status = guard_status (client, NULL);
+  g_assert_cmpint (json_object_get_int_member (status, "thaws"), ==, 1);
+  g_clear_pointer (&quiesced, json_node_unref);
+  quiesced = ma_test_execute (client, "thaw", "{\"operation\": \"op-guard\"}");
+  g_clear_pointer (&log, g_free);
+  log = plugin_log (f);
+  g_assert_cmpstr (log, ==, "app quiesce\napp thaw\n");
+}
+
 /* Frozen, but no marker and nobody waiting: no evidence, no thaw, however long. */
 static void
 test_no_evidence_no_thaw (Fixture *f, gconstpointer data)
@@ -636,6 +784,8 @@ main (int argc, char **argv)
   static const Scenario marker = { .limit = 2, .poll = 0, .marker = TRUE, .enabled = TRUE };
   static const Scenario writers = { .limit = 2, .poll = 1, .marker = FALSE, .enabled = TRUE };
   static const Scenario renewal = { .limit = 2, .poll = 1, .marker = TRUE, .enabled = TRUE };
+  static const Scenario quiesce = { .limit = 2, .poll = 1, .marker = TRUE, .enabled = TRUE,
+                                    .plugin = TRUE };
   static const Scenario quiet = { .limit = 1, .poll = 1, .marker = FALSE, .enabled = TRUE };
   static const Scenario disabled = { .limit = 1, .poll = 1, .marker = TRUE, .enabled = FALSE };
   static const Scenario nested = { .limit = 2, .poll = 0, .marker = TRUE, .enabled = TRUE,
@@ -648,6 +798,7 @@ main (int argc, char **argv)
   ADD ("/freeze-guard/marker-thaws", test_marker_thaws, marker);
   ADD ("/freeze-guard/blocked-writers-thaw", test_blocked_writers_thaw, writers);
   ADD ("/freeze-guard/renewal-defers", test_renewal_defers, renewal);
+  ADD ("/freeze-guard/quiesce-renewal-defers", test_quiesce_renewal_defers, quiesce);
   ADD ("/freeze-guard/no-evidence-no-thaw", test_no_evidence_no_thaw, quiet);
   ADD ("/freeze-guard/disabled", test_disabled, disabled);
   ADD ("/freeze-guard/nested-order", test_nested_order, nested);
