@@ -257,23 +257,38 @@ class JsonStream:
         self.sock.close()
 
 
+def sync_delimited(stream, command, who, timeout):
+    """COMMAND (guest-sync-delimited or sync-delimited) until the peer answers
+    with our id: the 0xFF it sends first marks where its reply starts, after
+    whatever stale bytes a previous connection left. The peer may not be
+    listening yet, so retry with short waits."""
+    until = time.monotonic() + timeout
+    while True:
+        sid = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+        stream.send({"execute": command, "arguments": {"id": sid}}, prefix=b"\xff")
+        try:
+            step = min(until, time.monotonic() + 2)
+            while True:
+                stream.skip_to_ff(step)
+                r = stream.recv(step)
+                if r.get("return") == sid:
+                    return
+        except TimeoutError:
+            if time.monotonic() > until:
+                raise VMError("%s did not answer %s in %d s" % (who, command, timeout))
+
+
 class QMPError(VMError):
     pass
 
 
-class QMP:
-    def __init__(self, path, timeout=BOOT_TIMEOUT):
-        until = time.monotonic() + timeout
-        self.s = JsonStream(connect_unix(path, until))
-        self.events = []
-        greeting = self.s.recv(until)
-        if "QMP" not in greeting:
-            raise VMError("no QMP greeting: %r" % greeting)
-        self.cmd("qmp_capabilities")
-        self._id = 0
+class IdClient:
+    """A QMP-style connection whose requests carry an id: events that arrive
+    meanwhile are kept in self.events, replies to other ids are skipped.
+    Subclasses set self.s (a JsonStream), self.events and self._id."""
 
     def cmd(self, name, timeout=CMD_TIMEOUT, **args):
-        self._id = getattr(self, "_id", 0) + 1
+        self._id += 1
         msg = {"execute": name, "id": self._id}
         if args:
             msg["arguments"] = args
@@ -294,6 +309,18 @@ class QMP:
         self.s.close()
 
 
+class QMP(IdClient):
+    def __init__(self, path, timeout=BOOT_TIMEOUT):
+        until = time.monotonic() + timeout
+        self.s = JsonStream(connect_unix(path, until))
+        self.events = []
+        self._id = 0
+        greeting = self.s.recv(until)
+        if "QMP" not in greeting:
+            raise VMError("no QMP greeting: %r" % greeting)
+        self.cmd("qmp_capabilities")
+
+
 class QGA:
     """qemu-ga client over the host end of the org.qemu.guest_agent.0 port."""
 
@@ -303,23 +330,7 @@ class QGA:
         self.sync(timeout)
 
     def sync(self, timeout=BOOT_TIMEOUT):
-        """guest-sync-delimited until the guest answers with our id; the
-        guest may not be listening yet, so retry with short waits."""
-        until = time.monotonic() + timeout
-        while True:
-            sid = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-            self.s.send({"execute": "guest-sync-delimited", "arguments": {"id": sid}},
-                        prefix=b"\xff")
-            try:
-                step = min(until, time.monotonic() + 2)
-                while True:
-                    self.s.skip_to_ff(step)
-                    r = self.s.recv(step)
-                    if r.get("return") == sid:
-                        return
-            except TimeoutError:
-                if time.monotonic() > until:
-                    raise VMError("qemu-ga did not answer guest-sync-delimited in %d s" % timeout)
+        sync_delimited(self.s, "guest-sync-delimited", "qemu-ga", timeout)
 
     def cmd(self, name, timeout=CMD_TIMEOUT, **args):
         msg = {"execute": name}
@@ -536,7 +547,7 @@ def migrate(src, dst, timeout=MIGRATE_TIMEOUT, **caps):
     return info
 
 
-class Agent:
+class Agent(IdClient):
     """A raw protocol connection to the agent's port (host side), for
     latency measurements without the client's process start-up."""
 
@@ -559,42 +570,7 @@ class Agent:
             RETRIED.append(("sync-delimited (raw connection)", attempts))
 
     def sync(self, timeout=CMD_TIMEOUT):
-        until = time.monotonic() + timeout
-        while True:
-            sid = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-            self.s.send({"execute": "sync-delimited", "arguments": {"id": sid}},
-                        prefix=b"\xff")
-            try:
-                step = min(until, time.monotonic() + 2)
-                while True:
-                    self.s.skip_to_ff(step)
-                    r = self.s.recv(step)
-                    if r.get("return") == sid:
-                        return
-            except TimeoutError:
-                if time.monotonic() > until:
-                    raise VMError("the agent did not answer sync-delimited in %d s" % timeout)
-
-    def cmd(self, name, timeout=CMD_TIMEOUT, **args):
-        self._id += 1
-        msg = {"execute": name, "id": self._id}
-        if args:
-            msg["arguments"] = args
-        self.s.send(msg)
-        until = time.monotonic() + timeout
-        while True:
-            r = self.s.recv(until)
-            if "event" in r:
-                self.events.append(r)
-                continue
-            if r.get("id") != self._id:
-                continue
-            if "error" in r:
-                raise QMPError("%s: %s" % (name, r["error"].get("desc")))
-            return r.get("return")
-
-    def close(self):
-        self.s.close()
+        sync_delimited(self.s, "sync-delimited", "the agent", timeout)
 
 
 # --------------------------------------------------------------------------
