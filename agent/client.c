@@ -19,6 +19,7 @@ struct _MaClient
   GByteArray *in;
   GQueue events; /* JsonNode* */
   gint64 next_id;
+  gsize scanned; /* bytes of `in` known to hold no newline */
 };
 
 static gboolean
@@ -160,14 +161,19 @@ client_read_line_until (MaClient *self, gint64 deadline, gboolean *timed_out, GE
   *timed_out = FALSE;
   for (;;)
     {
-      guint8 *nl = self->in->len > 0 ? memchr (self->in->data, '\n', self->in->len) : NULL;
+      /* a large reply arrives in many reads: each one is searched once */
+      guint8 *nl = self->in->len > self->scanned
+                     ? memchr (self->in->data + self->scanned, '\n', self->in->len - self->scanned)
+                     : NULL;
       if (nl != NULL)
         {
           gsize len = (gsize) (nl - self->in->data);
           char *line = g_strndup ((const char *) self->in->data, len);
           g_byte_array_remove_range (self->in, 0, (guint) len + 1);
+          self->scanned = 0;
           return line;
         }
+      self->scanned = self->in->len;
       if (!client_fill (self, deadline, timed_out, error))
         return NULL;
     }
@@ -184,9 +190,90 @@ ma_client_read_line (MaClient *self, int timeout_ms, GError **error)
   return line;
 }
 
-/* Read messages until the reply with this id; events are queued. */
-static JsonNode *
-client_wait_reply (MaClient *self, gint64 id, GError **error)
+typedef enum
+{
+  LINE_SKIP,  /* an event (queued), a stale reply or garbage: read on */
+  LINE_REPLY, /* the reply: its return */
+  LINE_ERROR, /* the reply: an error */
+} LineKind;
+
+/* One message parsed: an event is queued, our reply gives its return (a copy). */
+static LineKind
+client_take_message (MaClient *self, gint64 id, JsonNode *node, JsonNode **ret, GError **error)
+{
+  JsonObject *obj;
+  JsonNode *id_node;
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    return LINE_SKIP;
+  obj = json_node_get_object (node);
+  if (json_object_has_member (obj, "event"))
+    {
+      g_queue_push_tail (&self->events, json_node_ref (node));
+      return LINE_SKIP;
+    }
+  id_node = json_object_has_member (obj, "id") ? json_object_get_member (obj, "id") : NULL;
+  if (id_node == NULL)
+    {
+      /* an error about a request the agent could not parse: ours, if nothing else is pending */
+      JsonObject *err = NULL;
+      const char *desc = "unknown error";
+      if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
+        {
+          ma_json_get_string (err, "desc", &desc, NULL);
+          g_set_error (error, MA_ERROR, MA_ERROR_GENERIC, "%s", desc);
+          return LINE_ERROR;
+        }
+      return LINE_SKIP;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (id_node) || json_node_get_value_type (id_node) != G_TYPE_INT64
+      || json_node_get_int (id_node) != id)
+    return LINE_SKIP; /* a stale reply from before a resync */
+  if (json_object_has_member (obj, "error"))
+    {
+      JsonObject *err = NULL;
+      const char *klass = "GenericError", *desc = "unknown error";
+      if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
+        {
+          ma_json_get_string (err, "class", &klass, NULL);
+          ma_json_get_string (err, "desc", &desc, NULL);
+        }
+      g_set_error (error, MA_ERROR, ma_error_from_class (klass), "%s", desc);
+      return LINE_ERROR;
+    }
+  if (!json_object_has_member (obj, "return"))
+    return LINE_SKIP;
+  *ret = json_node_copy (json_object_get_member (obj, "return"));
+  return LINE_REPLY;
+}
+
+/* Our reply found in the text without a tree: its return as written. LINE_ERROR (no error
+ * set) when the line needs a parse: an event, an error, anything unusual. */
+static LineKind
+client_take_message_text (gint64 id, const char *line, gsize len, char **text)
+{
+  static const char *const names[] = { "return", "id", "event", "error", NULL };
+  MaJsonSpan spans[G_N_ELEMENTS (names) - 1];
+  char want[24];
+  gsize want_len;
+
+  if (!ma_json_find_members (line, len, names, spans, NULL))
+    return LINE_SKIP; /* not one JSON object: ma_json_parse () would refuse it too */
+  if (spans[2].len > 0 || spans[3].len > 0 || spans[1].len == 0)
+    return LINE_ERROR;
+  want_len = (gsize) g_snprintf (want, sizeof want, "%" G_GINT64_FORMAT, id);
+  if (spans[1].len != want_len || memcmp (line + spans[1].offset, want, want_len) != 0)
+    return LINE_ERROR; /* another id, or one written otherwise: the tree decides */
+  if (spans[0].len == 0)
+    return LINE_SKIP;
+  *text = g_strndup (line + spans[0].offset, spans[0].len);
+  return LINE_REPLY;
+}
+
+/* Read messages until the reply with this id; events are queued. Its return as a tree, or
+ * (text given) as the text the agent wrote, checked but never parsed into a tree. */
+static gboolean
+client_wait_reply_full (MaClient *self, gint64 id, JsonNode **ret, char **text, GError **error)
 {
   gint64 deadline = deadline_from ((int) self->timeout_ms);
 
@@ -195,8 +282,8 @@ client_wait_reply (MaClient *self, gint64 id, GError **error)
       gboolean timed_out;
       g_autofree char *line = client_read_line_until (self, deadline, &timed_out, error);
       g_autoptr(JsonNode) node = NULL;
-      JsonObject *obj;
-      JsonNode *id_node;
+      g_autoptr(JsonNode) tree = NULL;
+      LineKind kind;
       char *start;
 
       if (line == NULL)
@@ -204,53 +291,39 @@ client_wait_reply (MaClient *self, gint64 id, GError **error)
           if (timed_out)
             g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                          "no answer from the agent within %u ms", self->timeout_ms);
-          return NULL;
+          return FALSE;
         }
       /* a 0xFF (sync-delimited) starts a fresh stream: drop what precedes it */
       start = strrchr (line, (char) MA_PROTOCOL_RESET_BYTE);
       start = start != NULL ? start + 1 : line;
+      if (text != NULL)
+        {
+          kind = client_take_message_text (id, start, strlen (start), text);
+          if (kind == LINE_REPLY)
+            return TRUE;
+          if (kind == LINE_SKIP)
+            continue;
+        }
       node = ma_json_parse (start, strlen (start), NULL);
-      if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+      kind = client_take_message (self, id, node, &tree, error);
+      if (kind == LINE_ERROR)
+        return FALSE;
+      if (kind == LINE_SKIP)
         continue;
-      obj = json_node_get_object (node);
-      if (json_object_has_member (obj, "event"))
-        {
-          g_queue_push_tail (&self->events, g_steal_pointer (&node));
-          continue;
-        }
-      id_node = json_object_has_member (obj, "id") ? json_object_get_member (obj, "id") : NULL;
-      if (id_node == NULL)
-        {
-          /* an error about a request the agent could not parse: ours, if nothing else is pending */
-          JsonObject *err = NULL;
-          const char *desc = "unknown error";
-          if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
-            {
-              ma_json_get_string (err, "desc", &desc, NULL);
-              g_set_error (error, MA_ERROR, MA_ERROR_GENERIC, "%s", desc);
-              return NULL;
-            }
-          continue;
-        }
-      if (!JSON_NODE_HOLDS_VALUE (id_node) || json_node_get_value_type (id_node) != G_TYPE_INT64
-          || json_node_get_int (id_node) != id)
-        continue; /* a stale reply from before a resync */
-      if (json_object_has_member (obj, "error"))
-        {
-          JsonObject *err = NULL;
-          const char *klass = "GenericError", *desc = "unknown error";
-          if (ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
-            {
-              ma_json_get_string (err, "class", &klass, NULL);
-              ma_json_get_string (err, "desc", &desc, NULL);
-            }
-          g_set_error (error, MA_ERROR, ma_error_from_class (klass), "%s", desc);
-          return NULL;
-        }
-      if (!json_object_has_member (obj, "return"))
-        continue;
-      return json_node_copy (json_object_get_member (obj, "return"));
+      if (text != NULL)
+        *text = ma_json_to_string (tree);
+      else
+        *ret = g_steal_pointer (&tree);
+      return TRUE;
     }
+}
+
+static JsonNode *
+client_wait_reply (MaClient *self, gint64 id, GError **error)
+{
+  JsonNode *ret = NULL;
+
+  return client_wait_reply_full (self, id, &ret, NULL, error) ? ret : NULL;
 }
 
 static gboolean
@@ -304,6 +377,17 @@ ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError
   if (!client_send (self, command, args, id, FALSE, error))
     return NULL;
   return client_wait_reply (self, id, error);
+}
+
+char *
+ma_client_execute_text (MaClient *self, const char *command, JsonObject *args, GError **error)
+{
+  gint64 id = self->next_id++;
+  char *text = NULL;
+
+  if (!client_send (self, command, args, id, FALSE, error))
+    return NULL;
+  return client_wait_reply_full (self, id, NULL, &text, error) ? text : NULL;
 }
 
 JsonNode *

@@ -25,6 +25,11 @@ gboolean ma_client_sync (MaClient *self, GError **error);
  * becomes MA_ERROR with the code of its class (ma_error_from_class) and its desc. */
 JsonNode *ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError **error);
 
+/* The same, but the "return" member as the agent wrote it (one line of JSON text, checked
+ * strictly, never built into a tree): for large replies printed as they are. */
+char *ma_client_execute_text (MaClient *self, const char *command, JsonObject *args,
+                              GError **error);
+
 /* Next event (queued while executing, or read now), or NULL at timeout (no error)
  * or on a connection error (error set). timeout_ms < 0 waits forever. */
 JsonNode *ma_client_next_event (MaClient *self, int timeout_ms, GError **error);

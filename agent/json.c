@@ -112,6 +112,60 @@ ma_json_get_bool (JsonObject *obj, const char *member, gboolean *out, GError **e
   return TRUE;
 }
 
+JsonArray *
+ma_json_array_or_null (JsonObject *obj, const char *member)
+{
+  JsonArray *array = NULL;
+
+  if (obj == NULL || !ma_json_get_array (obj, member, &array, NULL))
+    return NULL;
+  return array;
+}
+
+const char *
+ma_json_string_or_null (JsonObject *obj, const char *member)
+{
+  const char *value = NULL;
+
+  if (obj == NULL || !ma_json_get_string (obj, member, &value, NULL))
+    return NULL;
+  return value;
+}
+
+gint64
+ma_json_int_or (JsonObject *obj, const char *member, gint64 def)
+{
+  gint64 value = def;
+
+  if (obj == NULL || !ma_json_get_int (obj, member, &value, NULL))
+    return def;
+  return value;
+}
+
+gboolean
+ma_json_bool_or (JsonObject *obj, const char *member, gboolean def)
+{
+  gboolean value = def;
+
+  if (obj == NULL || !ma_json_get_bool (obj, member, &value, NULL))
+    return def;
+  return value;
+}
+
+guint
+ma_json_array_length (JsonArray *array)
+{
+  return array != NULL ? json_array_get_length (array) : 0;
+}
+
+JsonObject *
+ma_json_array_object (JsonArray *array, guint i)
+{
+  JsonNode *node = json_array_get_element (array, i);
+
+  return JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+}
+
 gboolean
 ma_json_get_object (JsonObject *obj, const char *member, JsonObject **out, GError **error)
 {
@@ -432,6 +486,31 @@ ma_json_text_depth (const char *text, gsize len)
   return max_depth;
 }
 
+/* What ma_json_parse () refuses before its syntax check: bad UTF-8, depth, lossy escapes. */
+static gboolean
+check_text (const char *text, gsize len, GError **error)
+{
+  if (!g_utf8_validate_len (text, len, NULL))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, input is not valid UTF-8");
+      return FALSE;
+    }
+  if (ma_json_text_depth (text, len) > MA_JSON_MAX_DEPTH)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_TOO_LARGE,
+                   "JSON parse error, nesting deeper than %d", MA_JSON_MAX_DEPTH);
+      return FALSE;
+    }
+  if (text_has_bad_escape (text, len))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "JSON parse error, invalid \\u escape or NUL character in a string");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 JsonNode *
 ma_json_parse (const char *text, gsize len, GError **error)
 {
@@ -439,25 +518,7 @@ ma_json_parse (const char *text, gsize len, GError **error)
   g_autoptr(GError) local_error = NULL;
   JsonNode *root;
 
-  if (!g_utf8_validate_len (text, len, NULL))
-    {
-      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                           "JSON parse error, input is not valid UTF-8");
-      return NULL;
-    }
-  if (ma_json_text_depth (text, len) > MA_JSON_MAX_DEPTH)
-    {
-      g_set_error (error, MA_ERROR, MA_ERROR_TOO_LARGE,
-                   "JSON parse error, nesting deeper than %d", MA_JSON_MAX_DEPTH);
-      return NULL;
-    }
-  if (text_has_bad_escape (text, len))
-    {
-      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                           "JSON parse error, invalid \\u escape or NUL character in a string");
-      return NULL;
-    }
-  if (!check_syntax (text, len, error))
+  if (!check_text (text, len, error) || !check_syntax (text, len, error))
     return NULL;
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, text, (gssize) len, &local_error))
@@ -474,6 +535,73 @@ ma_json_parse (const char *text, gsize len, GError **error)
       return NULL;
     }
   return json_node_copy (root);
+}
+
+gboolean
+ma_json_find_members (const char *text, gsize len, const char *const *names, MaJsonSpan *spans,
+                      GError **error)
+{
+  MaJsonScan s = { text, len, 0 };
+  gboolean ok = TRUE;
+
+  for (guint k = 0; names[k] != NULL; k++)
+    spans[k] = (MaJsonSpan){ 0, 0 };
+  if (!check_text (text, len, error))
+    return FALSE;
+  if (len >= 3 && memcmp (text, "\xef\xbb\xbf", 3) == 0)
+    s.i = 3;
+  if (!scan_char (&s, '{'))
+    ok = FALSE;
+  else if (!scan_char (&s, '}'))
+    {
+      do
+        {
+          gsize name_start, name_len, value_start;
+
+          scan_blanks (&s);
+          if (s.i >= s.len || s.text[s.i] != '"')
+            {
+              ok = FALSE;
+              break;
+            }
+          name_start = s.i + 1;
+          if (!scan_string (&s))
+            {
+              ok = FALSE;
+              break;
+            }
+          name_len = s.i - 1 - name_start; /* s.i is past the closing quote */
+          if (!scan_char (&s, ':'))
+            {
+              ok = FALSE;
+              break;
+            }
+          scan_blanks (&s);
+          value_start = s.i;
+          if (!scan_value (&s, 2))
+            {
+              ok = FALSE;
+              break;
+            }
+          for (guint k = 0; names[k] != NULL; k++)
+            if (strlen (names[k]) == name_len && memcmp (text + name_start, names[k], name_len) == 0)
+              spans[k] = (MaJsonSpan){ value_start, s.i - value_start };
+        }
+      while (scan_char (&s, ','));
+      ok = ok && scan_char (&s, '}');
+    }
+  if (ok)
+    {
+      scan_blanks (&s);
+      ok = s.i == len;
+    }
+  if (!ok)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "JSON parse error, not one JSON object (at byte %" G_GSIZE_FORMAT ")", s.i);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 void

@@ -19,6 +19,17 @@ gboolean ma_json_get_array (JsonObject *obj, const char *member, JsonArray **out
 /* A list of strings; *out is a new NULL-terminated vector or left NULL when absent. */
 gboolean ma_json_get_strv (JsonObject *obj, const char *member, char ***out, GError **error);
 
+/* Lenient readers for documents the agent wrote itself (snapshots kept in the state dir, which may
+ * be damaged on disk): a missing or mistyped member reads as NULL / 0 / the default given, and a
+ * NULL object or array reads as empty. */
+JsonArray *ma_json_array_or_null (JsonObject *obj, const char *member);
+const char *ma_json_string_or_null (JsonObject *obj, const char *member);
+gint64 ma_json_int_or (JsonObject *obj, const char *member, gint64 def);
+gboolean ma_json_bool_or (JsonObject *obj, const char *member, gboolean def);
+guint ma_json_array_length (JsonArray *array);
+/* Element i of array when it is an object, else NULL. */
+JsonObject *ma_json_array_object (JsonArray *array, guint i);
+
 /* Same, but an absent member is an error. */
 gboolean ma_json_require_string (JsonObject *obj, const char *member, const char **out, GError **error);
 
@@ -30,6 +41,20 @@ guint ma_json_text_depth (const char *text, gsize len);
 
 /* Parse text that must be valid UTF-8, at most MA_JSON_MAX_DEPTH deep. */
 JsonNode *ma_json_parse (const char *text, gsize len, GError **error);
+
+/* Where a member's value lies in the JSON text of an object: offset and length in bytes. */
+typedef struct
+{
+  gsize offset;
+  gsize len; /* 0 when the member is absent */
+} MaJsonSpan;
+
+/* The values of some members of one JSON object, found in its text without building a tree
+ * (a large reply passed on as the agent wrote it). The text is checked as ma_json_parse ()
+ * checks it; names are NULL-terminated, plain ASCII, matched against member names written
+ * without escapes; a repeated member gives its last value, as json-glib does. */
+gboolean ma_json_find_members (const char *text, gsize len, const char *const *names,
+                               MaJsonSpan *spans, GError **error);
 
 /* One-line serialisation (no trailing newline). */
 char *ma_json_to_string (JsonNode *node);

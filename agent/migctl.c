@@ -201,6 +201,20 @@ main (int argc, char **argv)
   if (g_strcmp0 (command, "watch") == 0)
     return run_watch (client, args, json_output);
 
+  /* --json prints the return as the agent wrote it: a blockers report of megabytes needs no
+   * tree (validate's verdict is read for the exit status) */
+  if (json_output && g_strcmp0 (command, "validate") != 0)
+    {
+      g_autofree char *text = ma_client_execute_text (client, command, args, &error);
+      if (text == NULL)
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+        }
+      fputs (text, stdout);
+      fputc ('\n', stdout);
+      return MIGCTL_EXIT_OK;
+    }
   ret = ma_client_execute (client, command, args, &error);
   if (ret == NULL)
     {

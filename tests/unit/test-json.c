@@ -226,6 +226,77 @@ test_raw_node (void)
   g_assert_null (ma_json_raw_node_get_text (node));
 }
 
+/* A member's value found in the text is what a parse and our generator make of it, and the
+ * finder refuses what ma_json_parse () refuses. */
+static void
+test_find_members (void)
+{
+  static const char *const names[] = { "return", "id", "event", NULL };
+  static const char *const objects[] = {
+    "{\"return\":{\"locks\":[{\"path\":\"/a\\nb\"}],\"n\":1.5},\"id\":7}",
+    " {\"id\" : 12 ,\t\"return\" :\n[1,\"}\",{\"return\":2}] } ",
+    "\xef\xbb\xbf{\"x\":null,\"return\":\"a\\u00e9\\\"\",\"return\":true}",
+    "{\"retur\":1,\"returnx\":2,\"event\":\"E\"}",
+    "{}",
+  };
+  static const char *const refused[] = {
+    "[1]", "{\"return\":1}{}", "{\"return\":1,}", "{\"return\":\"\\u0000\"}",
+    "{\"return\":\"\xff\"}", "{'return':1}", "{\"return\":01}", "",
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (objects); i++)
+    {
+      MaJsonSpan spans[G_N_ELEMENTS (names) - 1];
+      g_autoptr(GError) error = NULL;
+      g_autoptr(JsonNode) node = ma_json_parse (objects[i], strlen (objects[i]), &error);
+      JsonObject *obj;
+
+      g_test_message ("object %u", i);
+      g_assert_no_error (error);
+      g_assert_true (ma_json_find_members (objects[i], strlen (objects[i]), names, spans, &error));
+      g_assert_no_error (error);
+      obj = json_node_get_object (node);
+      for (guint k = 0; names[k] != NULL; k++)
+        {
+          g_autofree char *found = g_strndup (objects[i] + spans[k].offset, spans[k].len);
+          g_autofree char *expected = NULL;
+          g_autoptr(JsonNode) reparsed = NULL;
+          g_autofree char *again = NULL;
+
+          if (!json_object_has_member (obj, names[k]))
+            {
+              g_assert_cmpuint (spans[k].len, ==, 0);
+              continue;
+            }
+          expected = ma_json_to_string (json_object_get_member (obj, names[k]));
+          reparsed = ma_json_parse (found, strlen (found), &error);
+          g_assert_no_error (error);
+          again = ma_json_to_string (reparsed);
+          g_assert_cmpstr (again, ==, expected);
+        }
+    }
+  /* written by our generator, the span is the generator's text itself */
+  {
+    const char *text = "{\"return\":{\"a\":[1,2.5,\"x\"],\"b\":null},\"id\":3}";
+    MaJsonSpan spans[G_N_ELEMENTS (names) - 1];
+
+    g_assert_true (ma_json_find_members (text, strlen (text), names, spans, NULL));
+    g_assert_cmpuint (spans[0].offset, ==, 10);
+    g_assert_cmpuint (spans[0].len, ==, strlen ("{\"a\":[1,2.5,\"x\"],\"b\":null}"));
+    g_assert_cmpuint (spans[1].len, ==, 1);
+    g_assert_cmpuint (spans[2].len, ==, 0);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      MaJsonSpan spans[G_N_ELEMENTS (names) - 1];
+      g_autoptr(GError) error = NULL;
+
+      g_test_message ("refused %u", i);
+      g_assert_false (ma_json_find_members (refused[i], strlen (refused[i]), names, spans, &error));
+      g_assert_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -236,5 +307,6 @@ main (int argc, char **argv)
   g_test_add_func ("/json/parse/strict", test_parse_strict);
   g_test_add_func ("/json/safe-string", test_safe_string);
   g_test_add_func ("/json/raw-node", test_raw_node);
+  g_test_add_func ("/json/find-members", test_find_members);
   return g_test_run ();
 }
