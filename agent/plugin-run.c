@@ -249,9 +249,11 @@ handle_reply (MaPluginProcess *self, const char *line)
   else if (!self->result->ok)
     self->result->detail = g_strdup_printf ("answered status \"%s\"", reply->status);
 
-  if (self->result->phase == MA_PLUGIN_PHASE_QUIESCE && self->result->ok)
+  if ((self->result->phase == MA_PLUGIN_PHASE_QUIESCE && self->result->ok)
+      || self->result->phase == MA_PLUGIN_PHASE_RENEW)
     {
-      /* keeps its application quiesced until thaw (or its stdin closes) */
+      /* keeps its application quiesced until thaw (or its stdin closes); after a failed
+       * renew too: the caller releases the operation, and that thaw goes through here */
       process_finish_phase (self);
       return;
     }
@@ -709,6 +711,25 @@ ma_plugin_run_phase (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *
       if (phase == MA_PLUGIN_PHASE_THAW && session != NULL && *session != NULL)
         ma_plugin_process_abandon (g_steal_pointer (session));
       answer_later (result, done, user_data);
+      return;
+    }
+
+  if (plugin->protocol == MA_PLUGIN_SESSION && phase == MA_PLUGIN_PHASE_RENEW)
+    {
+      /* one more line to the session holding the application; it stays in *session */
+      process = session != NULL ? *session : NULL;
+      if (process == NULL || process->exited || process->stdin_pipe == NULL
+          || process->result != NULL)
+        {
+          result = result_new (plugin, phase);
+          result->detail = g_strdup (process == NULL          ? "no session is running"
+                                     : process->result != NULL ? "the session is busy with "
+                                                                 "another phase"
+                                                               : "the session has ended");
+          answer_later (result, done, user_data);
+          return;
+        }
+      process_begin_phase (process, phase, ctx, done, user_data);
       return;
     }
 

@@ -41,8 +41,8 @@ typedef void (*MaPhaseDoneFunc) (MaPhaseResult *result, gpointer user_data);
 
 /* Run one phase, answering through done on a later main-loop turn (never before
  * returning). For session plugins *session keeps the process between quiesce and thaw:
- * quiesce stores it there, thaw takes it (and ends it), and check/validate use a
- * process of their own. Phases the plugin lacks answer ok with skipped set. */
+ * quiesce stores it there, renew talks to it and leaves it there, thaw takes it (and
+ * ends it), and check/validate use a process of their own. Phases the plugin lacks answer ok with skipped set. */
 void ma_plugin_run_phase (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ctx,
                           MaPluginProcess **session, MaPhaseDoneFunc done, gpointer user_data);
 

@@ -15,13 +15,15 @@
 #include "json.h"
 
 #define PLUGIN_GROUP "Plugin"
-#define ALL_PHASES ((1u << MA_PLUGIN_N_PHASES) - 1)
+/* Phases= absent: every phase but renew, which a plugin must ask for */
+#define DEFAULT_PHASES (((1u << MA_PLUGIN_N_PHASES) - 1) & ~(1u << MA_PLUGIN_PHASE_RENEW))
 
 static const char *const phase_names[] = {
   [MA_PLUGIN_PHASE_CHECK] = "check",
   [MA_PLUGIN_PHASE_QUIESCE] = "quiesce",
   [MA_PLUGIN_PHASE_THAW] = "thaw",
   [MA_PLUGIN_PHASE_VALIDATE] = "validate",
+  [MA_PLUGIN_PHASE_RENEW] = "renew",
 };
 
 static const char *const timeout_keys[] = {
@@ -29,12 +31,13 @@ static const char *const timeout_keys[] = {
   [MA_PLUGIN_PHASE_QUIESCE] = "QuiesceTimeout",
   [MA_PLUGIN_PHASE_THAW] = "ThawTimeout",
   [MA_PLUGIN_PHASE_VALIDATE] = "ValidateTimeout",
+  [MA_PLUGIN_PHASE_RENEW] = "RenewTimeout",
 };
 
 static const char *const known_keys[] = {
   "Name", "Description", "Exec", "Protocol", "Order", "After", "Before", "Timeout",
-  "CheckTimeout", "QuiesceTimeout", "ThawTimeout", "ValidateTimeout", "Phases", "Hook",
-  "User", "EnvironmentFile", "Enabled", NULL,
+  "CheckTimeout", "QuiesceTimeout", "ThawTimeout", "ValidateTimeout", "RenewTimeout", "Phases",
+  "Hook", "User", "EnvironmentFile", "Enabled", NULL,
 };
 
 /* Variables the agent sets itself; an EnvironmentFile may not replace them. */
@@ -422,14 +425,15 @@ plugin_parse (MaPlugin *plugin, GKeyFile *kf, const char *dir, GError **error)
 
   phases = get_list (kf, "Phases");
   if (phases[0] == NULL)
-    plugin->phases = ALL_PHASES;
+    plugin->phases = DEFAULT_PHASES;
   for (guint i = 0; phases[i] != NULL; i++)
     {
       MaPluginPhase phase;
       if (!ma_plugin_phase_from_string (phases[i], &phase))
         {
           g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                       "Phases: unknown phase '%s' (check, quiesce, thaw, validate)", phases[i]);
+                       "Phases: unknown phase '%s' (check, quiesce, thaw, validate, renew)",
+                       phases[i]);
           return FALSE;
         }
       plugin->phases |= 1u << phase;

@@ -22,6 +22,7 @@ typedef enum
   MA_PLUGIN_PHASE_QUIESCE,
   MA_PLUGIN_PHASE_THAW,
   MA_PLUGIN_PHASE_VALIDATE,
+  MA_PLUGIN_PHASE_RENEW, /* optional: declared in Phases= only, never a default */
   MA_PLUGIN_N_PHASES,
 } MaPluginPhase;
 

@@ -74,6 +74,7 @@ typedef enum
 {
   OP_QUIESCING,
   OP_QUIESCED,
+  OP_RENEWING, /* quiesced; the plugins' renew phase runs, the lease clock is stopped */
   OP_RELEASING,
 } MaOpState;
 
@@ -97,15 +98,22 @@ struct _MaOperation
   MaOpState state;
   GPtrArray *quiesce_calls; /* MaCall* */
   GPtrArray *thaw_calls;    /* MaCall* */
+  GPtrArray *renew_calls;   /* MaCall*: the renew waiting for its plugins */
   GPtrArray *journaled;     /* names of oneshot plugins whose quiesce started */
   char *failure;            /* why the quiesce failed */
   gboolean failure_timeout;
+  guint renew_lease;        /* the lease the running renew asked for */
+  gint64 renew_started;     /* monotonic µs: the new lease counts from here */
+  char *renew_failure;      /* why the renew failed: the operation was released for it */
+  gboolean renew_failure_timeout;
   gboolean release_requested;
   char *release_reason;
   MaState release_state;
   double quiesce_seconds;
   JsonArray *quiesce_results;
   JsonArray *thaw_results;
+  JsonArray *renew_results; /* the last renew's phase results */
+  double renew_seconds;
 };
 
 static void operation_release (MaOperation *op, const char *reason, MaState state);
@@ -281,7 +289,8 @@ on_item_done (MaPhaseResult *result, gpointer user_data)
   record_last (batch->q, result);
   if (!result->ok)
     {
-      if (batch->phase == MA_PLUGIN_PHASE_QUIESCE || batch->phase == MA_PLUGIN_PHASE_THAW)
+      if (batch->phase == MA_PLUGIN_PHASE_QUIESCE || batch->phase == MA_PLUGIN_PHASE_THAW
+          || batch->phase == MA_PLUGIN_PHASE_RENEW)
         emit_plugin_failed (batch->q, result, batch->operation);
       if (batch->stop_on_failure)
         batch->stopped = TRUE;
@@ -395,12 +404,15 @@ operation_free (MaOperation *op)
   g_ptr_array_unref (op->nodes);
   g_ptr_array_unref (op->quiesce_calls);
   g_ptr_array_unref (op->thaw_calls);
+  g_ptr_array_unref (op->renew_calls);
   g_ptr_array_unref (op->journaled);
   g_clear_pointer (&op->quiesce_results, json_array_unref);
   g_clear_pointer (&op->thaw_results, json_array_unref);
+  g_clear_pointer (&op->renew_results, json_array_unref);
   ma_plugin_set_unref (op->set);
   g_free (op->id);
   g_free (op->failure);
+  g_free (op->renew_failure);
   g_free (op->release_reason);
   g_free (op);
 }
@@ -422,7 +434,7 @@ op_names (MaOperation *op, gboolean only_quiesced)
 static double
 op_expires_in (MaOperation *op)
 {
-  if (op->state != OP_QUIESCED)
+  if (op->state != OP_QUIESCED && op->state != OP_RENEWING)
     return op->lease_seconds;
   return MAX (0.0, (double) (op->expires_at - g_get_monotonic_time ()) / G_USEC_PER_SEC);
 }
@@ -430,7 +442,7 @@ op_expires_in (MaOperation *op)
 static JsonNode *
 op_summary (MaOperation *op, gboolean already)
 {
-  static const char *const state_names[] = { "quiescing", "quiesced", "releasing" };
+  static const char *const state_names[] = { "quiescing", "quiesced", "renewing", "releasing" };
   JsonObject *obj = json_object_new ();
 
   json_object_set_string_member (obj, "operation", op->id);
@@ -441,6 +453,11 @@ op_summary (MaOperation *op, gboolean already)
   json_object_set_double_member (obj, "seconds", op->quiesce_seconds);
   if (op->quiesce_results != NULL)
     json_object_set_array_member (obj, "results", json_array_ref (op->quiesce_results));
+  if (op->renew_results != NULL)
+    {
+      json_object_set_array_member (obj, "renew_results", json_array_ref (op->renew_results));
+      json_object_set_double_member (obj, "renew_seconds", op->renew_seconds);
+    }
   if (already)
     json_object_set_boolean_member (obj, "already", TRUE);
   return ma_json_new_object_node (obj);
@@ -465,15 +482,24 @@ on_lease_expired (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* The lease runs op->lease_seconds from since (monotonic µs, at most now). */
+static void
+lease_start_from (MaOperation *op, gint64 since)
+{
+  gint64 left_ms;
+
+  g_clear_handle_id (&op->lease_id, g_source_remove);
+  op->expires_at = since + (gint64) op->lease_seconds * G_USEC_PER_SEC;
+  left_ms = MAX (0, (op->expires_at - g_get_monotonic_time ()) / 1000);
+  op->lease_id = g_timeout_add ((guint) MIN (left_ms, (gint64) G_MAXUINT), on_lease_expired, op);
+  /* a live lease is an orchestrator at work: the freeze guard waits */
+  ma_freeze_guard_note_activity (ma_freeze_guard_from_agent (op->q->agent));
+}
+
 static void
 lease_start (MaOperation *op)
 {
-  g_clear_handle_id (&op->lease_id, g_source_remove);
-  op->expires_at = g_get_monotonic_time () + (gint64) op->lease_seconds * G_USEC_PER_SEC;
-  op->lease_id = g_timeout_add ((guint) MIN ((guint64) op->lease_seconds * 1000, G_MAXUINT),
-                                on_lease_expired, op);
-  /* a live lease is an orchestrator at work: the freeze guard waits */
-  ma_freeze_guard_note_activity (ma_freeze_guard_from_agent (op->q->agent));
+  lease_start_from (op, g_get_monotonic_time ());
 }
 
 static void
@@ -564,6 +590,19 @@ on_released (MaBatch *batch, gpointer user_data)
       enter_state (q, MA_STATE_FAILED, op->id, qerror->message);
       remember (q, op->id, "failed", qerror->message);
       answer_calls (op->quiesce_calls, NULL, qerror);
+    }
+  else if (op->renew_failure != NULL)
+    {
+      /* a failed renew: the plugins could not promise the new lease, so none is held */
+      g_autoptr(GError) rerror = NULL;
+      g_set_error (&rerror, MA_ERROR,
+                   op->renew_failure_timeout ? MA_ERROR_TIMEOUT : MA_ERROR_PLUGIN_FAILED,
+                   "renew of operation %s failed: %s; the lease was not extended and every "
+                   "plugin was released (thawed in reverse order)%s%s", op->id,
+                   op->renew_failure, failures->len ? "; thaw failures: " : "", failures->str);
+      enter_state (q, MA_STATE_FAILED, op->id, rerror->message);
+      remember (q, op->id, "failed", rerror->message);
+      answer_calls (op->renew_calls, NULL, rerror);
     }
   else
     {
@@ -790,7 +829,7 @@ cmd_quiesce (MaCall *call, gpointer user_data)
       /* idempotent: the same operation again joins or repeats its answer */
       if (q->op->state == OP_QUIESCING)
         g_ptr_array_add (q->op->quiesce_calls, ma_call_ref (call));
-      else if (q->op->state == OP_QUIESCED)
+      else if (q->op->state == OP_QUIESCED || q->op->state == OP_RENEWING)
         ma_call_return (call, op_summary (q->op, TRUE));
       else
         ma_call_return_new_error (call, MA_ERROR_BUSY, "operation %s is being released (%s)",
@@ -852,6 +891,7 @@ cmd_quiesce (MaCall *call, gpointer user_data)
   op->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) op_node_free);
   op->quiesce_calls = g_ptr_array_new ();
   op->thaw_calls = g_ptr_array_new ();
+  op->renew_calls = g_ptr_array_new ();
   op->journaled = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (op->quiesce_calls, ma_call_ref (call));
   q->op = op;
@@ -909,8 +949,57 @@ cmd_thaw (MaCall *call, gpointer user_data)
   g_ptr_array_add (op->thaw_calls, ma_call_ref (call));
   if (op->state == OP_QUIESCED)
     operation_release (op, "thaw", MA_STATE_THAWED);
-  else if (op->state == OP_QUIESCING)
-    op->release_requested = TRUE;
+  else if (op->state == OP_QUIESCING || op->state == OP_RENEWING)
+    op->release_requested = TRUE; /* once the quiesce or the renew has answered */
+}
+
+static void
+on_renewed (MaBatch *batch, gpointer user_data)
+{
+  MaOperation *op = user_data;
+  MaQuiesce *q = op->q;
+  g_autoptr(GString) failures = g_string_new (NULL);
+  g_autoptr(JsonNode) ret = NULL;
+  gboolean timed_out = FALSE;
+
+  g_clear_pointer (&op->renew_results, json_array_unref);
+  op->renew_results = batch_results (batch);
+  op->renew_seconds = (double) (g_get_monotonic_time () - batch->started) / G_USEC_PER_SEC;
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      if (item->state != ITEM_FAILED)
+        continue;
+      g_string_append_printf (failures, "%splugin %s, phase renew: %s", failures->len ? "; " : "",
+                              item->plugin->name,
+                              item->result->detail ? item->result->detail : "failed");
+      timed_out = timed_out || item->result->timed_out;
+    }
+  batch_free (batch);
+
+  if (failures->len > 0)
+    {
+      /* keeping the old lease would leave applications whose own hold may end before it
+       * (or was never extended) reported as quiesced: release everything, say so */
+      g_warning ("renew of operation %s failed (%s): releasing every plugin", op->id,
+                 failures->str);
+      op->renew_failure = g_strdup (failures->str);
+      op->renew_failure_timeout = timed_out;
+      operation_release (op, "renew failed", MA_STATE_FAILED);
+      return;
+    }
+
+  op->lease_seconds = op->renew_lease;
+  op->state = OP_QUIESCED;
+  /* counted from when the renew was accepted: the agent's lease never outlasts what the
+   * plugins were just given */
+  lease_start_from (op, op->renew_started);
+  g_message ("operation %s renewed: lease %u s (plugins renewed in %.3f s)", op->id,
+             op->lease_seconds, op->renew_seconds);
+  ret = op_summary (op, FALSE);
+  answer_calls (op->renew_calls, ret, NULL);
+  if (op->release_requested || q->shutting_down)
+    operation_release (op, q->shutting_down ? "agent stopping" : "thaw", MA_STATE_THAWED);
 }
 
 static void
@@ -923,6 +1012,7 @@ cmd_renew (MaCall *call, gpointer user_data)
   const char *id = NULL;
   gint64 lease;
   MaOperation *op = q->op;
+  MaBatch *batch;
 
   if (!ma_call_check_arguments (call, allowed))
     return;
@@ -943,10 +1033,35 @@ cmd_renew (MaCall *call, gpointer user_data)
       ma_call_return_error (call, error);
       return;
     }
-  op->lease_seconds = (guint) lease;
-  if (op->state == OP_QUIESCED)
-    lease_start (op);
-  ma_call_return (call, op_summary (op, FALSE));
+  if (op->state != OP_QUIESCED)
+    {
+      /* quiescing: the plugins are being given the first lease right now */
+      ma_call_return_new_error (call, MA_ERROR_BUSY, "operation %s is %s; renew once it has "
+                                "answered", op->id,
+                                op->state == OP_QUIESCING ? "still quiescing"
+                                                          : "already renewing its plugins");
+      return;
+    }
+
+  op->renew_lease = (guint) lease;
+  op->renew_started = g_get_monotonic_time ();
+  batch = batch_new (q, NULL, MA_PLUGIN_PHASE_RENEW, op->id, op->renew_lease);
+  for (guint i = 0; i < op->nodes->len; i++)
+    {
+      MaOpNode *node = op->nodes->pdata[i];
+      if (node->quiesced && ma_plugin_has_phase (node->plugin, MA_PLUGIN_PHASE_RENEW))
+        batch_add (batch, node->plugin, &node->session);
+    }
+  /* while the plugins renew (each within its RenewTimeout) the old lease does not run
+   * out under them; a failed renew releases at once */
+  g_clear_handle_id (&op->lease_id, g_source_remove);
+  op->state = OP_RENEWING;
+  g_ptr_array_add (op->renew_calls, ma_call_ref (call));
+  if (batch->items->len > 0)
+    g_message ("renew operation %s: lease %u s, %u plugins", op->id, op->renew_lease,
+               batch->items->len);
+  /* renew holds nothing new: every plugin renews at once */
+  batch_start (batch, on_renewed, op);
 }
 
 typedef struct
@@ -1093,12 +1208,18 @@ typedef struct
   MaPluginProcess *session;
   char *operation;
   guint lease_seconds;
-  MaPluginPhase next;
+  guint next; /* index into test_phases */
   JsonArray *results;
   gboolean ok;
 } MaPluginTest;
 
 static void plugin_test_next (MaPluginTest *t);
+
+/* the order an operation runs them in; renew only for plugins that declare it */
+static const MaPluginPhase test_phases[] = {
+  MA_PLUGIN_PHASE_CHECK, MA_PLUGIN_PHASE_QUIESCE, MA_PLUGIN_PHASE_RENEW,
+  MA_PLUGIN_PHASE_THAW,  MA_PLUGIN_PHASE_VALIDATE,
+};
 
 static void
 on_test_phase (MaPhaseResult *result, gpointer user_data)
@@ -1120,9 +1241,12 @@ plugin_test_next (MaPluginTest *t)
   MaRunContext ctx = { t->operation, t->lease_seconds, ma_agent_get_state_dir (t->q->agent) };
   JsonObject *obj;
 
-  if (t->next < MA_PLUGIN_N_PHASES)
+  while (t->next < G_N_ELEMENTS (test_phases) && test_phases[t->next] == MA_PLUGIN_PHASE_RENEW
+         && !ma_plugin_has_phase (t->plugin, MA_PLUGIN_PHASE_RENEW))
+    t->next++;
+  if (t->next < G_N_ELEMENTS (test_phases))
     {
-      ma_plugin_run_phase (t->plugin, t->next, &ctx, &t->session, on_test_phase, t);
+      ma_plugin_run_phase (t->plugin, test_phases[t->next], &ctx, &t->session, on_test_phase, t);
       return;
     }
   obj = json_object_new ();
@@ -1183,7 +1307,7 @@ cmd_plugin_test (MaCall *call, gpointer user_data)
   t->lease_seconds = (guint) lease;
   t->results = json_array_new ();
   t->ok = TRUE;
-  t->next = MA_PLUGIN_PHASE_CHECK;
+  t->next = 0;
   q->testing = TRUE;
   plugin_test_next (t);
 }
@@ -1281,7 +1405,7 @@ on_shutdown (MaAgent *agent, gpointer user_data)
                  q->op->id);
       operation_release (q->op, "agent stopping", MA_STATE_THAWED);
     }
-  /* quiescing: released when the quiesce ends; releasing/replaying/testing: finishing */
+  /* quiescing/renewing: released when that ends; releasing/replaying/testing: finishing */
 }
 
 static void
@@ -1294,8 +1418,10 @@ quiesce_free (gpointer data)
       /* the shutdown deadline passed with plugins still held: sessions get EOF */
       g_ptr_array_foreach (q->op->quiesce_calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
       g_ptr_array_foreach (q->op->thaw_calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
+      g_ptr_array_foreach (q->op->renew_calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
       g_ptr_array_set_size (q->op->quiesce_calls, 0);
       g_ptr_array_set_size (q->op->thaw_calls, 0);
+      g_ptr_array_set_size (q->op->renew_calls, 0);
       operation_free (g_steal_pointer (&q->op));
     }
   g_clear_pointer (&q->set, ma_plugin_set_unref);

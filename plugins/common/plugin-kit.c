@@ -17,6 +17,7 @@ static const char *const phase_names[] = {
   [MA_KIT_PHASE_QUIESCE] = "quiesce",
   [MA_KIT_PHASE_THAW] = "thaw",
   [MA_KIT_PHASE_VALIDATE] = "validate",
+  [MA_KIT_PHASE_RENEW] = "renew",
 };
 
 MaKitPhase
@@ -141,14 +142,14 @@ ma_kit_oneshot_request (int argc, char **argv, GError **error)
   if (argc != 2)
     {
       g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                   "usage: %s check|quiesce|thaw|validate", argc > 0 ? argv[0] : "plugin");
+                   "usage: %s check|quiesce|thaw|validate|renew", argc > 0 ? argv[0] : "plugin");
       return NULL;
     }
   phase = ma_kit_phase_from_string (argv[1]);
   if (phase == MA_KIT_PHASE_INVALID)
     {
       g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                   "unknown phase '%s' (expected check, quiesce, thaw or validate)", argv[1]);
+                   "unknown phase '%s' (expected check, quiesce, thaw, validate or renew)", argv[1]);
       return NULL;
     }
   request = request_new (phase);
@@ -315,7 +316,7 @@ ma_kit_session_read (GError **error)
       if (request->phase == MA_KIT_PHASE_INVALID)
         {
           g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                       "unknown phase '%s' (expected check, quiesce, thaw or validate)", phase);
+                       "unknown phase '%s' (expected check, quiesce, thaw, validate or renew)", phase);
           return NULL;
         }
       if (!get_integer_member (obj, "deadline_ms", &request->deadline_ms, error)

@@ -13,6 +13,7 @@ typedef enum
   MA_KIT_PHASE_QUIESCE,
   MA_KIT_PHASE_THAW,
   MA_KIT_PHASE_VALIDATE,
+  MA_KIT_PHASE_RENEW, /* only for plugins that declare it in Phases= */
 } MaKitPhase;
 
 /* Longest request line a session plugin accepts. */
@@ -22,7 +23,7 @@ typedef enum
 /* Time kept back from a deadline to answer and clean up. */
 #define MA_KIT_DEADLINE_MARGIN_MS 500
 
-/* check, quiesce, thaw, validate; "freeze" is accepted for quiesce as qemu-ga's hooks say it. */
+/* check, quiesce, thaw, validate, renew; "freeze" is accepted for quiesce as qemu-ga's hooks say it. */
 MaKitPhase ma_kit_phase_from_string (const char *name);
 const char *ma_kit_phase_to_string (MaKitPhase phase);
 

@@ -325,6 +325,7 @@ main (int argc, char **argv)
         case MA_KIT_PHASE_VALIDATE:
           ok = run_validate (&self, request, detail);
           break;
+        case MA_KIT_PHASE_RENEW: /* not declared in its manifest */
         case MA_KIT_PHASE_INVALID:
         default:
           g_string_append (detail, "unexpected phase");

@@ -295,6 +295,7 @@ main (int argc, char **argv)
       ok = run_validate (conn, detail);
       break;
     case MA_KIT_PHASE_THAW:
+    case MA_KIT_PHASE_RENEW: /* not declared in its manifest */
     case MA_KIT_PHASE_INVALID:
     default:
       g_string_append (detail, "unexpected phase");

@@ -425,6 +425,217 @@ test_renew (Fixture *f, gconstpointer data)
   assert_log (f, "db quiesce\ndb thaw\n");
 }
 
+/* A session plugin that logs "NAME PHASE LEASE PID" for every request line and answers ok;
+ * renew fails when $DIR/refuse-renew exists. */
+static const char renew_session_body[] =
+  "while read -r line; do\n"
+  "  phase=$(printf '%s' \"$line\" | sed -n 's/.*\"phase\" *: *\"\\([a-z]*\\)\".*/\\1/p')\n"
+  "  lease=$(printf '%s' \"$line\" | sed -n 's/.*\"lease_seconds\" *: *\\([0-9]*\\).*/\\1/p')\n"
+  "  echo \"$MA_PLUGIN $phase $lease $$\" >> \"$LOG\"\n"
+  "  case \"$phase\" in\n"
+  "    quiesce) touch \"$DIR/held\"; echo '{\"status\": \"ok\", \"detail\": \"held\"}' ;;\n"
+  "    thaw) rm -f \"$DIR/held\"; echo '{\"status\": \"ok\"}' ;;\n"
+  "    renew) echo '{\"status\": \"ok\", \"detail\": \"extended\"}' ;;\n"
+  "    *) echo '{\"status\": \"ok\"}' ;;\n"
+  "  esac\n"
+  "done\n"
+  "rm -f \"$DIR/held\"";
+
+static JsonObject *
+result_of (JsonArray *results, const char *plugin)
+{
+  for (guint i = 0; results != NULL && i < json_array_get_length (results); i++)
+    {
+      JsonObject *r = json_array_get_object_element (results, i);
+      const char *name = NULL;
+      if (ma_json_get_string (r, "plugin", &name, NULL) && g_strcmp0 (name, plugin) == 0)
+        return r;
+    }
+  g_error ("no result for plugin %s", plugin);
+  return NULL;
+}
+
+static void
+test_renew_reaches_plugins (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) list = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) r = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(JsonNode) pt = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *log = NULL;
+  g_autofree char *expected = NULL;
+  g_auto(GStrv) lines = NULL;
+  JsonObject *db, *plain, *timeouts = NULL;
+  JsonArray *phases = NULL, *renewed = NULL;
+  const char *pid = NULL, *status = NULL, *detail = NULL;
+  double renew_timeout = 0;
+  gint64 lease = 0;
+
+  write_plugin (f, "db", "Order=10\nPhases=check;quiesce;thaw;validate;renew\nRenewTimeout=7",
+                "echo \"$MA_PLUGIN $1 $MA_LEASE_SECONDS\" >> \"$LOG\"\n"
+                "[ \"$1\" = renew ] && echo \"{\\\"detail\\\": \\\"held for $MA_LEASE_SECONDS s\\\"}\"\n"
+                "exit 0");
+  write_plugin (f, "sess", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew",
+                renew_session_body);
+  write_plugin (f, "plain", "Order=30", "echo \"$MA_PLUGIN $1 $MA_LEASE_SECONDS\" >> \"$LOG\"");
+  start (f);
+
+  /* renew is opt-in: only declared, with its own timeout key */
+  list = ma_test_execute (f->client, "plugins", NULL);
+  db = find_plugin (list, "db");
+  g_assert_true (ma_json_get_array (db, "phases", &phases, NULL));
+  g_assert_cmpuint (json_array_get_length (phases), ==, 5);
+  g_assert_cmpstr (json_array_get_string_element (phases, 4), ==, "renew");
+  g_assert_true (ma_json_get_object (db, "timeouts", &timeouts, NULL));
+  g_assert_true (ma_json_get_double (timeouts, "renew", &renew_timeout, NULL));
+  g_assert_cmpfloat (renew_timeout, ==, 7.0);
+  plain = find_plugin (list, "plain");
+  g_assert_true (ma_json_get_array (plain, "phases", &phases, NULL));
+  g_assert_cmpuint (json_array_get_length (phases), ==, 4);
+  for (guint i = 0; i < json_array_get_length (phases); i++)
+    g_assert_cmpstr (json_array_get_string_element (phases, i), !=, "renew");
+
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rr\", \"lease_seconds\": 2}");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  r = ma_test_execute (f->client, "renew", "{\"operation\": \"op-rr\", \"lease_seconds\": 45}");
+  g_assert_cmpstr (string_of (r, "state"), ==, "quiesced");
+  g_assert_true (ma_json_get_int (json_node_get_object (r), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 45);
+  g_assert_true (ma_json_get_array (json_node_get_object (r), "renew_results", &renewed, NULL));
+  g_assert_nonnull (renewed);
+  g_assert_cmpuint (json_array_get_length (renewed), ==, 2); /* not plain */
+  g_assert_true (ma_json_get_string (result_of (renewed, "db"), "status", &status, NULL));
+  g_assert_cmpstr (status, ==, "ok");
+  g_assert_true (ma_json_get_string (result_of (renewed, "db"), "detail", &detail, NULL));
+  g_assert_cmpstr (detail, ==, "held for 45 s");
+  g_assert_true (ma_json_get_string (result_of (renewed, "sess"), "detail", &detail, NULL));
+  g_assert_cmpstr (detail, ==, "extended");
+
+  /* the renew ran with the new lease, in the session that holds the application */
+  log = read_log (f);
+  lines = g_strsplit (log, "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 6); /* five lines and the empty tail */
+  g_assert_cmpstr (lines[0], ==, "db quiesce 2");
+  g_assert_true (g_str_has_prefix (lines[1], "sess quiesce 2 "));
+  pid = lines[1] + strlen ("sess quiesce 2 ");
+  g_assert_cmpstr (lines[2], ==, "plain quiesce 2");
+  /* the two renews run at once: either order */
+  expected = g_strdup_printf ("sess renew 45 %s", pid);
+  g_assert_true ((g_strcmp0 (lines[3], "db renew 45") == 0 && g_strcmp0 (lines[4], expected) == 0)
+                 || (g_strcmp0 (lines[4], "db renew 45") == 0
+                     && g_strcmp0 (lines[3], expected) == 0));
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-rr\"}");
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&log, g_free);
+  log = read_log (f);
+  g_clear_pointer (&expected, g_free);
+  expected = g_strdup_printf ("plain thaw 45\nsess thaw 45 %s\ndb thaw 45\n", pid);
+  g_assert_true (g_str_has_suffix (log, expected));
+
+  /* plugin-test runs renew between quiesce and thaw for a plugin that declares it */
+  pt = ma_test_execute (f->client, "plugin-test", "{\"name\": \"db\", \"lease_seconds\": 9}");
+  g_assert_true (ma_json_get_array (json_node_get_object (pt), "phases", &phases, NULL));
+  g_assert_cmpuint (json_array_get_length (phases), ==, 5);
+  g_assert_true (ma_json_get_string (json_array_get_object_element (phases, 2), "phase", &status,
+                                     NULL));
+  g_assert_cmpstr (status, ==, "renew");
+  g_clear_pointer (&log, g_free);
+  log = read_log (f);
+  g_assert_true (g_str_has_suffix (log, "db check 9\ndb quiesce 9\ndb renew 9\ndb thaw 9\n"
+                                        "db validate 9\n"));
+}
+
+static void
+test_renew_failure_releases (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) gone = NULL;
+  g_autofree char *state = NULL;
+  JsonNode *event_data;
+
+  write_plugin (f, "first", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  write_plugin (f, "flaky", "Order=20\nPhases=quiesce;thaw;renew",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = renew ] || exit 0\n"
+                "echo '{\"detail\": \"cannot extend the hold\"}'\nexit 1");
+  write_plugin (f, "last", "Order=30", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  start (f);
+
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rf\", \"lease_seconds\": 60}");
+  error = execute_error (f, "renew", "{\"operation\": \"op-rf\", \"lease_seconds\": 120}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message, "renew of operation op-rf failed"));
+  g_assert_nonnull (strstr (error->message, "plugin flaky, phase renew: cannot extend the hold"));
+  g_assert_nonnull (strstr (error->message, "every plugin was released"));
+  /* answered after the release: everything was thawed in reverse order */
+  assert_log (f, "first quiesce\nflaky quiesce\nlast quiesce\nflaky renew\n"
+                 "last thaw\nflaky thaw\nfirst thaw\n");
+  failed = wait_event (f, "PLUGIN_FAILED");
+  event_data = json_object_get_member (json_node_get_object (failed), "data");
+  g_assert_cmpstr (string_of (event_data, "plugin"), ==, "flaky");
+  g_assert_cmpstr (string_of (event_data, "phase"), ==, "renew");
+  thawed = wait_event (f, "THAWED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (thawed), "data"),
+                              "reason"), ==, "renew failed");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+
+  /* nothing is held any more: a second renew finds nothing, a late thaw is harmless */
+  gone = execute_error (f, "renew", "{\"operation\": \"op-rf\"}");
+  g_assert_error (gone, MA_ERROR, MA_ERROR_NOT_FOUND);
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-rf\"}");
+  assert_log (f, "first quiesce\nflaky quiesce\nlast quiesce\nflaky renew\n"
+                 "last thaw\nflaky thaw\nfirst thaw\n");
+}
+
+/* A session that holds at quiesce and never answers renew. */
+static const char silent_renew_body[] =
+  "while read -r line; do\n"
+  "  case \"$line\" in\n"
+  "    *'\"quiesce\"'*) echo $$ > \"$DIR/session.pid\"; echo '{\"status\": \"ok\"}' ;;\n"
+  "    *'\"renew\"'*) ;;\n"
+  "    *) echo '{\"status\": \"ok\"}' ;;\n"
+  "  esac\n"
+  "done";
+
+static void
+test_renew_timeout_releases (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *pid_path = g_build_filename (f->daemon->dir, "session.pid", NULL);
+  g_autofree char *pid_text = NULL;
+  g_autofree char *state = NULL;
+  gint64 started;
+
+  write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  write_plugin (f, "stuck", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew\n"
+                "RenewTimeout=1", silent_renew_body);
+  start (f);
+
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rt\", \"lease_seconds\": 60}");
+  g_assert_true (g_file_get_contents (pid_path, &pid_text, NULL, NULL));
+  started = g_get_monotonic_time ();
+  error = execute_error (f, "renew", "{\"operation\": \"op-rt\", \"lease_seconds\": 60}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (error->message, "plugin stuck, phase renew: timed out after 1.0 s"));
+  g_assert_nonnull (strstr (error->message, "every plugin was released"));
+  /* bounded by RenewTimeout (and the kill grace), not by the lease */
+  g_assert_cmpint (g_get_monotonic_time () - started, <, 30 * G_USEC_PER_SEC);
+  assert_log (f, "db quiesce\ndb thaw\n");
+  wait_pid_gone ((pid_t) g_ascii_strtoll (pid_text, NULL, 10));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+}
+
 static void
 test_idempotent (Fixture *f, gconstpointer data)
 {
@@ -752,6 +963,9 @@ main (int argc, char **argv)
   ADD ("/quiesce/timeout-kills-group", test_timeout);
   ADD ("/quiesce/lease-expiry", test_lease_expiry);
   ADD ("/quiesce/renew", test_renew);
+  ADD ("/quiesce/renew-reaches-plugins", test_renew_reaches_plugins);
+  ADD ("/quiesce/renew-failure-releases", test_renew_failure_releases);
+  ADD ("/quiesce/renew-timeout-releases", test_renew_timeout_releases);
   ADD ("/quiesce/idempotent", test_idempotent);
   ADD ("/quiesce/session-thaw", test_session_thaw);
   ADD ("/quiesce/session-agent-killed", test_session_agent_killed);
