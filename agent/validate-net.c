@@ -37,67 +37,13 @@ typedef struct __attribute__ ((packed))
 
 /* ---- JSON helpers (snapshots may come from disk: every access is type-checked) ---- */
 
-static JsonArray *
-get_array (JsonObject *obj, const char *member)
-{
-  JsonArray *array = NULL;
-
-  if (obj == NULL || !ma_json_get_array (obj, member, &array, NULL))
-    return NULL;
-  return array;
-}
-
-static JsonObject *
-element (JsonArray *array, guint i)
-{
-  JsonNode *node = json_array_get_element (array, i);
-
-  return JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-}
-
-static guint
-length (JsonArray *array)
-{
-  return array != NULL ? json_array_get_length (array) : 0;
-}
-
-static const char *
-get_str (JsonObject *obj, const char *member)
-{
-  const char *value = NULL;
-
-  if (obj == NULL || !ma_json_get_string (obj, member, &value, NULL))
-    return NULL;
-  return value;
-}
-
-static gint64
-get_int (JsonObject *obj, const char *member, gint64 def)
-{
-  gint64 value = def;
-
-  if (obj == NULL || !ma_json_get_int (obj, member, &value, NULL))
-    return def;
-  return value;
-}
-
-static gboolean
-get_bool (JsonObject *obj, const char *member, gboolean def)
-{
-  gboolean value = def;
-
-  if (obj == NULL || !ma_json_get_bool (obj, member, &value, NULL))
-    return def;
-  return value;
-}
-
 static JsonObject *
 find_by (JsonArray *array, const char *member, const char *value)
 {
-  for (guint i = 0; i < length (array); i++)
+  for (guint i = 0; i < ma_json_array_length (array); i++)
     {
-      JsonObject *obj = element (array, i);
-      if (obj != NULL && g_strcmp0 (get_str (obj, member), value) == 0)
+      JsonObject *obj = ma_json_array_object (array, i);
+      if (obj != NULL && g_strcmp0 (ma_json_string_or_null (obj, member), value) == 0)
         return obj;
     }
   return NULL;
@@ -106,9 +52,9 @@ find_by (JsonArray *array, const char *member, const char *value)
 static gboolean
 has_flag (JsonObject *addr, const char *flag)
 {
-  JsonArray *flags = get_array (addr, "flags");
+  JsonArray *flags = ma_json_array_or_null (addr, "flags");
 
-  for (guint i = 0; i < length (flags); i++)
+  for (guint i = 0; i < ma_json_array_length (flags); i++)
     {
       JsonNode *node = json_array_get_element (flags, i);
       if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING
@@ -150,20 +96,21 @@ diff_link (JsonObject *b, JsonObject *n, const char *ifname, MaReport *report)
 {
   g_autofree char *name = g_strdup_printf ("link:%s", ifname);
   gint64 started = g_get_monotonic_time ();
-  const char *op_b = get_str (b, "operstate"), *op_n = get_str (n, "operstate");
+  const char *op_b = ma_json_string_or_null (b, "operstate"),
+             *op_n = ma_json_string_or_null (n, "operstate");
 
   if (n == NULL)
     ma_report_add (report, name, MA_CHECK_FAIL, started, "the interface is gone");
-  else if (get_bool (b, "up", FALSE) && !get_bool (n, "up", FALSE))
+  else if (ma_json_bool_or (b, "up", FALSE) && !ma_json_bool_or (n, "up", FALSE))
     ma_report_add (report, name, MA_CHECK_FAIL, started,
                    "administratively down (it was up)");
-  else if (get_bool (b, "carrier", FALSE) && !get_bool (n, "carrier", TRUE))
+  else if (ma_json_bool_or (b, "carrier", FALSE) && !ma_json_bool_or (n, "carrier", TRUE))
     ma_report_add (report, name, MA_CHECK_FAIL, started, "no carrier (it had one)");
   else if ((g_strcmp0 (op_b, "up") == 0 || g_strcmp0 (op_b, "unknown") == 0)
            && g_strcmp0 (op_n, "up") != 0 && g_strcmp0 (op_n, "unknown") != 0)
     ma_report_add (report, name, MA_CHECK_FAIL, started, "operational state %s (it was %s)",
                    op_n ? op_n : "?", op_b);
-  else if (!get_bool (b, "up", FALSE))
+  else if (!ma_json_bool_or (b, "up", FALSE))
     ma_report_add (report, name, MA_CHECK_PASS, started, "down, as in the snapshot");
   else
     ma_report_add (report, name, MA_CHECK_PASS, started, "up, carrier, operational state %s",
@@ -188,12 +135,13 @@ diff_value (JsonObject *b, JsonObject *n, const char *ifname, const char *kind,
       set_cause (check, link);
       return;
     }
-  vb = get_str (b, member) ? g_strdup (get_str (b, member))
-                           : g_strdup_printf ("%" G_GINT64_FORMAT, get_int (b, member, -1));
+  vb = ma_json_string_or_null (b, member)
+           ? g_strdup (ma_json_string_or_null (b, member))
+           : g_strdup_printf ("%" G_GINT64_FORMAT, ma_json_int_or (b, member, -1));
   vn = !json_object_has_member (n, member) ? g_strdup ("none")
-       : get_str (n, member)               ? g_strdup (get_str (n, member))
-                                           : g_strdup_printf ("%" G_GINT64_FORMAT,
-                                                              get_int (n, member, -1));
+       : ma_json_string_or_null (n, member)
+           ? g_strdup (ma_json_string_or_null (n, member))
+           : g_strdup_printf ("%" G_GINT64_FORMAT, ma_json_int_or (n, member, -1));
   if (g_strcmp0 (vb, vn) != 0)
     ma_report_add (report, name, MA_CHECK_FAIL, started, "%s changed from %s to %s",
                    g_str_equal (kind, "mac") ? "MAC" : "MTU", vb, vn);
@@ -215,27 +163,27 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
   guint count = 0;
   MaCheck *check;
 
-  for (guint i = 0; i < length (before); i++)
+  for (guint i = 0; i < ma_json_array_length (before); i++)
     {
-      JsonObject *b = element (before, i);
-      const char *address = get_str (b, "address");
+      JsonObject *b = ma_json_array_object (before, i);
+      const char *address = ma_json_string_or_null (b, "address");
       JsonObject *n = NULL;
 
-      if (b == NULL || g_strcmp0 (get_str (b, "interface"), ifname) != 0 || address == NULL
-          || has_flag (b, "dadfailed"))
+      if (b == NULL || g_strcmp0 (ma_json_string_or_null (b, "interface"), ifname) != 0
+          || address == NULL || has_flag (b, "dadfailed"))
         continue;
       count++;
-      for (guint j = 0; j < length (now) && n == NULL; j++)
+      for (guint j = 0; j < ma_json_array_length (now) && n == NULL; j++)
         {
-          JsonObject *c = element (now, j);
-          if (c != NULL && g_strcmp0 (get_str (c, "interface"), ifname) == 0
-              && g_strcmp0 (get_str (c, "address"), address) == 0)
+          JsonObject *c = ma_json_array_object (now, j);
+          if (c != NULL && g_strcmp0 (ma_json_string_or_null (c, "interface"), ifname) == 0
+              && g_strcmp0 (ma_json_string_or_null (c, "address"), address) == 0)
             n = c;
         }
       if (n == NULL)
         {
           g_string_append_printf (missing, "%s%s/%" G_GINT64_FORMAT, missing->len ? ", " : "",
-                                  address, get_int (b, "prefixlen", 0));
+                                  address, ma_json_int_or (b, "prefixlen", 0));
           if (!g_str_has_prefix (address, "fe80:"))
             only_link_local = FALSE;
         }
@@ -273,10 +221,13 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
 static gboolean
 same_route (JsonObject *a, JsonObject *b)
 {
-  return g_strcmp0 (get_str (a, "family"), get_str (b, "family")) == 0
-         && g_strcmp0 (get_str (a, "dst"), get_str (b, "dst")) == 0
-         && g_strcmp0 (get_str (a, "gateway"), get_str (b, "gateway")) == 0
-         && g_strcmp0 (get_str (a, "interface"), get_str (b, "interface")) == 0;
+  return g_strcmp0 (ma_json_string_or_null (a, "family"), ma_json_string_or_null (b, "family")) == 0
+         && g_strcmp0 (ma_json_string_or_null (a, "dst"), ma_json_string_or_null (b, "dst")) == 0
+         && g_strcmp0 (ma_json_string_or_null (a, "gateway"), ma_json_string_or_null (b, "gateway"))
+                == 0
+         && g_strcmp0 (ma_json_string_or_null (a, "interface"),
+                       ma_json_string_or_null (b, "interface"))
+                == 0;
 }
 
 static JsonObject *
@@ -284,11 +235,11 @@ find_default (JsonArray *routes, const char *family, JsonObject *like)
 {
   JsonObject *any = NULL;
 
-  for (guint i = 0; i < length (routes); i++)
+  for (guint i = 0; i < ma_json_array_length (routes); i++)
     {
-      JsonObject *r = element (routes, i);
-      if (r == NULL || g_strcmp0 (get_str (r, "dst"), "default") != 0
-          || g_strcmp0 (get_str (r, "family"), family) != 0)
+      JsonObject *r = ma_json_array_object (routes, i);
+      if (r == NULL || g_strcmp0 (ma_json_string_or_null (r, "dst"), "default") != 0
+          || g_strcmp0 (ma_json_string_or_null (r, "family"), family) != 0)
         continue;
       if (like != NULL && same_route (r, like))
         return r;
@@ -322,37 +273,43 @@ diff_routes (JsonArray *before, JsonArray *now, MaReport *report)
         {
           MaCheck *check = ma_report_add (report, name, MA_CHECK_FAIL, started,
                                           "no default route (it was via %s dev %s)",
-                                          get_str (b, "gateway") ?: "-",
-                                          get_str (b, "interface") ?: "-");
-          set_cause (check, interface_cause (report, get_str (b, "interface")));
+                                          ma_json_string_or_null (b, "gateway") ?: "-",
+                                          ma_json_string_or_null (b, "interface") ?: "-");
+          set_cause (check, interface_cause (report, ma_json_string_or_null (b, "interface")));
         }
       else if (!same_route (b, n))
         ma_report_add (report, name, MA_CHECK_WARN, started,
-                       "now via %s dev %s (it was via %s dev %s)", get_str (n, "gateway") ?: "-",
-                       get_str (n, "interface") ?: "-", get_str (b, "gateway") ?: "-",
-                       get_str (b, "interface") ?: "-");
+                       "now via %s dev %s (it was via %s dev %s)",
+                       ma_json_string_or_null (n, "gateway") ?: "-",
+                       ma_json_string_or_null (n, "interface") ?: "-",
+                       ma_json_string_or_null (b, "gateway") ?: "-",
+                       ma_json_string_or_null (b, "interface") ?: "-");
       else
         ma_report_add (report, name, MA_CHECK_PASS, started, "via %s dev %s",
-                       get_str (n, "gateway") ?: "-", get_str (n, "interface") ?: "-");
+                       ma_json_string_or_null (n, "gateway") ?: "-",
+                       ma_json_string_or_null (n, "interface") ?: "-");
     }
 
   started = g_get_monotonic_time ();
-  for (guint i = 0; i < length (before); i++)
+  for (guint i = 0; i < ma_json_array_length (before); i++)
     {
-      JsonObject *b = element (before, i);
+      JsonObject *b = ma_json_array_object (before, i);
       gboolean found = FALSE;
 
-      if (b == NULL || g_strcmp0 (get_str (b, "dst"), "default") == 0)
+      if (b == NULL || g_strcmp0 (ma_json_string_or_null (b, "dst"), "default") == 0)
         continue;
       count++;
-      for (guint j = 0; j < length (now) && !found; j++)
-        found = element (now, j) != NULL && same_route (b, element (now, j));
+      for (guint j = 0; j < ma_json_array_length (now) && !found; j++)
+        found = ma_json_array_object (now, j) != NULL
+                && same_route (b, ma_json_array_object (now, j));
       if (!found)
         {
-          const char *why = interface_cause (report, get_str (b, "interface"));
+          const char *why = interface_cause (report, ma_json_string_or_null (b, "interface"));
           g_string_append_printf (missing, "%s%s%s%s dev %s", missing->len ? ", " : "",
-                                  get_str (b, "dst") ?: "?", get_str (b, "gateway") ? " via " : "",
-                                  get_str (b, "gateway") ?: "", get_str (b, "interface") ?: "-");
+                                  ma_json_string_or_null (b, "dst") ?: "?",
+                                  ma_json_string_or_null (b, "gateway") ? " via " : "",
+                                  ma_json_string_or_null (b, "gateway") ?: "",
+                                  ma_json_string_or_null (b, "interface") ?: "-");
           if (why == NULL)
             all_explained = FALSE;
           else if (cause == NULL)
@@ -374,19 +331,21 @@ diff_routes (JsonArray *before, JsonArray *now, MaReport *report)
 void
 ma_validate_net_diff (JsonObject *before, JsonObject *now, MaReport *report)
 {
-  JsonArray *links_b = get_array (before, "links"), *links_n = get_array (now, "links");
-  JsonArray *addrs_b = get_array (before, "addresses"), *addrs_n = get_array (now, "addresses");
-  const char *resolv_b = get_str (before, "resolv-conf-sha256");
-  const char *resolv_n = get_str (now, "resolv-conf-sha256");
+  JsonArray *links_b = ma_json_array_or_null (before, "links"),
+            *links_n = ma_json_array_or_null (now, "links");
+  JsonArray *addrs_b = ma_json_array_or_null (before, "addresses"),
+            *addrs_n = ma_json_array_or_null (now, "addresses");
+  const char *resolv_b = ma_json_string_or_null (before, "resolv-conf-sha256");
+  const char *resolv_n = ma_json_string_or_null (now, "resolv-conf-sha256");
   gint64 started;
 
-  for (guint i = 0; i < length (links_b); i++)
+  for (guint i = 0; i < ma_json_array_length (links_b); i++)
     {
-      JsonObject *b = element (links_b, i);
-      const char *ifname = get_str (b, "name");
+      JsonObject *b = ma_json_array_object (links_b, i);
+      const char *ifname = ma_json_string_or_null (b, "name");
       JsonObject *n;
 
-      if (b == NULL || ifname == NULL || get_bool (b, "loopback", FALSE))
+      if (b == NULL || ifname == NULL || ma_json_bool_or (b, "loopback", FALSE))
         continue;
       n = find_by (links_n, "name", ifname);
       diff_link (b, n, ifname, report);
@@ -394,17 +353,18 @@ ma_validate_net_diff (JsonObject *before, JsonObject *now, MaReport *report)
       diff_value (b, n, ifname, "mtu", "mtu", report);
     }
   /* addresses after every link, so that their causes are known */
-  for (guint i = 0; i < length (links_b); i++)
+  for (guint i = 0; i < ma_json_array_length (links_b); i++)
     {
-      JsonObject *b = element (links_b, i);
-      const char *ifname = get_str (b, "name");
+      JsonObject *b = ma_json_array_object (links_b, i);
+      const char *ifname = ma_json_string_or_null (b, "name");
 
-      if (b == NULL || ifname == NULL || get_bool (b, "loopback", FALSE))
+      if (b == NULL || ifname == NULL || ma_json_bool_or (b, "loopback", FALSE))
         continue;
       diff_addresses (addrs_b, addrs_n, ifname, find_by (links_n, "name", ifname) == NULL,
                       report);
     }
-  diff_routes (get_array (before, "routes"), get_array (now, "routes"), report);
+  diff_routes (ma_json_array_or_null (before, "routes"), ma_json_array_or_null (now, "routes"),
+               report);
 
   started = g_get_monotonic_time ();
   if (resolv_b != NULL && resolv_n == NULL)
@@ -846,16 +806,16 @@ ma_validate_net_probe (JsonObject *before, JsonObject *now, const MaValidateOpti
                        MaReport *report)
 {
   static const char *const families[] = { "ipv4", "ipv6", NULL };
-  JsonArray *routes = get_array (before, "routes");
-  JsonArray *neighs = get_array (before, "gateway-neighbours");
+  JsonArray *routes = ma_json_array_or_null (before, "routes");
+  JsonArray *neighs = ma_json_array_or_null (before, "gateway-neighbours");
   guint timeout = options ? options->gateway_timeout_ms : MA_VALIDATE_GATEWAY_TIMEOUT_MS;
 
-  for (guint i = 0; i < length (routes); i++)
+  for (guint i = 0; i < ma_json_array_length (routes); i++)
     {
-      JsonObject *r = element (routes, i);
-      const char *gateway = get_str (r, "gateway");
-      const char *ifname = get_str (r, "interface");
-      const char *family = get_str (r, "family");
+      JsonObject *r = ma_json_array_object (routes, i);
+      const char *gateway = ma_json_string_or_null (r, "gateway");
+      const char *ifname = ma_json_string_or_null (r, "interface");
+      const char *family = ma_json_string_or_null (r, "family");
       g_autofree char *name = NULL, *route_check = NULL, *lladdr = NULL;
       g_autoptr(GError) error = NULL;
       gint64 started = g_get_monotonic_time ();
@@ -863,7 +823,7 @@ ma_validate_net_probe (JsonObject *before, JsonObject *now, const MaValidateOpti
       const char *cause;
 
       if (r == NULL || gateway == NULL || ifname == NULL
-          || g_strcmp0 (get_str (r, "dst"), "default") != 0 || family == NULL
+          || g_strcmp0 (ma_json_string_or_null (r, "dst"), "default") != 0 || family == NULL
           || !g_strv_contains (families, family))
         continue;
       name = g_strdup_printf ("gateway:%s", gateway);
@@ -886,11 +846,11 @@ ma_validate_net_probe (JsonObject *before, JsonObject *now, const MaValidateOpti
           continue;
         }
       neigh = find_by (neighs, "address", gateway);
-      if (neigh != NULL && get_str (neigh, "lladdr") != NULL
-          && g_strcmp0 (get_str (neigh, "lladdr"), lladdr) != 0)
+      if (neigh != NULL && ma_json_string_or_null (neigh, "lladdr") != NULL
+          && g_strcmp0 (ma_json_string_or_null (neigh, "lladdr"), lladdr) != 0)
         ma_report_add (report, name, MA_CHECK_PASS, started,
                        "answers from %s on %s (it was %s before: the host side moved)", lladdr,
-                       ifname, get_str (neigh, "lladdr"));
+                       ifname, ma_json_string_or_null (neigh, "lladdr"));
       else
         ma_report_add (report, name, MA_CHECK_PASS, started, "answers from %s on %s", lladdr,
                        ifname);
@@ -944,26 +904,27 @@ ma_net_announce (GError **error)
   net = ma_snapshot_collect_network (error);
   if (net == NULL)
     return NULL;
-  links = get_array (json_node_get_object (net), "links");
-  addrs = get_array (json_node_get_object (net), "addresses");
+  links = ma_json_array_or_null (json_node_get_object (net), "links");
+  addrs = ma_json_array_or_null (json_node_get_object (net), "addresses");
   out = json_array_new ();
-  for (guint i = 0; i < length (addrs); i++)
+  for (guint i = 0; i < ma_json_array_length (addrs); i++)
     {
-      JsonObject *a = element (addrs, i);
-      const char *ifname = get_str (a, "interface");
-      const char *address = get_str (a, "address");
+      JsonObject *a = ma_json_array_object (addrs, i);
+      const char *ifname = ma_json_string_or_null (a, "interface");
+      const char *address = ma_json_string_or_null (a, "address");
       JsonObject *link = find_by (links, "name", ifname);
       JsonObject *entry;
       g_autoptr(GError) send_error = NULL;
       guint8 mac[ETH_ALEN];
-      int ifindex = (int) get_int (link, "ifindex", 0);
+      int ifindex = (int)ma_json_int_or (link, "ifindex", 0);
       struct in_addr v4;
       struct in6_addr v6;
       gboolean sent = FALSE;
 
-      if (link == NULL || address == NULL || get_bool (link, "loopback", FALSE)
-          || !get_bool (link, "up", FALSE) || !parse_mac (get_str (link, "mac"), mac)
-          || has_flag (a, "tentative") || has_flag (a, "dadfailed"))
+      if (link == NULL || address == NULL || ma_json_bool_or (link, "loopback", FALSE)
+          || !ma_json_bool_or (link, "up", FALSE)
+          || !parse_mac (ma_json_string_or_null (link, "mac"), mac) || has_flag (a, "tentative")
+          || has_flag (a, "dadfailed"))
         continue;
       if (inet_pton (AF_INET, address, &v4) == 1)
         {

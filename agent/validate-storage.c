@@ -23,60 +23,16 @@ static const char *const network_fstypes[] = { "nfs", "nfs4", "cifs", "smb3", "9
 
 /* ---- JSON helpers ---- */
 
-static JsonArray *
-get_array (JsonObject *obj, const char *member)
-{
-  JsonArray *array = NULL;
-
-  if (obj == NULL || !ma_json_get_array (obj, member, &array, NULL))
-    return NULL;
-  return array;
-}
-
-static guint
-length (JsonArray *array)
-{
-  return array != NULL ? json_array_get_length (array) : 0;
-}
-
-static JsonObject *
-element (JsonArray *array, guint i)
-{
-  JsonNode *node = json_array_get_element (array, i);
-
-  return JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-}
-
-static const char *
-get_str (JsonObject *obj, const char *member)
-{
-  const char *value = NULL;
-
-  if (obj == NULL || !ma_json_get_string (obj, member, &value, NULL))
-    return NULL;
-  return value;
-}
-
-static gint64
-get_int (JsonObject *obj, const char *member, gint64 def)
-{
-  gint64 value = def;
-
-  if (obj == NULL || !ma_json_get_int (obj, member, &value, NULL))
-    return def;
-  return value;
-}
-
 /* The last entry with member == value (the top of a stack of mounts on one target). */
 static JsonObject *
 find_last (JsonArray *array, const char *member, const char *value)
 {
   JsonObject *found = NULL;
 
-  for (guint i = 0; i < length (array); i++)
+  for (guint i = 0; i < ma_json_array_length (array); i++)
     {
-      JsonObject *obj = element (array, i);
-      if (obj != NULL && g_strcmp0 (get_str (obj, member), value) == 0)
+      JsonObject *obj = ma_json_array_object (array, i);
+      if (obj != NULL && g_strcmp0 (ma_json_string_or_null (obj, member), value) == 0)
         found = obj;
     }
   return found;
@@ -94,8 +50,8 @@ has_option (const char *options, const char *option)
 static gboolean
 is_storage_mount (JsonObject *mount)
 {
-  const char *devno = get_str (mount, "devno");
-  const char *fstype = get_str (mount, "fstype");
+  const char *devno = ma_json_string_or_null (mount, "devno");
+  const char *fstype = ma_json_string_or_null (mount, "fstype");
 
   if (fstype != NULL && (g_strv_contains (network_fstypes, fstype)))
     return TRUE;
@@ -107,11 +63,12 @@ is_storage_mount (JsonObject *mount)
 static void
 diff_devices (JsonArray *before, JsonArray *now, MaReport *report)
 {
-  for (guint i = 0; i < length (before); i++)
+  for (guint i = 0; i < ma_json_array_length (before); i++)
     {
-      JsonObject *b = element (before, i);
-      const char *dev = get_str (b, "name");
-      const char *serial = get_str (b, "serial"), *wwn = get_str (b, "wwn");
+      JsonObject *b = ma_json_array_object (before, i);
+      const char *dev = ma_json_string_or_null (b, "name");
+      const char *serial = ma_json_string_or_null (b, "serial"),
+                 *wwn = ma_json_string_or_null (b, "wwn");
       g_autofree char *name = NULL;
       gint64 started = g_get_monotonic_time ();
       gint64 size_b, size_n;
@@ -121,7 +78,7 @@ diff_devices (JsonArray *before, JsonArray *now, MaReport *report)
         continue;
       name = g_strdup_printf ("device:%s", dev);
       n = find_last (now, "name", dev);
-      size_b = get_int (b, "size", -1);
+      size_b = ma_json_int_or (b, "size", -1);
       if (n == NULL)
         {
           JsonObject *moved = serial != NULL ? find_last (now, "serial", serial) : NULL;
@@ -129,7 +86,7 @@ diff_devices (JsonArray *before, JsonArray *now, MaReport *report)
           if (moved != NULL)
             check = ma_report_add (report, name, MA_CHECK_FAIL, started,
                                    "gone; the disk with its serial %s is now %s", serial,
-                                   get_str (moved, "name"));
+                                   ma_json_string_or_null (moved, "name"));
           else
             check = ma_report_add (report, name, MA_CHECK_FAIL, started,
                                    "gone (serial %s, %" G_GINT64_FORMAT " bytes)",
@@ -137,7 +94,8 @@ diff_devices (JsonArray *before, JsonArray *now, MaReport *report)
           /* a partition of a vanished disk is explained by the disk */
           for (guint j = 0; j < i; j++)
             {
-              const char *parent = get_str (element (before, j), "name");
+              const char *parent
+                  = ma_json_string_or_null (ma_json_array_object (before, j), "name");
               g_autofree char *pname = g_strdup_printf ("device:%s", parent);
               if (parent != NULL && g_str_has_prefix (dev, parent) && !g_str_equal (dev, parent)
                   && ma_report_failed (report, pname))
@@ -148,14 +106,13 @@ diff_devices (JsonArray *before, JsonArray *now, MaReport *report)
             }
           continue;
         }
-      size_n = get_int (n, "size", -1);
-      if (serial != NULL && g_strcmp0 (serial, get_str (n, "serial")) != 0)
-        ma_report_add (report, name, MA_CHECK_FAIL, started,
-                       "another disk: serial %s, it was %s", get_str (n, "serial") ?: "none",
-                       serial);
-      else if (wwn != NULL && g_strcmp0 (wwn, get_str (n, "wwn")) != 0)
+      size_n = ma_json_int_or (n, "size", -1);
+      if (serial != NULL && g_strcmp0 (serial, ma_json_string_or_null (n, "serial")) != 0)
+        ma_report_add (report, name, MA_CHECK_FAIL, started, "another disk: serial %s, it was %s",
+                       ma_json_string_or_null (n, "serial") ?: "none", serial);
+      else if (wwn != NULL && g_strcmp0 (wwn, ma_json_string_or_null (n, "wwn")) != 0)
         ma_report_add (report, name, MA_CHECK_FAIL, started, "another disk: WWN %s, it was %s",
-                       get_str (n, "wwn") ?: "none", wwn);
+                       ma_json_string_or_null (n, "wwn") ?: "none", wwn);
       else if (size_n < size_b)
         ma_report_add (report, name, MA_CHECK_FAIL, started,
                        "shrank from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT " bytes", size_b,
@@ -178,19 +135,19 @@ device_cause (MaReport *report, JsonArray *devices, const char *devno)
   JsonObject *dev = find_last (devices, "devno", devno);
   g_autofree char *name = NULL;
 
-  if (dev == NULL || get_str (dev, "name") == NULL)
+  if (dev == NULL || ma_json_string_or_null (dev, "name") == NULL)
     return NULL;
-  name = g_strdup_printf ("device:%s", get_str (dev, "name"));
+  name = g_strdup_printf ("device:%s", ma_json_string_or_null (dev, "name"));
   return ma_report_failed (report, name) ? ma_report_find (report, name)->name : NULL;
 }
 
 static void
 diff_mounts (JsonArray *before, JsonArray *now, JsonArray *devices_before, MaReport *report)
 {
-  for (guint i = 0; i < length (before); i++)
+  for (guint i = 0; i < ma_json_array_length (before); i++)
     {
-      JsonObject *b = element (before, i);
-      const char *target = get_str (b, "target");
+      JsonObject *b = ma_json_array_object (before, i);
+      const char *target = ma_json_string_or_null (b, "target");
       g_autofree char *name = NULL;
       gint64 started = g_get_monotonic_time ();
       const char *opt_b, *opt_n, *sup_b, *sup_n;
@@ -202,18 +159,20 @@ diff_mounts (JsonArray *before, JsonArray *now, JsonArray *devices_before, MaRep
         continue;
       name = g_strdup_printf ("mount:%s", target);
       n = find_last (now, "target", target);
-      opt_b = get_str (b, "options");
-      sup_b = get_str (b, "super-options");
-      opt_n = get_str (n, "options");
-      sup_n = get_str (n, "super-options");
+      opt_b = ma_json_string_or_null (b, "options");
+      sup_b = ma_json_string_or_null (b, "super-options");
+      opt_n = ma_json_string_or_null (n, "options");
+      sup_n = ma_json_string_or_null (n, "super-options");
       if (n == NULL)
-        check = ma_report_add (report, name, MA_CHECK_FAIL, started,
-                               "not mounted any more (it was %s, %s)", get_str (b, "source"),
-                               get_str (b, "fstype"));
-      else if (g_strcmp0 (get_str (b, "source"), get_str (n, "source")) != 0)
-        check = ma_report_add (report, name, MA_CHECK_FAIL, started,
-                               "source changed from %s to %s", get_str (b, "source"),
-                               get_str (n, "source"));
+        check = ma_report_add (
+            report, name, MA_CHECK_FAIL, started, "not mounted any more (it was %s, %s)",
+            ma_json_string_or_null (b, "source"), ma_json_string_or_null (b, "fstype"));
+      else if (g_strcmp0 (ma_json_string_or_null (b, "source"),
+                          ma_json_string_or_null (n, "source"))
+               != 0)
+        check = ma_report_add (report, name, MA_CHECK_FAIL, started, "source changed from %s to %s",
+                               ma_json_string_or_null (b, "source"),
+                               ma_json_string_or_null (n, "source"));
       else if (has_option (opt_b, "rw") && has_option (opt_n, "ro"))
         ma_report_add (report, name, MA_CHECK_FAIL, started, "went read-only (options %s)",
                        opt_n);
@@ -230,15 +189,18 @@ diff_mounts (JsonArray *before, JsonArray *now, JsonArray *devices_before, MaRep
       else if (g_strcmp0 (sup_b, sup_n) != 0)
         ma_report_add (report, name, MA_CHECK_WARN, started,
                        "super options changed from %s to %s", sup_b, sup_n);
-      else if (g_strcmp0 (get_str (b, "devno"), get_str (n, "devno")) != 0)
+      else if (g_strcmp0 (ma_json_string_or_null (b, "devno"), ma_json_string_or_null (n, "devno"))
+               != 0)
         ma_report_add (report, name, MA_CHECK_WARN, started, "device number changed from %s to %s",
-                       get_str (b, "devno"), get_str (n, "devno"));
+                       ma_json_string_or_null (b, "devno"), ma_json_string_or_null (n, "devno"));
       else
-        ma_report_add (report, name, MA_CHECK_PASS, started, "%s (%s) %s", get_str (n, "source"),
-                       get_str (n, "fstype"), opt_n);
+        ma_report_add (report, name, MA_CHECK_PASS, started, "%s (%s) %s",
+                       ma_json_string_or_null (n, "source"), ma_json_string_or_null (n, "fstype"),
+                       opt_n);
       if (check != NULL)
         {
-          const char *cause = device_cause (report, devices_before, get_str (b, "devno"));
+          const char *cause
+              = device_cause (report, devices_before, ma_json_string_or_null (b, "devno"));
           if (cause != NULL)
             check->caused_by = g_strdup (cause);
         }
@@ -248,9 +210,10 @@ diff_mounts (JsonArray *before, JsonArray *now, JsonArray *devices_before, MaRep
 void
 ma_validate_storage_diff (JsonObject *before, JsonObject *now, MaReport *report)
 {
-  diff_devices (get_array (before, "devices"), get_array (now, "devices"), report);
-  diff_mounts (get_array (before, "mounts"), get_array (now, "mounts"),
-               get_array (before, "devices"), report);
+  diff_devices (ma_json_array_or_null (before, "devices"), ma_json_array_or_null (now, "devices"),
+                report);
+  diff_mounts (ma_json_array_or_null (before, "mounts"), ma_json_array_or_null (now, "mounts"),
+               ma_json_array_or_null (before, "devices"), report);
 }
 
 /* ---- frozen? ---- */
@@ -282,7 +245,7 @@ check_kmsg (JsonObject *before, MaReport *report)
   g_autoptr(GError) error = NULL;
   g_autoptr(GString) shown = g_string_new (NULL);
   gint64 started = g_get_monotonic_time ();
-  gint64 after = get_int (before, "kmsg-seq", -1), last = -1;
+  gint64 after = ma_json_int_or (before, "kmsg-seq", -1), last = -1;
 
   if (after < 0)
     {
@@ -447,7 +410,7 @@ wait_for_thaw (const MaValidateOptions *options, const char **why)
 static void
 check_writes (JsonObject *now, const MaValidateOptions *options, MaReport *report)
 {
-  JsonArray *mounts = get_array (now, "mounts");
+  JsonArray *mounts = ma_json_array_or_null (now, "mounts");
   g_autoptr(GPtrArray) probes = g_ptr_array_new_with_free_func ((GDestroyNotify) write_probe_unref);
   g_autoptr(GPtrArray) targets = g_ptr_array_new ();
   guint timeout = options ? options->write_timeout_ms : MA_VALIDATE_WRITE_TIMEOUT_MS;
@@ -464,19 +427,19 @@ check_writes (JsonObject *now, const MaValidateOptions *options, MaReport *repor
                      options ? options->thaw_wait_seconds : 0);
       return;
     }
-  for (guint i = 0; i < length (mounts); i++)
+  for (guint i = 0; i < ma_json_array_length (mounts); i++)
     {
-      JsonObject *m = element (mounts, i);
-      const char *target = get_str (m, "target");
+      JsonObject *m = ma_json_array_object (mounts, i);
+      const char *target = ma_json_string_or_null (m, "target");
       WriteProbe *probe;
       GThread *thread;
       g_autoptr(GError) error = NULL;
 
       if (m == NULL || target == NULL || !is_storage_mount (m)
           || find_last (mounts, "target", target) != m
-          || !has_option (get_str (m, "options"), "rw")
-          || has_option (get_str (m, "super-options"), "ro")
-          || has_option (get_str (m, "super-options"), "emergency_ro"))
+          || !has_option (ma_json_string_or_null (m, "options"), "rw")
+          || has_option (ma_json_string_or_null (m, "super-options"), "ro")
+          || has_option (ma_json_string_or_null (m, "super-options"), "emergency_ro"))
         continue;
       probe = g_new0 (WriteProbe, 1);
       g_atomic_ref_count_init (&probe->refs);
