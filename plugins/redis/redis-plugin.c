@@ -1,5 +1,5 @@
 /* redis-plugin.c — the Redis quiesce plugin (oneshot): CLIENT PAUSE WRITE for the lease (the
- * server ends the pause by itself if thaw never comes), optional SAVE/BGSAVE, UNPAUSE on thaw. */
+ * server ends the pause by itself if thaw never comes; renew extends it), SAVE/BGSAVE, UNPAUSE. */
 #include <stdio.h>
 #include <string.h>
 
@@ -194,19 +194,18 @@ wait_for_bgsave (redisContext *context, const MaKitRequest *request, GString *de
     }
 }
 
+/* CLIENT PAUSE WRITE for the lease (or REDIS_PAUSE_SECONDS) from now. The pause ends by itself
+ * when the lease does: nothing stays paused without the agent. While a pause is on, Redis keeps
+ * the later of the two ends. The length paused is stored in *seconds. */
 static gboolean
-run_quiesce (redisContext *context, const MaKitRequest *request, GString *detail)
+pause_writes (redisContext *context, const MaKitRequest *request, gint64 *seconds,
+              GString *detail)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(redisReply) paused = NULL;
-  g_autoptr(redisReply) saved = NULL;
   g_autofree char *pause_ms = NULL;
   gint64 pause_seconds;
-  SaveMode save;
 
-  if (!load_save_mode (&save, detail))
-    return FALSE;
-  /* The pause ends by itself when the lease does: nothing stays paused without the agent. */
   if (!ma_kit_env_int ("REDIS_PAUSE_SECONDS",
                        request->lease_seconds > 0 ? request->lease_seconds
                                                   : REDIS_DEFAULT_PAUSE_SECONDS,
@@ -215,9 +214,22 @@ run_quiesce (redisContext *context, const MaKitRequest *request, GString *detail
       g_string_append (detail, error->message);
       return FALSE;
     }
-  pause_ms = g_strdup_printf ("%" G_GINT64_FORMAT, MAX (pause_seconds, 1) * 1000);
+  *seconds = MAX (pause_seconds, 1);
+  pause_ms = g_strdup_printf ("%" G_GINT64_FORMAT, *seconds * 1000);
   paused = command (context, detail, "CLIENT", "PAUSE", pause_ms, "WRITE", NULL);
-  if (paused == NULL)
+  return paused != NULL;
+}
+
+static gboolean
+run_quiesce (redisContext *context, const MaKitRequest *request, GString *detail)
+{
+  g_autoptr(redisReply) saved = NULL;
+  gint64 pause_seconds;
+  SaveMode save;
+
+  if (!load_save_mode (&save, detail))
+    return FALSE;
+  if (!pause_writes (context, request, &pause_seconds, detail))
     return FALSE;
 
   if (save == SAVE_FOREGROUND)
@@ -233,10 +245,26 @@ run_quiesce (redisContext *context, const MaKitRequest *request, GString *detail
       return FALSE;
     }
   g_string_append_printf (detail, "writes paused for at most %" G_GINT64_FORMAT " s%s",
-                          MAX (pause_seconds, 1),
+                          pause_seconds,
                           save == SAVE_FOREGROUND   ? ", dataset saved"
                           : save == SAVE_BACKGROUND ? ", dataset saved in the background"
                                                     : "");
+  return TRUE;
+}
+
+/* The agent renewed its lease: pause again from now for the new lease, so the server does not
+ * resume writes at the first lease's end. Nothing is saved again. A server that is not paused
+ * any more (restarted, or someone ran CLIENT UNPAUSE) is paused again: the writes it took in
+ * between cannot be undone, but none follow. */
+static gboolean
+run_renew (redisContext *context, const MaKitRequest *request, GString *detail)
+{
+  gint64 pause_seconds;
+
+  if (!pause_writes (context, request, &pause_seconds, detail))
+    return FALSE;
+  g_string_append_printf (detail, "writes paused for at most %" G_GINT64_FORMAT " s from now",
+                          pause_seconds);
   return TRUE;
 }
 
@@ -311,6 +339,9 @@ main (int argc, char **argv)
       break;
     case MA_KIT_PHASE_THAW:
       ok = run_thaw (context, detail);
+      break;
+    case MA_KIT_PHASE_RENEW:
+      ok = run_renew (context, request, detail);
       break;
     case MA_KIT_PHASE_INVALID:
     default:

@@ -1,11 +1,13 @@
 /* test-plugin-redis.c — the redis plugin against a real redis-server started by this test on a
- * UNIX socket: writes wait while paused and go through after thaw or when the pause expires. */
+ * UNIX socket: writes wait while paused (also past a renewed lease) and go through after thaw or
+ * when the pause expires. */
 #include <signal.h>
 #include <string.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "json.h"
 #include "plugin-harness.h"
 
 static const char *plugin;
@@ -187,6 +189,110 @@ test_through_agent (void)
   g_assert_cmpstr (value, ==, "thawed");
 }
 
+static void
+test_renew_extends_pause (void)
+{
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autofree char *paused = NULL;
+  g_autofree char *renewed = NULL;
+  g_autofree char *thawed = NULL;
+  g_autofree char *value = NULL;
+  gint64 first_end;
+
+  g_free (redis ("SET", "renewed", "before", NULL));
+  g_assert_cmpint (run_phase ("quiesce", "2", NULL, &paused), ==, 0);
+  first_end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  g_assert_cmpint (run_phase ("renew", "30", NULL, &renewed), ==, 0);
+  g_assert_cmpstr (renewed, ==, "writes paused for at most 30 s from now");
+  writer = background_set ("renewed", "after");
+  /* past the first pause's end the write still waits */
+  g_assert_false (harness_wait_exit (writer, (guint) ((first_end - g_get_monotonic_time ())
+                                                      / 1000) + HARNESS_BLOCKED_MS));
+  g_assert_cmpint (g_get_monotonic_time (), >, first_end);
+  value = redis ("GET", "renewed", NULL);
+  g_assert_cmpstr (value, ==, "before");
+  g_assert_cmpint (run_phase ("thaw", "30", NULL, &thawed), ==, 0);
+  assert_completes (writer);
+  g_clear_pointer (&value, g_free);
+  value = redis ("GET", "renewed", NULL);
+  g_assert_cmpstr (value, ==, "after");
+}
+
+/* The shipped manifest's Phases= and RenewTimeout=, appended to the harness's manifest. */
+static void
+declare_shipped_phases (HarnessAgent *agent)
+{
+  g_autofree char *shipped = g_build_filename (g_getenv ("MA_PLUGINS_SRCDIR"), "redis",
+                                               "redis.plugin.in", NULL);
+  g_autofree char *manifest = g_build_filename (agent->daemon->dir, "plugins", "redis.plugin",
+                                                NULL);
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *phases = NULL;
+  g_autofree char *renew_timeout = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *extended = NULL;
+
+  g_assert_true (g_key_file_load_from_file (kf, shipped, G_KEY_FILE_NONE, &error));
+  g_assert_no_error (error);
+  phases = g_key_file_get_string (kf, "Plugin", "Phases", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (phases, "renew"));
+  renew_timeout = g_key_file_get_string (kf, "Plugin", "RenewTimeout", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (manifest, &text, NULL, &error));
+  extended = g_strdup_printf ("%sPhases=%s\nRenewTimeout=%s\n", text, phases, renew_timeout);
+  g_assert_true (g_file_set_contents_full (manifest, extended, -1, G_FILE_SET_CONTENTS_NONE, 0644,
+                                           &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_renew_through_agent (void)
+{
+  g_autofree char *env = g_strdup_printf ("REDIS_SOCKET=%s\n", socket_path);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("redis", plugin, "oneshot", env);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *value = NULL;
+  JsonArray *renewed = NULL;
+  JsonObject *result;
+  const char *status = NULL, *detail = NULL;
+  gint64 first_end;
+
+  declare_shipped_phases (agent);
+  g_free (redis ("SET", "agent-renew", "before", NULL));
+  g_assert_true (harness_agent_quiesce (agent, "op-redis-renew", 2, NULL));
+  first_end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
+  json_object_set_string_member (args, "operation", "op-redis-renew");
+  json_object_set_int_member (args, "lease_seconds", 30);
+  ret = ma_client_execute (agent->client, "renew", args, &error);
+  g_assert_no_error (error);
+  g_assert_true (ma_json_get_array (json_node_get_object (ret), "renew_results", &renewed, NULL));
+  g_assert_nonnull (renewed);
+  g_assert_cmpuint (json_array_get_length (renewed), ==, 1);
+  result = json_array_get_object_element (renewed, 0);
+  g_assert_true (ma_json_get_string (result, "status", &status, NULL));
+  g_assert_cmpstr (status, ==, "ok");
+  g_assert_true (ma_json_get_string (result, "detail", &detail, NULL));
+  g_assert_cmpstr (detail, ==, "writes paused for at most 30 s from now");
+
+  /* from another client, past the first lease's end: still held */
+  writer = background_set ("agent-renew", "after");
+  g_assert_false (harness_wait_exit (writer, (guint) ((first_end - g_get_monotonic_time ())
+                                                      / 1000) + HARNESS_BLOCKED_MS));
+  g_assert_cmpint (g_get_monotonic_time (), >, first_end);
+  value = redis ("GET", "agent-renew", NULL);
+  g_assert_cmpstr (value, ==, "before");
+  harness_agent_thaw (agent, "op-redis-renew");
+  assert_completes (writer);
+  g_clear_pointer (&value, g_free);
+  value = redis ("GET", "agent-renew", NULL);
+  g_assert_cmpstr (value, ==, "after");
+}
+
 static gboolean
 server_ready (gpointer data)
 {
@@ -261,7 +367,9 @@ main (int argc, char **argv)
   g_test_add_func ("/plugins/redis/quiesce/save", test_save_while_paused);
   g_test_add_func ("/plugins/redis/check-validate", test_check_validate);
   g_test_add_func ("/plugins/redis/errors", test_errors);
+  g_test_add_func ("/plugins/redis/renew/extends-pause", test_renew_extends_pause);
   g_test_add_func ("/plugins/redis/agent/quiesce-thaw", test_through_agent);
+  g_test_add_func ("/plugins/redis/agent/renew-holds-past-first-lease", test_renew_through_agent);
   status = g_test_run ();
   stop_server ();
   return status;
