@@ -177,6 +177,22 @@ ma_config_get_int (MaConfig *self, const char *group, const char *key, gint64 de
 }
 
 gboolean
+ma_keyfile_parse_bool (const char *raw, gboolean *out)
+{
+  g_autofree char *word = g_strstrip (g_strdup (raw));
+
+  if (g_ascii_strcasecmp (word, "true") == 0 || g_strcmp0 (word, "1") == 0
+      || g_ascii_strcasecmp (word, "yes") == 0)
+    *out = TRUE;
+  else if (g_ascii_strcasecmp (word, "false") == 0 || g_strcmp0 (word, "0") == 0
+           || g_ascii_strcasecmp (word, "no") == 0)
+    *out = FALSE;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+gboolean
 ma_config_get_bool (MaConfig *self, const char *group, const char *key, gboolean def,
                     gboolean *out, GError **error)
 {
@@ -187,17 +203,10 @@ ma_config_get_bool (MaConfig *self, const char *group, const char *key, gboolean
       *out = def;
       return TRUE;
     }
-  g_strstrip (raw);
-  if (g_ascii_strcasecmp (raw, "true") == 0 || g_strcmp0 (raw, "1") == 0
-      || g_ascii_strcasecmp (raw, "yes") == 0)
-    *out = TRUE;
-  else if (g_ascii_strcasecmp (raw, "false") == 0 || g_strcmp0 (raw, "0") == 0
-           || g_ascii_strcasecmp (raw, "no") == 0)
-    *out = FALSE;
-  else
+  if (!ma_keyfile_parse_bool (raw, out))
     {
       g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                   "configuration [%s] %s=%s: expected true or false", group, key, raw);
+                   "configuration [%s] %s=%s: expected true or false", group, key, g_strstrip (raw));
       return FALSE;
     }
   return TRUE;

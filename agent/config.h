@@ -20,6 +20,9 @@ char *ma_config_get_string (MaConfig *self, const char *group, const char *key, 
 char **ma_config_get_strv (MaConfig *self, const char *group, const char *key);
 gboolean ma_config_get_int (MaConfig *self, const char *group, const char *key, gint64 def,
                             gint64 min, gint64 max, gint64 *out, GError **error);
+/* The booleans a key file may spell (true/false, yes/no, 1/0, any case, blanks around): TRUE with
+ * *out set, or FALSE for anything else. Shared by the configuration and the plugin manifests. */
+gboolean ma_keyfile_parse_bool (const char *raw, gboolean *out);
 gboolean ma_config_get_bool (MaConfig *self, const char *group, const char *key, gboolean def,
                              gboolean *out, GError **error);
 GKeyFile *ma_config_get_keyfile (MaConfig *self);

@@ -11,6 +11,7 @@
 
 #include <glib/gstdio.h>
 
+#include "config.h"
 #include "error.h"
 #include "json.h"
 
@@ -197,17 +198,10 @@ parse_bool (GKeyFile *kf, const char *key, gboolean def, gboolean *out, GError *
   *out = def;
   if (raw == NULL)
     return TRUE;
-  g_strstrip (raw);
-  if (g_ascii_strcasecmp (raw, "true") == 0 || g_strcmp0 (raw, "1") == 0
-      || g_ascii_strcasecmp (raw, "yes") == 0)
-    *out = TRUE;
-  else if (g_ascii_strcasecmp (raw, "false") == 0 || g_strcmp0 (raw, "0") == 0
-           || g_ascii_strcasecmp (raw, "no") == 0)
-    *out = FALSE;
-  else
+  if (!ma_keyfile_parse_bool (raw, out))
     {
       g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT, "%s=%s: expected true or false",
-                   key, raw);
+                   key, g_strstrip (raw));
       return FALSE;
     }
   return TRUE;
