@@ -636,6 +636,63 @@ test_renew_timeout_releases (Fixture *f, gconstpointer data)
   g_assert_cmpstr (state, ==, "failed");
 }
 
+static gpointer
+renew_in_thread (gpointer data)
+{
+  MaClient *client = data;
+
+  return ma_test_execute (client, "renew", "{\"operation\": \"op-busy\", \"lease_seconds\": 50}");
+}
+
+/* While the plugins renew the operation says so, another renew is refused, and the renew
+ * answers only once its plugins are done. */
+static void
+test_renew_in_progress (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) list = NULL;
+  g_autoptr(JsonNode) renewed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(MaClient) other = NULL;
+  g_autofree char *go = g_build_filename (f->daemon->dir, "go", NULL);
+  JsonObject *op = NULL;
+  GThread *thread;
+  gint64 lease = 0;
+
+  write_plugin (f, "slow", "Phases=quiesce;thaw;renew\nRenewTimeout=60",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = renew ] || exit 0\n"
+                "i=0; while [ ! -e \"$DIR/go\" ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done");
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-busy\", \"lease_seconds\": 30}");
+  other = ma_test_daemon_connect (f->daemon);
+  thread = g_thread_new ("renew", renew_in_thread, other);
+  wait_log (f, "slow renew");
+
+  list = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_true (ma_json_get_object (json_node_get_object (list), "operation", &op, NULL));
+  g_assert_nonnull (op);
+  g_assert_true (ma_json_get_int (op, "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 30); /* not extended before the plugins are */
+  {
+    const char *state = NULL;
+    g_assert_true (ma_json_get_string (op, "state", &state, NULL));
+    g_assert_cmpstr (state, ==, "renewing");
+  }
+  busy = execute_error (f, "renew", "{\"operation\": \"op-busy\", \"lease_seconds\": 40}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+  g_assert_nonnull (strstr (busy->message, "renewing"));
+
+  g_assert_true (g_file_set_contents (go, "", 0, NULL));
+  renewed = g_thread_join (thread);
+  g_assert_true (ma_json_get_int (json_node_get_object (renewed), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 50);
+  g_assert_cmpstr (string_of (renewed, "state"), ==, "quiesced");
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-busy\"}");
+  assert_log (f, "slow quiesce\nslow renew\nslow thaw\n");
+}
+
 static void
 test_idempotent (Fixture *f, gconstpointer data)
 {
@@ -966,6 +1023,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/renew-reaches-plugins", test_renew_reaches_plugins);
   ADD ("/quiesce/renew-failure-releases", test_renew_failure_releases);
   ADD ("/quiesce/renew-timeout-releases", test_renew_timeout_releases);
+  ADD ("/quiesce/renew-in-progress", test_renew_in_progress);
   ADD ("/quiesce/idempotent", test_idempotent);
   ADD ("/quiesce/session-thaw", test_session_thaw);
   ADD ("/quiesce/session-agent-killed", test_session_agent_killed);
