@@ -26,6 +26,9 @@
 #define MA_PROC_BATCH 256
 /* while a lock's fd is looked for, targets are resolved this many (at least) at a time */
 #define MA_PROC_WANTED_STEP 8
+/* a process's lock files are mostly the first it opens after its standard streams: their
+ * targets are asked with the open modes, with a margin (a statx costs less than a round trip) */
+#define MA_PROC_STD_FDS 3
 
 /* ---- file keys ---- */
 
@@ -687,6 +690,15 @@ scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gb
   return n_found;
 }
 
+/* The target of this fd is still to be asked for: it is open, not asked yet, and writable, or
+ * a lock of its process is still missing, or orphan locks are looked for. */
+static gboolean
+fd_needs_target (const FdEntry *e, guint wanted_left, gboolean want_orphans)
+{
+  return e->link_res == 0 && e->target_res == G_MININT
+         && ((e->link.stx_mode & S_IWUSR) != 0 || wanted_left > 0 || want_orphans);
+}
+
 /* The fds of one process; TRUE when one of them went into the report. Open modes come from
  * the links (no access to the target filesystems); targets are resolved only for writable
  * fds, for the fds of a process until every lock it owns is found, and for all when locks
@@ -696,7 +708,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 {
   int fddir = openat (piddir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
-  guint wanted_left = 0, n_found = 0;
+  guint wanted_left = 0, n_found = 0, n_ahead = 0;
   gboolean more = TRUE;
   DIR *dir;
 
@@ -710,12 +722,18 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
     }
   if (g_hash_table_size (self->wanted) > 0)
     wanted_left = GPOINTER_TO_UINT (g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (pid)));
+  /* targets asked together with the open modes, in the same submission: every one when
+   * orphan locks are looked for, else the fds most likely to hold this process's locks */
+  if (want_orphans)
+    n_ahead = G_MAXUINT;
+  else if (wanted_left > 0)
+    n_ahead = wanted_left + MA_PROC_STD_FDS + MA_PROC_WANTED_STEP;
   while (more)
     {
       FdEntry *fds = part->fds;
-      guint n = 0;
+      guint n = 0, n_early = 0;
 
-      while (n < MA_PROC_BATCH)
+      while (n < MA_PROC_BATCH && part->batch->n + 2 <= MA_PROC_BATCH)
         {
           struct dirent *de = readdir (dir);
           if (de == NULL)
@@ -730,31 +748,28 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           fds[n].target_res = G_MININT;
           stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
                           &fds[n].link, &fds[n].link_res);
+          if (n_ahead > 0)
+            {
+              stat_batch_add (part->batch, fddir, fds[n].name, 0,
+                              STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[n].target,
+                              &fds[n].target_res);
+              n_ahead--;
+              n_early++;
+            }
           n++;
         }
+      g_atomic_int_add (&self->n_statx, (gint) n_early);
       stat_batch_run (part->batch);
 
       for (guint i = 0; i < n;)
         {
-          /* while a lock's fd is missing, every target of a few fds at a time; then the
-           * writable ones (and all of them for orphan locks) of the rest in one go */
-          guint end = wanted_left > 0 && !want_orphans
-                        ? MIN (n, i + MAX (wanted_left, MA_PROC_WANTED_STEP))
-                        : n;
-          for (guint j = i; j < end; j++)
+          guint end;
+
+          /* what needs no target, or has it already (asked early), is looked at in order:
+           * a lock found there may make the next targets unnecessary */
+          for (; i < n && !fd_needs_target (&fds[i], wanted_left, want_orphans); i++)
             {
-              FdEntry *e = &fds[j];
-              if (e->link_res == 0
-                  && ((e->link.stx_mode & S_IWUSR) != 0 || wanted_left > 0 || want_orphans))
-                stat_batch_add (part->batch, fddir, e->name, 0,
-                                STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &e->target,
-                                &e->target_res);
-            }
-          g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
-          stat_batch_run (part->batch);
-          for (guint j = i; j < end; j++)
-            {
-              FdEntry *e = &fds[j];
+              FdEntry *e = &fds[i];
               if (e->link_res != 0)
                 continue; /* closed meanwhile */
               part->n_fds++;
@@ -762,7 +777,17 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
                 n_found += scan_fd (self, piddir, fddir, pid, e, (e->link.stx_mode & S_IWUSR) != 0,
                                     &wanted_left, part);
             }
-          i = end;
+          /* while a lock's fd is missing, every target of a few fds at a time; then the
+           * writable ones (and all of them for orphan locks) of the rest in one go */
+          end = wanted_left > 0 && !want_orphans ? MIN (n, i + MAX (wanted_left, MA_PROC_WANTED_STEP))
+                                                 : n;
+          for (guint j = i; j < end; j++)
+            if (fd_needs_target (&fds[j], wanted_left, want_orphans))
+              stat_batch_add (part->batch, fddir, fds[j].name, 0,
+                              STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[j].target,
+                              &fds[j].target_res);
+          g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
+          stat_batch_run (part->batch);
         }
     }
   closedir (dir);
