@@ -1,10 +1,11 @@
 /* test-reliability.c — fault injection against the real daemon: floods, clients vanishing
  * mid-request, stale bytes, malformed strings, garbage arguments to every command,
- * SIGTERM under load, and where the agent writes. */
+ * SIGTERM under load, an address-space limit (ulimit -v), and where the agent writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -514,6 +515,237 @@ test_sigterm_during_flood (Fixture *f, gconstpointer data)
   g_assert_cmpint (waitpid (pid, NULL, 0), ==, pid);
 }
 
+/* ---- the agent under an address-space limit (ulimit -v) ---- */
+
+/* Headroom above the agent's size after start: a quarter of one 64 MiB line below, enough
+ * for four clients at the request-size limit at once and a thread's stack. */
+#define AS_HEADROOM_KIB (32 * 1024)
+#define AS_REQUEST_BYTES (MA_TEST_MAX_REQUEST_BYTES - 8 * 1024)
+#define MA_TEST_MAX_REQUEST_BYTES (1024 * 1024) /* agent/protocol.h, checked against `info` */
+
+static gint64
+proc_status_kib (pid_t pid, const char *field)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", (int) pid);
+  g_autofree char *text = NULL;
+  g_autofree char *key = g_strdup_printf ("\n%s:", field);
+  const char *line;
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  line = strstr (text, key);
+  g_assert_nonnull (line);
+  return g_ascii_strtoll (line + strlen (key), NULL, 10);
+}
+
+/* Lower the running agent's RLIMIT_AS (and RLIMIT_CORE: an abort leaves no core file) and
+ * check that the kernel reports the new limit for it. */
+static void
+limit_address_space (MaTestDaemon *d, gint64 limit_kib)
+{
+  struct rlimit as = { (rlim_t) limit_kib * 1024, (rlim_t) limit_kib * 1024 };
+  struct rlimit core = { 0, 0 };
+  g_autofree char *path = g_strdup_printf ("/proc/%d/limits", (int) d->pid);
+  g_autofree char *limits = NULL;
+  g_autofree char *expected = g_strdup_printf ("%" G_GINT64_FORMAT, limit_kib * 1024);
+  const char *line;
+
+  g_assert_cmpint (prlimit (d->pid, RLIMIT_CORE, &core, NULL), ==, 0);
+  g_assert_cmpint (prlimit (d->pid, RLIMIT_AS, &as, NULL), ==, 0);
+  g_assert_true (g_file_get_contents (path, &limits, NULL, NULL));
+  line = strstr (limits, "Max address space");
+  g_assert_nonnull (line);
+  g_assert_nonnull (strstr (line, expected));
+}
+
+static gboolean
+skip_unless_plain_agent (void)
+{
+  if (!MA_RSS_MEANINGFUL)
+    {
+      /* ASan reserves terabytes of shadow memory and memcheck runs the agent inside its
+       * own address space: an RLIMIT_AS says nothing about the agent there */
+      g_test_skip ("an address-space limit means nothing under ASan or valgrind");
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static char *
+sync_request (char fill, gsize total)
+{
+  GString *req = g_string_new ("{\"execute\":\"sync\",\"arguments\":{\"id\":\"");
+
+  while (req->len < total - 4)
+    g_string_append_c (req, fill);
+  g_string_append (req, "\"}}\n");
+  return g_string_free (req, FALSE);
+}
+
+/* One round of everything that could make the agent allocate: lines far beyond the request
+ * limit, four clients each holding a request just under it at once and then getting it
+ * echoed, a pipelined flood, a threaded command. */
+static void
+address_space_round (Fixture *f, MaClient *client, guint round)
+{
+  g_autoptr(GString) huge = g_string_new ("{\"execute\":\"ping\",\"id\":\"");
+  g_autoptr(GString) batch = g_string_new (NULL);
+  MaClient *near[4] = { NULL };
+  g_autofree char *reqs[G_N_ELEMENTS (near)] = { NULL };
+  g_autoptr(JsonNode) blockers = NULL;
+
+  /* two lines of 64 MiB each, twice the headroom: refused without being buffered */
+  while (huge->len < 64 * 1024 * 1024)
+    g_string_append (huge, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+  g_string_append (huge, "\"}\n");
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *line = NULL;
+      g_autoptr(JsonObject) obj = NULL;
+      JsonObject *err;
+
+      g_assert_true (ma_client_write_raw (client, huge->str, huge->len, NULL));
+      line = read_reply_line (client);
+      obj = parse_reply (line);
+      g_assert_true (json_object_has_member (obj, "error"));
+      err = json_object_get_object_member (obj, "error");
+      g_assert_cmpstr (json_object_get_string_member (err, "class"), ==, "GenericError");
+      g_assert_nonnull (strstr (json_object_get_string_member (err, "desc"),
+                                "larger than 1048576 bytes"));
+      assert_alive (client, round * 10 + i);
+    }
+
+  /* four clients, each with all but the end of a request just under the limit… */
+  for (guint i = 0; i < G_N_ELEMENTS (near); i++)
+    {
+      near[i] = ma_test_daemon_connect (f->daemon);
+      reqs[i] = sync_request ('a' + (char) i, AS_REQUEST_BYTES);
+      g_assert_true (ma_client_write_raw (near[i], reqs[i], strlen (reqs[i]) - 8, NULL));
+    }
+  /* …the agent has read them all (a sync on another connection is answered after), then
+   * each is completed and echoed */
+  assert_alive (client, round * 10 + 5);
+  for (guint i = 0; i < G_N_ELEMENTS (near); i++)
+    {
+      gsize len = strlen (reqs[i]);
+      g_assert_true (ma_client_write_raw (near[i], reqs[i] + len - 8, 8, NULL));
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (near); i++)
+    {
+      g_autofree char *line = read_reply_line (near[i]);
+      g_autoptr(JsonObject) obj = parse_reply (line);
+      const char *id = json_object_get_string_member (obj, "return");
+
+      g_assert_cmpuint (strlen (id), ==,
+                        AS_REQUEST_BYTES - strlen ("{\"execute\":\"sync\",\"arguments\":{\"id\":\"\"}}\n"));
+      g_assert_true (id[0] == 'a' + (char) i && id[strlen (id) - 1] == 'a' + (char) i);
+      ma_client_free (near[i]);
+    }
+
+  /* 20,000 pipelined requests, in batches of 1,000 */
+  for (guint i = 0; i < 1000; i++)
+    g_string_append_printf (batch, "{\"execute\":\"ping\",\"id\":%u}\n", i);
+  for (guint b = 0; b < 20; b++)
+    {
+      g_assert_true (ma_client_write_raw (client, batch->str, batch->len, NULL));
+      for (guint i = 0; i < 1000; i++)
+        {
+          g_autofree char *line = read_reply_line (client);
+          g_autoptr(JsonObject) obj = parse_reply (line);
+          g_assert_cmpint (json_object_get_int_member (obj, "id"), ==, i);
+        }
+    }
+
+  /* a command that works in a thread */
+  blockers = ma_test_execute (client, "blockers", NULL);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (blockers));
+}
+
+/* ulimit -v: with its address space capped at its size after start plus 32 MiB, the agent
+ * still refuses every oversized request with its error, serves four clients at the request
+ * limit at once, a flood and a threaded command, and does not grow from one round to the
+ * next (four more after two warm-up rounds). The request limit is what keeps a 64 MiB line
+ * (twice the headroom) harmless. */
+static void
+test_address_space_limit (Fixture *f, gconstpointer data)
+{
+  g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
+  g_autoptr(JsonNode) info = NULL;
+  g_autoptr(JsonNode) warm = NULL;
+  gint64 vm_start, limit_kib, rss_first, rss_second, vm_after;
+
+  if (skip_unless_plain_agent ())
+    return;
+  info = ma_test_execute (client, "info", NULL);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (info), "max-request-bytes"),
+                   ==, MA_TEST_MAX_REQUEST_BYTES);
+  /* its size once everything it starts with exists (a worker thread included) */
+  warm = ma_test_execute (client, "blockers", NULL);
+  assert_alive (client, 1);
+  vm_start = proc_status_kib (f->daemon->pid, "VmSize");
+  limit_kib = vm_start + AS_HEADROOM_KIB;
+  limit_address_space (f->daemon, limit_kib);
+
+  /* the first two rounds warm the allocator up (its arenas keep pages they touched) */
+  address_space_round (f, client, 1);
+  address_space_round (f, client, 2);
+  rss_first = ma_test_daemon_rss_kib (f->daemon);
+  for (guint round = 3; round <= 6; round++)
+    address_space_round (f, client, round);
+  rss_second = ma_test_daemon_rss_kib (f->daemon);
+  vm_after = proc_status_kib (f->daemon->pid, "VmSize");
+  g_test_message ("VmSize %" G_GINT64_FORMAT " KiB at start, limit %" G_GINT64_FORMAT
+                  " KiB, VmSize %" G_GINT64_FORMAT " KiB after six rounds; RSS %" G_GINT64_FORMAT
+                  " KiB after the second, %" G_GINT64_FORMAT " KiB after the sixth", vm_start,
+                  limit_kib, vm_after, rss_first, rss_second);
+  /* a round moves 4 MiB of near-limit requests and 4 MiB of replies: keeping either would
+   * add 16 MiB over four rounds; the allocator's page-level noise (up to 5 MiB seen when a
+   * freed megabyte buffer stays in the heap) stays under 8 MiB */
+  g_assert_cmpint (rss_second - rss_first, <, 8192);
+  assert_alive (client, 424242);
+  /* and it still stops cleanly */
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+}
+
+/* A real out-of-memory: the limit at the agent's current size, then a request that needs
+ * a buffer of a megabyte. GLib's allocator stops the process by design (g_malloc never
+ * returns NULL; g_error: SIGTRAP on x86, else SIGABRT): the agent must die that way with
+ * GLib's message, not crash on a NULL pointer or hang. Under
+ * systemd, Restart=on-failure starts it again (packaging/migration-agent.service.in); a
+ * session plugin releases on its stdin's EOF and oneshot plugins are thawed from the journal
+ * at the next start (test-quiesce.c /quiesce/session-agent-killed, /quiesce/journal-replay). */
+static void
+test_address_space_exhausted (Fixture *f, gconstpointer data)
+{
+  g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
+  g_autofree char *req = NULL;
+  g_autofree char *log = NULL;
+  gint64 deadline;
+  int status = 0;
+  pid_t rc = 0;
+
+  if (skip_unless_plain_agent ())
+    return;
+  assert_alive (client, 1);
+  limit_address_space (f->daemon, proc_status_kib (f->daemon->pid, "VmSize"));
+  req = sync_request ('z', AS_REQUEST_BYTES);
+  /* the agent may die while we write: a failed write is fine */
+  ma_client_write_raw (client, req, strlen (req), NULL);
+  deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (REPLY_TIMEOUT_MS) * 1000;
+  while (g_get_monotonic_time () < deadline
+         && (rc = waitpid (f->daemon->pid, &status, WNOHANG)) == 0)
+    g_usleep (20 * 1000);
+  g_assert_cmpint (rc, ==, f->daemon->pid);
+  f->daemon->running = FALSE;
+  g_assert_true (g_file_get_contents (f->daemon->log_path, &log, NULL, NULL));
+  /* g_error () ends in G_BREAKPOINT (): SIGTRAP on x86, SIGABRT where GLib aborts instead */
+  if (!WIFSIGNALED (status) || (WTERMSIG (status) != SIGTRAP && WTERMSIG (status) != SIGABRT))
+    g_error ("the agent did not stop on GLib's fatal error (status 0x%x); its log:\n%s",
+             (unsigned) status, log);
+  g_test_message ("the agent died by %s", g_strsignal (WTERMSIG (status)));
+  g_assert_nonnull (strstr (log, "GLib-ERROR"));
+  g_assert_nonnull (strstr (log, "failed to allocate"));
+}
+
 /* ---- the agent writes nothing outside its state directory ---- */
 
 static gboolean
@@ -831,6 +1063,8 @@ main (int argc, char **argv)
   ADD ("/reliability/garbage-does-not-leak", test_garbage_does_not_leak);
   ADD ("/reliability/every-command-garbage", test_every_command_garbage);
   ADD ("/reliability/sigterm-during-flood", test_sigterm_during_flood);
+  ADD ("/reliability/address-space-limit", test_address_space_limit);
+  ADD ("/reliability/address-space-exhausted", test_address_space_exhausted);
   g_test_add_func ("/reliability/writes-only-state-dir", test_writes_only_state_dir);
   g_test_add_func ("/reliability/no-shell", test_no_shell);
 #undef ADD
