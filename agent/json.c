@@ -166,60 +166,6 @@ ma_json_array_object (JsonArray *array, guint i)
   return JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
 }
 
-JsonArray *
-ma_json_array_or_null (JsonObject *obj, const char *member)
-{
-  JsonArray *array = NULL;
-
-  if (obj == NULL || !ma_json_get_array (obj, member, &array, NULL))
-    return NULL;
-  return array;
-}
-
-const char *
-ma_json_string_or_null (JsonObject *obj, const char *member)
-{
-  const char *value = NULL;
-
-  if (obj == NULL || !ma_json_get_string (obj, member, &value, NULL))
-    return NULL;
-  return value;
-}
-
-gint64
-ma_json_int_or (JsonObject *obj, const char *member, gint64 def)
-{
-  gint64 value = def;
-
-  if (obj == NULL || !ma_json_get_int (obj, member, &value, NULL))
-    return def;
-  return value;
-}
-
-gboolean
-ma_json_bool_or (JsonObject *obj, const char *member, gboolean def)
-{
-  gboolean value = def;
-
-  if (obj == NULL || !ma_json_get_bool (obj, member, &value, NULL))
-    return def;
-  return value;
-}
-
-guint
-ma_json_array_length (JsonArray *array)
-{
-  return array != NULL ? json_array_get_length (array) : 0;
-}
-
-JsonObject *
-ma_json_array_object (JsonArray *array, guint i)
-{
-  JsonNode *node = json_array_get_element (array, i);
-
-  return JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
-}
-
 gboolean
 ma_json_get_object (JsonObject *obj, const char *member, JsonObject **out, GError **error)
 {

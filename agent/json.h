@@ -30,17 +30,6 @@ guint ma_json_array_length (JsonArray *array);
 /* Element i of array when it is an object, else NULL. */
 JsonObject *ma_json_array_object (JsonArray *array, guint i);
 
-/* Lenient readers for documents the agent wrote itself (snapshots kept in the state dir, which may
- * be damaged on disk): a missing or mistyped member reads as NULL / 0 / the default given, and a
- * NULL object or array reads as empty. */
-JsonArray *ma_json_array_or_null (JsonObject *obj, const char *member);
-const char *ma_json_string_or_null (JsonObject *obj, const char *member);
-gint64 ma_json_int_or (JsonObject *obj, const char *member, gint64 def);
-gboolean ma_json_bool_or (JsonObject *obj, const char *member, gboolean def);
-guint ma_json_array_length (JsonArray *array);
-/* Element i of array when it is an object, else NULL. */
-JsonObject *ma_json_array_object (JsonArray *array, guint i);
-
 /* Same, but an absent member is an error. */
 gboolean ma_json_require_string (JsonObject *obj, const char *member, const char **out, GError **error);
 
