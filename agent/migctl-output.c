@@ -371,7 +371,8 @@ format_plugins (JsonNode *ret)
         continue;
       if (ma_json_get_object (p, "last", &last, NULL) && last != NULL)
         {
-          static const char *const phases[] = { "check", "quiesce", "thaw", "validate" };
+          static const char *const phases[] = { "check", "quiesce", "renew", "thaw",
+                                                  "validate" };
           for (guint k = 0; k < G_N_ELEMENTS (phases); k++)
             {
               JsonObject *ph = NULL;
@@ -427,6 +428,29 @@ format_quiesce (JsonNode *ret)
           int_member (obj, "lease_seconds", 0), expires);
   if (ma_json_get_array (obj, "results", &results, NULL) && results != NULL)
     print_phase_results (results);
+}
+
+/* renew: the quiesce object plus what the plugins' renew phase did. */
+static void
+format_renew (JsonNode *ret)
+{
+  JsonObject *obj = as_object (ret);
+  JsonArray *results = NULL;
+  double seconds = 0, expires = 0;
+
+  if (obj == NULL)
+    return;
+  ma_json_get_double (obj, "renew_seconds", &seconds, NULL);
+  ma_json_get_double (obj, "expires_in", &expires, NULL);
+  printf ("%s operation %s: lease %" G_GINT64_FORMAT " s, expires in %.0f s "
+          "(renew or thaw before)\n", ma_out_paint ("green", "renewed"),
+          str_member (obj, "operation", "?"), int_member (obj, "lease_seconds", 0), expires);
+  if (ma_json_get_array (obj, "renew_results", &results, NULL) && results != NULL
+      && json_array_get_length (results) > 0)
+    {
+      printf ("plugins renewed in %.3f s:\n", seconds);
+      print_phase_results (results);
+    }
 }
 
 static void
@@ -982,7 +1006,7 @@ static const struct
   { "blockers", format_blockers },
   { "plugins", format_plugins },
   { "quiesce", format_quiesce },
-  { "renew", format_quiesce },
+  { "renew", format_renew },
   { "thaw", format_thaw },
   { "check", format_check },
   { "plugin-test", format_plugin_test },
