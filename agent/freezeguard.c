@@ -7,25 +7,46 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
 
 #include "json.h"
 #include "paths.h"
+#include "procscan.h"
 
 /* Evidence that the guest's filesystems are frozen. */
 typedef enum
 {
   MA_FROZEN_MARKER = 1 << 0,  /* qemu-ga's isfrozen file */
-  MA_FROZEN_WRITERS = 1 << 1, /* tasks sleeping in percpu_rwsem_wait */
+  MA_FROZEN_WRITERS = 1 << 1, /* tasks sleeping in percpu_rwsem_wait on a guarded filesystem */
 } MaFrozenEvidence;
+
+/* What one look at /proc found: the tasks sleeping in MA_FREEZE_GUARD_FROZEN_WCHAN, each
+ * attributed to the filesystem of the file its system call works on. */
+typedef struct
+{
+  guint blocked;      /* every such task */
+  guint unattributed; /* of them: the file cannot be told (see attribute_writer) */
+  guint elsewhere;    /* of them: on a filesystem the guard does not guard (not evidence) */
+  GArray *devs;       /* guint: makedev of each guarded superblock with writers blocked on it */
+  GPtrArray *mounts;  /* char*: a mount point of each of devs, same order */
+} MaBlockedWriters;
+
+/* The /proc scan's input (its thread's own copies). */
+typedef struct
+{
+  char *procfs;
+  char **filter;
+} MaScanJob;
 
 /* One thaw, shared between the worker thread and the main loop (under lock). */
 typedef struct
 {
   GMutex lock;
   char **filter;      /* mount points to restrict to, or NULL */
+  GArray *devs;       /* guint devnos the evidence names, or NULL = every guarded filesystem */
   GPtrArray *targets; /* char*: the mount points, in thaw order */
   GPtrArray *results; /* char*: "thawed", "not-frozen" or an error; NULL = not reached yet */
   char *load_error;   /* the mount table could not be read */
@@ -52,7 +73,7 @@ struct _MaFreezeGuard
   guint evidence;           /* MaFrozenEvidence */
   gint64 frozen_since_real; /* 0 when no freeze is seen */
   gint64 frozen_since_mono;
-  guint blocked_writers;
+  MaBlockedWriters *writers; /* the last scan's, NULL before the first */
   gint64 activity_mono;     /* last sign of life, 0 = none */
   gint64 activity_real;
 
@@ -69,6 +90,7 @@ struct _MaFreezeGuard
   char *thaw_reason;
   double thaw_seconds_frozen;
   guint thaw_evidence;
+  JsonArray *thaw_writer_mounts; /* what the blocked-writer evidence named at the thaw */
   gboolean holding; /* the agent is held until the thaw reports (shutdown) */
 
   guint64 thaws;
@@ -127,35 +149,40 @@ task_waits_on_freeze (const char *task_dir)
   return strcmp (buf, MA_FREEZE_GUARD_FROZEN_WCHAN) == 0;
 }
 
-guint
-ma_freeze_guard_count_blocked_writers (const char *procfs)
+static MaBlockedWriters *
+blocked_writers_new (void)
 {
-  g_autoptr(GDir) proc = g_dir_open (procfs, 0, NULL);
-  const char *pid;
-  guint count = 0;
+  MaBlockedWriters *w = g_new0 (MaBlockedWriters, 1);
 
-  if (proc == NULL)
-    return 0;
-  while ((pid = g_dir_read_name (proc)) != NULL)
-    {
-      g_autofree char *task_root = NULL;
-      g_autoptr(GDir) tasks = NULL;
-      const char *tid;
+  w->devs = g_array_new (FALSE, FALSE, sizeof (guint));
+  w->mounts = g_ptr_array_new_with_free_func (g_free);
+  return w;
+}
 
-      if (!is_number (pid))
-        continue;
-      task_root = g_build_filename (procfs, pid, "task", NULL);
-      tasks = g_dir_open (task_root, 0, NULL);
-      if (tasks == NULL)
-        continue; /* the process is gone */
-      while ((tid = g_dir_read_name (tasks)) != NULL)
-        {
-          g_autofree char *task_dir = g_build_filename (task_root, tid, NULL);
-          if (is_number (tid) && task_waits_on_freeze (task_dir))
-            count++;
-        }
-    }
-  return count;
+static void
+blocked_writers_free (MaBlockedWriters *w)
+{
+  g_array_unref (w->devs);
+  g_ptr_array_unref (w->mounts);
+  g_free (w);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaBlockedWriters, blocked_writers_free)
+
+static gboolean
+devs_contain (GArray *devs, guint devno)
+{
+  for (guint i = 0; i < devs->len; i++)
+    if (g_array_index (devs, guint, i) == devno)
+      return TRUE;
+  return FALSE;
+}
+
+static void
+scan_job_free (MaScanJob *job)
+{
+  g_free (job->procfs);
+  g_strfreev (job->filter);
+  g_free (job);
 }
 
 /* ---- the thaw worker ---- */
@@ -165,6 +192,7 @@ thaw_job_free (MaThawJob *job)
 {
   g_mutex_clear (&job->lock);
   g_strfreev (job->filter);
+  g_clear_pointer (&job->devs, g_array_unref);
   g_ptr_array_unref (job->targets);
   g_ptr_array_unref (job->results);
   g_free (job->load_error);
@@ -199,6 +227,138 @@ superblock_path (MaMountTable *table, MaSuperblock *sb)
   return sb->primary->target;
 }
 
+/* The guard's filesystems: the freezable ones (those it would thaw), restricted by mounts=. */
+static gboolean
+superblock_guarded (MaMountTable *table, MaSuperblock *sb, char **filter)
+{
+  return g_ptr_array_find (table->freeze_order, sb, NULL) && superblock_selected (sb, filter);
+}
+
+/* Which filesystem a blocked task waits on: the file of its system call (the fd argument of
+ * /proc/PID/task/TID/syscall, resolved through /proc/PID/fd/N to its mount's superblock, as
+ * blockers does; stat and readlink do not wait on a frozen filesystem, only writes do).
+ *
+ * When that cannot be told (a call by path such as open(O_CREAT), mkdir, rename or unlink,
+ * openat relative to the working directory, an unreadable syscall file, a kernel thread, a
+ * mount table that cannot be read), the task counts as unattributed, and unattributed
+ * writers are evidence for every guarded filesystem, as all writers were before. That is the
+ * conservative side: such a task may well wait on a guarded filesystem (creating a file by
+ * name is the commonest write), and ignoring it could leave a guest frozen for good, the very
+ * failure the guard exists for; counting it costs at worst a thaw pass whose FITHAW finds
+ * filesystems not frozen (EINVAL, reported as not-frozen). */
+static void
+attribute_writer (MaBlockedWriters *found, MaMountTable *table, MaProcScan *scan, char **filter,
+                  gint pid, const char *task_dir)
+{
+  g_autofree char *path = g_build_filename (task_dir, "syscall", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(MaOpenFile) file = NULL;
+  MaSuperblock *sb;
+  gint64 nr = -1;
+  gint fd = -1;
+  guint devno;
+
+  if (scan != NULL && g_file_get_contents (path, &text, NULL, NULL)
+      && ma_syscall_parse_line (text, &nr, &fd) && fd >= 0)
+    file = ma_proc_scan_stat_fd (scan, pid, fd);
+  if (file == NULL)
+    {
+      found->unattributed++;
+      return;
+    }
+  sb = ma_mount_table_lookup_dev (table, major (file->devno), minor (file->devno));
+  if (sb == NULL || !superblock_guarded (table, sb, filter))
+    {
+      found->elsewhere++;
+      return;
+    }
+  devno = (guint) makedev (sb->major, sb->minor);
+  if (!devs_contain (found->devs, devno))
+    {
+      g_array_append_val (found->devs, devno);
+      g_ptr_array_add (found->mounts, g_strdup (superblock_path (table, sb)));
+    }
+}
+
+/* Every task under procfs (PROC/N/task/T) sleeping in MA_FREEZE_GUARD_FROZEN_WCHAN, and the
+ * filesystem each waits on. Blocking: runs in a worker thread. No error is fatal (tasks come
+ * and go); the mount table is read only when a blocked task is found. */
+static MaBlockedWriters *
+find_blocked_writers (const char *procfs, char **filter)
+{
+  g_autoptr(MaBlockedWriters) found = blocked_writers_new ();
+  g_autoptr(GDir) proc = g_dir_open (procfs, 0, NULL);
+  g_autoptr(MaMountTable) table = NULL;
+  g_autoptr(MaProcScan) scan = NULL;
+  gboolean loaded = FALSE;
+  const char *pid;
+
+  if (proc == NULL)
+    return g_steal_pointer (&found);
+  while ((pid = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *task_root = NULL;
+      g_autoptr(GDir) tasks = NULL;
+      const char *tid;
+
+      if (!is_number (pid))
+        continue;
+      task_root = g_build_filename (procfs, pid, "task", NULL);
+      tasks = g_dir_open (task_root, 0, NULL);
+      if (tasks == NULL)
+        continue; /* the process is gone */
+      while ((tid = g_dir_read_name (tasks)) != NULL)
+        {
+          g_autofree char *task_dir = g_build_filename (task_root, tid, NULL);
+
+          if (!is_number (tid) || !task_waits_on_freeze (task_dir))
+            continue;
+          found->blocked++;
+          if (!loaded)
+            {
+              loaded = TRUE;
+              table = ma_mount_table_load (NULL);
+              if (table != NULL)
+                scan = ma_proc_scan_new (table);
+            }
+          attribute_writer (found, table, scan, filter, (gint) g_ascii_strtoll (pid, NULL, 10),
+                            task_dir);
+        }
+    }
+  return g_steal_pointer (&found);
+}
+
+/* The superblocks a thaw acts on when the evidence names some (devs): those, and the ones
+ * their devices are backed by (a loop filesystem's thaw writes its journal to its image, so
+ * the filesystem holding the image must be thawed too, and is, first, in thaw order). */
+static GHashTable *
+thaw_scope (MaMountTable *table, GArray *devs)
+{
+  GHashTable *scope = g_hash_table_new (NULL, NULL);
+  gboolean grew = TRUE;
+
+  for (guint i = 0; i < table->superblocks->len; i++)
+    {
+      MaSuperblock *sb = table->superblocks->pdata[i];
+      if (devs_contain (devs, (guint) makedev (sb->major, sb->minor)))
+        g_hash_table_add (scope, sb);
+    }
+  while (grew)
+    {
+      grew = FALSE;
+      for (guint i = 0; i < table->nesting->len; i++)
+        {
+          MaMountNesting *n = table->nesting->pdata[i];
+          if (g_hash_table_contains (scope, n->inner) && !g_hash_table_contains (scope, n->outer))
+            {
+              g_hash_table_add (scope, n->outer);
+              grew = TRUE;
+            }
+        }
+    }
+  return scope;
+}
+
 static char *
 thaw_one (const char *path)
 {
@@ -228,6 +388,7 @@ thaw_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   g_autoptr(GError) error = NULL;
   g_autoptr(MaMountTable) table = ma_mount_table_load (&error);
   g_autoptr(GPtrArray) order = NULL;
+  g_autoptr(GHashTable) scope = NULL;
   guint n;
 
   if (table == NULL)
@@ -239,9 +400,12 @@ thaw_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
       return;
     }
   order = ma_freeze_guard_thaw_order (table);
+  if (job->devs != NULL)
+    scope = thaw_scope (table, job->devs);
   g_mutex_lock (&job->lock);
   for (guint i = 0; i < order->len; i++)
-    if (superblock_selected (order->pdata[i], job->filter))
+    if (superblock_selected (order->pdata[i], job->filter)
+        && (scope == NULL || g_hash_table_contains (scope, order->pdata[i])))
       {
         g_ptr_array_add (job->targets, g_strdup (superblock_path (table, order->pdata[i])));
         g_ptr_array_add (job->results, NULL);
@@ -289,6 +453,34 @@ evidence_to_json (guint evidence)
   return array;
 }
 
+/* The mount points the blocked-writer evidence names (none for a NULL scan). */
+static JsonArray *
+writer_mounts_to_json (const MaBlockedWriters *w)
+{
+  JsonArray *array = json_array_new ();
+
+  for (guint i = 0; w != NULL && i < w->mounts->len; i++)
+    {
+      g_autofree char *safe = ma_json_safe_string (w->mounts->pdata[i], -1, NULL);
+      json_array_add_string_element (array, safe);
+    }
+  return array;
+}
+
+/* The same, for the log: "/a, /b" (safe strings). */
+static char *
+writer_mounts_to_string (const MaBlockedWriters *w)
+{
+  g_autoptr(GString) text = g_string_new (NULL);
+
+  for (guint i = 0; w != NULL && i < w->mounts->len; i++)
+    {
+      g_autofree char *safe = ma_json_safe_string (w->mounts->pdata[i], -1, NULL);
+      g_string_append_printf (text, "%s%s", i ? ", " : "", safe);
+    }
+  return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
 static void
 guard_free (MaFreezeGuard *self)
 {
@@ -310,6 +502,8 @@ guard_free (MaFreezeGuard *self)
   g_strfreev (self->filter);
   g_free (self->marker_path);
   g_free (self->thaw_reason);
+  g_clear_pointer (&self->thaw_writer_mounts, json_array_unref);
+  g_clear_pointer (&self->writers, blocked_writers_free);
   g_clear_pointer (&self->last_action, json_object_unref);
   g_free (self);
 }
@@ -364,6 +558,8 @@ guard_report_thaw (MaFreezeGuard *self, gboolean timed_out)
   json_object_set_double_member (data, "seconds_frozen", self->thaw_seconds_frozen);
   json_object_set_string_member (data, "reason", self->thaw_reason);
   json_object_set_array_member (data, "evidence", evidence_to_json (self->thaw_evidence));
+  json_object_set_array_member (data, "blocked-writer-mounts",
+                                json_array_ref (self->thaw_writer_mounts));
   json_object_set_array_member (data, "not-frozen", json_array_ref (not_frozen));
   json_object_set_array_member (data, "errors", json_array_ref (errors));
   if (timed_out)
@@ -424,7 +620,7 @@ on_thaw_done (GObject *source, GAsyncResult *res, gpointer user_data)
   /* the freeze is over, whatever the kernel said: look again from scratch */
   self->evidence = 0;
   self->frozen_since_real = 0;
-  self->blocked_writers = 0;
+  g_clear_pointer (&self->writers, blocked_writers_free);
   guard_check (self);
 }
 
@@ -433,11 +629,20 @@ guard_start_thaw (MaFreezeGuard *self, gint64 now_mono)
 {
   MaThawJob *job = g_new0 (MaThawJob, 1);
   g_autofree char *evidence = describe_evidence (self->evidence);
+  g_autofree char *mounts = writer_mounts_to_string (self->writers);
 
   g_mutex_init (&job->lock);
   job->filter = g_strdupv (self->filter);
   job->targets = g_ptr_array_new_with_free_func (g_free);
   job->results = g_ptr_array_new_with_free_func (g_free);
+
+  /* the marker is about every filesystem qemu-ga froze, an unattributed writer may wait on
+   * any guarded one: then all of them; blocked writers alone name theirs */
+  if (!(self->evidence & MA_FROZEN_MARKER) && self->writers != NULL
+      && self->writers->unattributed == 0)
+    job->devs = g_array_copy (self->writers->devs);
+  g_clear_pointer (&self->thaw_writer_mounts, json_array_unref);
+  self->thaw_writer_mounts = writer_mounts_to_json (self->writers);
 
   self->thaw_seconds_frozen = (double) (now_mono - self->frozen_since_mono) / G_USEC_PER_SEC;
   self->thaw_evidence = self->evidence;
@@ -447,7 +652,11 @@ guard_start_thaw (MaFreezeGuard *self, gint64 now_mono)
                                        self->thaw_seconds_frozen, evidence,
                                        self->limit_seconds);
   self->thaw_reported = FALSE;
-  g_warning ("freeze guard: %s: thawing every frozen filesystem", self->thaw_reason);
+  if (job->devs == NULL)
+    g_warning ("freeze guard: %s: thawing every frozen filesystem it guards", self->thaw_reason);
+  else
+    g_warning ("freeze guard: %s: thawing the filesystems writers are blocked on (%s)",
+               self->thaw_reason, mounts);
 
   self->thaw_task = g_task_new (NULL, NULL, on_thaw_done, self);
   g_task_set_source_tag (self->thaw_task, guard_start_thaw);
@@ -495,8 +704,9 @@ marker_stat (MaFreezeGuard *self, struct stat *st)
   return stat (self->marker_path, st) == 0;
 }
 
+/* Decide on the marker and what the scan found (taken over). */
 static void
-guard_evaluate (MaFreezeGuard *self, guint blocked)
+guard_evaluate (MaFreezeGuard *self, MaBlockedWriters *found)
 {
   gint64 now_mono = g_get_monotonic_time ();
   gint64 now_real = g_get_real_time ();
@@ -513,9 +723,11 @@ guard_evaluate (MaFreezeGuard *self, guint blocked)
     self->marker_consumed = FALSE; /* qemu-ga thawed, or froze again since */
   if (marker && !self->marker_consumed)
     evidence |= MA_FROZEN_MARKER;
-  if (blocked > 0)
+  /* writers blocked on filesystems the guard does not guard are not evidence */
+  if (found->devs->len > 0 || found->unattributed > 0)
     evidence |= MA_FROZEN_WRITERS;
-  self->blocked_writers = blocked;
+  g_clear_pointer (&self->writers, blocked_writers_free);
+  self->writers = found;
 
   if (evidence == 0)
     {
@@ -534,9 +746,13 @@ guard_evaluate (MaFreezeGuard *self, guint blocked)
         since = MIN (since, marker_mtime_ns / 1000);
       self->frozen_since_real = since;
       self->frozen_since_mono = now_mono - (now_real - since);
-      g_message ("freeze guard: filesystems look frozen (%s); thawing them after %" G_GINT64_FORMAT
-                 " s without renewal", (evidence & MA_FROZEN_MARKER) ? "qemu-ga's marker"
-                                                                     : "blocked writers",
+      g_autofree char *mounts = writer_mounts_to_string (found);
+
+      g_message ("freeze guard: filesystems look frozen (%s%s%s%s); thawing them after %"
+                 G_GINT64_FORMAT " s without renewal",
+                 (evidence & MA_FROZEN_MARKER) ? "qemu-ga's marker" : "blocked writers",
+                 *mounts ? " on " : "", mounts,
+                 found->unattributed ? ", some on an unknown filesystem" : "",
                  self->limit_seconds);
     }
   self->evidence = evidence;
@@ -563,15 +779,15 @@ on_scan_done (GObject *source, GAsyncResult *res, gpointer user_data)
 {
   GCancellable *cancellable = g_task_get_cancellable (G_TASK (res));
   MaFreezeGuard *self;
-  gssize blocked;
+  g_autoptr(MaBlockedWriters) found = NULL;
 
   if (g_cancellable_is_cancelled (cancellable))
-    return; /* the guard is gone */
+    return; /* the guard is gone (the task frees its result) */
   self = user_data;
   g_clear_object (&self->scan_cancellable);
-  blocked = g_task_propagate_int (G_TASK (res), NULL);
-  if (self->thaw_task == NULL)
-    guard_evaluate (self, (guint) MAX (blocked, 0));
+  found = g_task_propagate_pointer (G_TASK (res), NULL);
+  if (self->thaw_task == NULL && found != NULL)
+    guard_evaluate (self, g_steal_pointer (&found));
   if (self->scan_again)
     {
       self->scan_again = FALSE;
@@ -582,7 +798,10 @@ on_scan_done (GObject *source, GAsyncResult *res, gpointer user_data)
 static void
 scan_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  g_task_return_int (task, ma_freeze_guard_count_blocked_writers (task_data));
+  MaScanJob *job = task_data;
+
+  g_task_return_pointer (task, find_blocked_writers (job->procfs, job->filter),
+                         (GDestroyNotify) blocked_writers_free);
 }
 
 /* Look at the marker and for blocked writers, then decide. The /proc scan runs in a thread. */
@@ -590,6 +809,7 @@ static void
 guard_check (MaFreezeGuard *self)
 {
   g_autoptr(GTask) task = NULL;
+  MaScanJob *job;
 
   if (self->stopped || self->thaw_task != NULL)
     return;
@@ -601,7 +821,10 @@ guard_check (MaFreezeGuard *self)
   self->scan_cancellable = g_cancellable_new ();
   task = g_task_new (NULL, self->scan_cancellable, on_scan_done, self);
   g_task_set_source_tag (task, guard_check);
-  g_task_set_task_data (task, g_strdup (ma_path_procfs ()), g_free);
+  job = g_new0 (MaScanJob, 1);
+  job->procfs = g_strdup (ma_path_procfs ());
+  job->filter = g_strdupv (self->filter);
+  g_task_set_task_data (task, job, (GDestroyNotify) scan_job_free);
   g_task_run_in_thread (task, scan_thread);
 }
 
@@ -654,7 +877,12 @@ guard_status (MaFreezeGuard *self)
     }
   else
     json_object_set_null_member (obj, "frozen-since");
-  json_object_set_int_member (obj, "blocked-writers", self->blocked_writers);
+  json_object_set_int_member (obj, "blocked-writers", self->writers ? self->writers->blocked : 0);
+  json_object_set_array_member (obj, "blocked-writer-mounts", writer_mounts_to_json (self->writers));
+  json_object_set_int_member (obj, "blocked-writers-unattributed",
+                              self->writers ? self->writers->unattributed : 0);
+  json_object_set_int_member (obj, "blocked-writers-elsewhere",
+                              self->writers ? self->writers->elsewhere : 0);
   if (self->activity_real != 0)
     json_object_set_int_member (obj, "last-renewal", self->activity_real / G_USEC_PER_SEC);
   json_object_set_int_member (obj, "checks", (gint64) self->checks);

@@ -46,8 +46,4 @@ void ma_freeze_guard_note_activity (MaFreezeGuard *self);
  * parents before the filesystems mounted below them). Borrowed MaSuperblock pointers. */
 GPtrArray *ma_freeze_guard_thaw_order (MaMountTable *table);
 
-/* Count tasks sleeping in MA_FREEZE_GUARD_FROZEN_WCHAN under procfs (PROC/N/task/T/wchan).
- * Pure directory reading; no error is fatal (tasks come and go). */
-guint ma_freeze_guard_count_blocked_writers (const char *procfs);
-
 G_END_DECLS

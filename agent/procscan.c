@@ -140,6 +140,29 @@ ma_syscall_fd_arg (gint64 nr)
   return info != NULL ? info->fd_arg : -1;
 }
 
+gboolean
+ma_syscall_parse_line (const char *text, gint64 *nr, gint *fd)
+{
+  g_autofree char *copy = g_strstrip (g_strdup (text));
+  g_auto(GStrv) words = NULL;
+  gint fd_arg;
+
+  *nr = -1;
+  *fd = -1;
+  if (!g_ascii_isdigit (copy[0]))
+    return FALSE; /* "running", or "-1 SP PC" outside a system call */
+  words = g_strsplit (copy, " ", -1);
+  *nr = g_ascii_strtoll (words[0], NULL, 10);
+  fd_arg = ma_syscall_fd_arg (*nr);
+  if (fd_arg >= 0 && g_strv_length (words) > (guint) fd_arg + 1)
+    {
+      guint64 value = g_ascii_strtoull (words[fd_arg + 1], NULL, 16);
+      if (value <= G_MAXINT) /* AT_FDCWD (-100) reads as 0xffffffffffffff9c */
+        *fd = (gint) value;
+    }
+  return TRUE;
+}
+
 /* ---- small readers relative to a directory fd ---- */
 
 /* Read a small /proc file whole; NULL with errno set when it cannot be read. */
@@ -547,6 +570,7 @@ scan_stuck_task (MaProcScan *self, int tdir, gint pid, gint tid, char *comm, Sca
 {
   g_autofree char *syscall = NULL;
   MaStuckTask *task = g_new0 (MaStuckTask, 1);
+  gint fd = -1;
 
   task->pid = pid;
   task->tid = tid;
@@ -556,20 +580,11 @@ scan_stuck_task (MaProcScan *self, int tdir, gint pid, gint tid, char *comm, Sca
   if (task->wchan != NULL && (task->wchan[0] == '\0' || g_strcmp0 (task->wchan, "0") == 0))
     g_clear_pointer (&task->wchan, g_free);
   syscall = read_at (tdir, "syscall", 512, NULL);
-  if (syscall != NULL && g_ascii_isdigit (syscall[0]))
+  if (syscall != NULL && ma_syscall_parse_line (syscall, &task->syscall, &fd))
     {
-      g_auto(GStrv) words = g_strsplit (g_strstrip (syscall), " ", -1);
-      gint fd_arg;
-
-      task->syscall = g_ascii_strtoll (words[0], NULL, 10);
       task->syscall_name = ma_syscall_name (task->syscall);
-      fd_arg = ma_syscall_fd_arg (task->syscall);
-      if (fd_arg >= 0 && g_strv_length (words) > (guint) fd_arg + 1)
-        {
-          guint64 fd = g_ascii_strtoull (words[fd_arg + 1], NULL, 16);
-          if (fd <= G_MAXINT)
-            task->file = ma_proc_scan_stat_fd (self, pid, (gint) fd);
-        }
+      if (fd >= 0)
+        task->file = ma_proc_scan_stat_fd (self, pid, fd);
     }
   g_ptr_array_add (part->stuck, task);
 }

@@ -28,6 +28,8 @@ typedef struct
   gboolean enabled;
   gboolean nested;  /* a second ext4 on a loop device backed by a file on the first */
   gboolean plugin;  /* a plugin directory with one oneshot test plugin, for quiesce */
+  gboolean sibling; /* a second ext4 on its own loop device, image outside the first */
+  gboolean guard_sibling; /* mounts= names the sibling too (else only the first) */
 } Scenario;
 
 typedef struct
@@ -46,6 +48,7 @@ typedef struct
   char *plugins; /* with Scenario.plugin */
   LoopFs outer;
   LoopFs inner; /* only with Scenario.nested */
+  LoopFs sibling; /* only with Scenario.sibling */
   MaTestDaemon *daemon;
   MaClient *events; /* connected before anything can happen */
   GArray *children; /* pid_t of writers */
@@ -237,6 +240,36 @@ start_writer (Fixture *f, const char *mnt)
   return pid;
 }
 
+/* Freeze fs with a child blocked writing through a file opened before the freeze: write(2) on
+ * that descriptor is what sleeps (an open by name with O_CREAT would sleep instead, and the
+ * guard cannot tell which filesystem a call by path waits on). The child exits 0 once thawed. */
+static pid_t
+start_fd_writer (Fixture *f, LoopFs *fs)
+{
+  g_autofree char *path = g_strdup_printf ("%s/written-%d", fs->mnt, g_random_int_range (0, 1 << 30));
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  pid_t pid;
+
+  g_assert_cmpint (fd, >=, 0);
+  loopfs_freeze (fs);
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
+
+      dup2 (null, STDOUT_FILENO);
+      dup2 (null, STDERR_FILENO);
+      if (write (fd, "thawed\n", 7) != 7 || fsync (fd) < 0)
+        _exit (1);
+      _exit (0);
+    }
+  /* the child holds the open file: this close only drops our reference */
+  close (fd);
+  g_array_append_val (f->children, pid);
+  return pid;
+}
+
 static char *
 read_wchan (pid_t pid)
 {
@@ -373,7 +406,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   f->rundir = g_build_filename (f->dir, "run", NULL);
   g_assert_cmpint (g_mkdir (f->rundir, 0755), ==, 0);
   if (!loopfs_create (&f->outer, f->dir, "outer", f->dir, &why)
-      || (sc->nested && !loopfs_create (&f->inner, f->dir, "inner", f->outer.mnt, &why)))
+      || (sc->nested && !loopfs_create (&f->inner, f->dir, "inner", f->outer.mnt, &why))
+      || (sc->sibling && !loopfs_create (&f->sibling, f->dir, "sibling", f->dir, &why)))
     {
       g_test_message ("skipped: %s", why);
       g_test_skip (why);
@@ -382,9 +416,10 @@ fixture_setup (Fixture *f, gconstpointer data)
     }
 
   g_string_append_printf (config, "[freeze-guard]\nenabled=%s\nlimit-seconds=%" G_GINT64_FORMAT
-                          "\npoll-seconds=%" G_GINT64_FORMAT "\nmounts=%s%s%s\n",
+                          "\npoll-seconds=%" G_GINT64_FORMAT "\nmounts=%s%s%s%s%s\n",
                           sc->enabled ? "true" : "false", sc->limit, sc->poll, f->outer.mnt,
-                          sc->nested ? ";" : "", sc->nested ? f->inner.mnt : "");
+                          sc->nested ? ";" : "", sc->nested ? f->inner.mnt : "",
+                          sc->guard_sibling ? ";" : "", sc->guard_sibling ? f->sibling.mnt : "");
   if (sc->plugin)
     {
       f->plugins = g_build_filename (f->dir, "plugins", NULL);
@@ -403,6 +438,7 @@ static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
   /* always thaw first: blocked writers and umount need it */
+  loopfs_unfreeze (&f->sibling);
   loopfs_unfreeze (&f->inner);
   loopfs_unfreeze (&f->outer);
   for (guint i = 0; i < f->children->len; i++)
@@ -417,6 +453,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
     g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
   g_clear_pointer (&f->daemon, ma_test_daemon_free);
   g_unsetenv ("MA_RUNDIR");
+  loopfs_destroy (&f->sibling);
   loopfs_destroy (&f->inner);
   loopfs_destroy (&f->outer);
   if (f->plugins != NULL)
@@ -695,6 +732,125 @@ test_no_evidence_no_thaw (Fixture *f, gconstpointer data)
   g_assert_true (loopfs_unfreeze (&f->outer));
 }
 
+static gboolean
+array_is_one_string (JsonArray *array, const char *s)
+{
+  return json_array_get_length (array) == 1
+         && g_strcmp0 (json_array_get_string_element (array, 0), s) == 0;
+}
+
+/* Two guarded filesystems; the sibling is frozen (no marker) with a writer blocked on it, the
+ * first is not frozen. The evidence names the sibling only, and the thaw acts on it alone:
+ * no thaw attempt (not-frozen entry) and no warning for the first. */
+static void
+test_writers_name_their_mount (Fixture *f, gconstpointer data)
+{
+  const Scenario *sc = data;
+  g_autoptr(MaClient) client = ma_test_daemon_connect (f->daemon);
+  g_autoptr(JsonNode) event = NULL;
+  g_autofree char *log = NULL;
+  g_auto(GStrv) lines = NULL;
+  gint64 deadline;
+  JsonObject *d;
+  pid_t writer;
+  guint warnings = 0;
+
+  if (f->skipped)
+    return;
+  writer = start_fd_writer (f, &f->sibling);
+  wait_blocked (writer);
+
+  /* the guard notices the freeze (it thaws one limit later: the window is that wide) */
+  deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  while (TRUE)
+    {
+      g_autoptr(JsonObject) status = guard_status (client, NULL);
+      JsonArray *named = json_object_get_array_member (status, "blocked-writer-mounts");
+
+      g_assert_cmpint (json_object_get_int_member (status, "thaws"), ==, 0);
+      g_assert_false (array_has_string (named, f->outer.mnt));
+      if (json_object_get_boolean_member (status, "frozen"))
+        {
+          g_assert_true (array_is_one_string (named, f->sibling.mnt));
+          g_assert_true (array_is_one_string (json_object_get_array_member (status, "evidence"),
+                                              "blocked-writers"));
+          g_assert_cmpint (json_object_get_int_member (status, "blocked-writers"), >=, 1);
+          break;
+        }
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (50 * 1000);
+    }
+
+  event = wait_event (f, "FREEZE_GUARD_THAWED", WAIT_MS);
+  assert_thaw_event (event, f->sibling.mnt, "blocked-writers", (double) sc->limit - 1);
+  d = json_object_get_object_member (json_node_get_object (event), "data");
+  /* thawed the sibling only: the first was never tried (no not-frozen entry for it) */
+  g_assert_true (array_is_one_string (json_object_get_array_member (d, "mounts"), f->sibling.mnt));
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (d, "not-frozen")), ==, 0);
+  g_assert_true (array_is_one_string (json_object_get_array_member (d, "blocked-writer-mounts"),
+                                      f->sibling.mnt));
+  g_assert_true (wait_writer (f, writer, WAIT_MS));
+  g_assert_false (loopfs_unfreeze (&f->sibling));
+
+  /* the guard's warnings name the sibling, never the first */
+  g_assert_true (g_file_get_contents (f->daemon->log_path, &log, NULL, NULL));
+  lines = g_strsplit (log, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (strstr (lines[i], "WARNING") != NULL && strstr (lines[i], "freeze guard") != NULL)
+      {
+        g_assert_null (strstr (lines[i], f->outer.mnt));
+        if (strstr (lines[i], f->sibling.mnt) != NULL)
+          warnings++;
+      }
+  g_assert_cmpuint (warnings, >=, 1);
+}
+
+/* A writer blocked on a frozen filesystem the guard does not guard (mounts= names only the
+ * first): seen, attributed to that filesystem, and not evidence. No freeze, no thaw, however
+ * long; the other filesystem stays frozen until the test thaws it. */
+static void
+test_unguarded_writer_no_thaw (Fixture *f, gconstpointer data)
+{
+  const Scenario *sc = data;
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  gint64 first_checks = -1, seen = 0;
+  pid_t writer;
+
+  if (f->skipped)
+    return;
+  writer = start_fd_writer (f, &f->sibling);
+  wait_blocked (writer);
+  /* from the scan that attributed the writer elsewhere, polls over more than twice the limit */
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(JsonObject) status = guard_status (f->events, NULL);
+      gint64 checks = json_object_get_int_member (status, "checks");
+
+      g_assert_cmpint (json_object_get_int_member (status, "thaws"), ==, 0);
+      g_assert_false (json_object_get_boolean_member (status, "frozen"));
+      g_assert_cmpuint (
+        json_array_get_length (json_object_get_array_member (status, "blocked-writer-mounts")), ==,
+        0);
+      if (seen == 0 && json_object_get_int_member (status, "blocked-writers-elsewhere") >= 1)
+        {
+          seen = g_get_monotonic_time ();
+          first_checks = checks;
+        }
+      if (seen != 0 && checks >= first_checks + 3
+          && g_get_monotonic_time () - seen > 2 * sc->limit * G_USEC_PER_SEC)
+        break;
+      g_usleep (100 * 1000);
+    }
+  g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+  {
+    g_autofree char *wchan = read_wchan (writer);
+    g_assert_cmpstr (wchan, ==, "percpu_rwsem_wait");
+  }
+  /* still frozen: the kernel accepts the unfreeze, and the write completes */
+  g_assert_true (loopfs_unfreeze (&f->sibling));
+  g_assert_true (wait_writer (f, writer, WAIT_MS));
+}
+
 static void
 test_disabled (Fixture *f, gconstpointer data)
 {
@@ -790,6 +946,10 @@ main (int argc, char **argv)
   static const Scenario disabled = { .limit = 1, .poll = 1, .marker = TRUE, .enabled = FALSE };
   static const Scenario nested = { .limit = 2, .poll = 0, .marker = TRUE, .enabled = TRUE,
                                    .nested = TRUE };
+  static const Scenario siblings = { .limit = 3, .poll = 1, .marker = FALSE, .enabled = TRUE,
+                                     .sibling = TRUE, .guard_sibling = TRUE };
+  static const Scenario unguarded = { .limit = 1, .poll = 1, .marker = FALSE, .enabled = TRUE,
+                                      .sibling = TRUE };
 
   g_test_init (&argc, &argv, NULL);
   emergency_install ();
@@ -802,6 +962,8 @@ main (int argc, char **argv)
   ADD ("/freeze-guard/no-evidence-no-thaw", test_no_evidence_no_thaw, quiet);
   ADD ("/freeze-guard/disabled", test_disabled, disabled);
   ADD ("/freeze-guard/nested-order", test_nested_order, nested);
+  ADD ("/freeze-guard/writers-name-their-mount", test_writers_name_their_mount, siblings);
+  ADD ("/freeze-guard/unguarded-writer-no-thaw", test_unguarded_writer_no_thaw, unguarded);
   g_test_add_func ("/freeze-guard/bad-config", test_bad_config);
 #undef ADD
   return g_test_run ();
