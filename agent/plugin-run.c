@@ -220,6 +220,9 @@ on_deadline (gpointer user_data)
     {
       self->result->ok = FALSE;
       self->result->timed_out = TRUE;
+      /* a session's answer from now on comes too late: its stdin is closed and it is told to
+       * stop, so it is releasing whatever it says; the phase stays failed */
+      self->awaiting_reply = FALSE;
       g_free (self->result->detail);
       self->result->detail = g_strdup_printf ("timed out after %.1f s; its process group was "
                                               "killed", limit);

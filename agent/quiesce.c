@@ -950,7 +950,12 @@ cmd_thaw (MaCall *call, gpointer user_data)
   if (op->state == OP_QUIESCED)
     operation_release (op, "thaw", MA_STATE_THAWED);
   else if (op->state == OP_QUIESCING || op->state == OP_RENEWING)
-    op->release_requested = TRUE; /* once the quiesce or the renew has answered */
+    {
+      /* once the quiesce or the renew has answered */
+      op->release_requested = TRUE;
+      g_message ("thaw of operation %s waits for its %s to end", op->id,
+                 op->state == OP_QUIESCING ? "quiesce" : "renew");
+    }
 }
 
 static void

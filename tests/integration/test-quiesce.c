@@ -257,6 +257,149 @@ wait_file_gone (const char *path)
   g_error ("%s still exists", path);
 }
 
+/* Send a request on a connection without waiting for its answer (read_answer reads it):
+ * the client library waits for every answer, and these tests need a call in flight. */
+static void
+send_request (MaClient *client, const char *command, const char *args_json, const char *id)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = g_strdup_printf ("{\"execute\": \"%s\", \"arguments\": %s, \"id\": \"%s\"}\n",
+                                           command, args_json ? args_json : "{}", id);
+
+  g_assert_true (ma_client_write_raw (client, line, strlen (line), &error));
+  g_assert_no_error (error);
+}
+
+static gboolean
+reply_has_id (JsonNode *node, const char *id)
+{
+  const char *got = NULL;
+
+  return JSON_NODE_HOLDS_OBJECT (node)
+         && ma_json_get_string (json_node_get_object (node), "id", &got, NULL)
+         && g_strcmp0 (got, id) == 0;
+}
+
+/* The reply to request id on this connection (other lines are skipped): the whole reply. */
+static JsonNode *
+read_answer (MaClient *client, const char *id)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (WAIT_MS) * 1000;
+
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *line = NULL;
+      g_autoptr(JsonNode) node = NULL;
+      gint64 left_ms = MAX ((deadline - g_get_monotonic_time ()) / 1000, 1);
+
+      line = ma_client_read_line (client, (int) left_ms, &error);
+      g_assert_no_error (error);
+      node = ma_json_parse (line, strlen (line), &error);
+      g_assert_no_error (error);
+      if (reply_has_id (node, id))
+        return g_steal_pointer (&node);
+    }
+}
+
+/* Every answer this connection will get for id has come: a ping sent now is answered after
+ * anything still owed to earlier requests (replies keep the order of the requests), and no
+ * second answer to id may come before it. */
+static void
+assert_answered_once (MaClient *client, const char *id)
+{
+  g_autofree char *fence = g_strdup_printf ("%s-fence", id);
+
+  send_request (client, "ping", NULL, fence);
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *line = ma_client_read_line (client, (int) ma_test_timeout_ms (WAIT_MS),
+                                                   &error);
+      g_autoptr(JsonNode) node = NULL;
+
+      g_assert_no_error (error);
+      node = ma_json_parse (line, strlen (line), &error);
+      g_assert_no_error (error);
+      g_assert_false (reply_has_id (node, id));
+      if (reply_has_id (node, fence))
+        return;
+    }
+}
+
+/* The error class of a reply, or NULL for a return. */
+static const char *
+reply_error_class (JsonNode *reply, const char **desc)
+{
+  JsonObject *err = NULL;
+  const char *klass = NULL;
+
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (reply));
+  if (!ma_json_get_object (json_node_get_object (reply), "error", &err, NULL) || err == NULL)
+    {
+      g_assert_true (json_object_has_member (json_node_get_object (reply), "return"));
+      return NULL;
+    }
+  g_assert_true (ma_json_get_string (err, "class", &klass, NULL));
+  if (desc != NULL)
+    g_assert_true (ma_json_get_string (err, "desc", desc, NULL));
+  return klass;
+}
+
+static JsonObject *
+reply_return (JsonNode *reply)
+{
+  g_assert_null (reply_error_class (reply, NULL));
+  return json_object_get_object_member (json_node_get_object (reply), "return");
+}
+
+static char *
+agent_log (Fixture *f)
+{
+  char *text = NULL;
+
+  if (!g_file_get_contents (f->daemon->log_path, &text, NULL, NULL))
+    return g_strdup ("");
+  return text;
+}
+
+/* Wait until the agent's own log contains needle. */
+static void
+wait_agent_log (Fixture *f, const char *needle)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (WAIT_MS) * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *text = agent_log (f);
+      if (strstr (text, needle) != NULL)
+        return;
+      g_usleep (10 * 1000);
+    }
+  g_error ("the agent log never showed '%s'", needle);
+}
+
+/* No call was dropped unanswered and nothing critical was logged. */
+static void
+assert_agent_log_clean (Fixture *f)
+{
+  g_autofree char *text = agent_log (f);
+
+  g_assert_null (strstr (text, "dropped without an answer"));
+  g_assert_null (strstr (text, "CRITICAL"));
+}
+
+static gint64
+guard_last_renewal (Fixture *f)
+{
+  g_autoptr(JsonNode) status = ma_test_execute (f->client, "freeze-guard", NULL);
+  gint64 last = 0;
+
+  g_assert_true (ma_json_get_int (json_node_get_object (status), "last-renewal", &last, NULL));
+  g_assert_cmpint (last, >, 0);
+  return last;
+}
+
 /* ---- tests ---- */
 
 static void
@@ -719,6 +862,456 @@ test_renew_in_progress (Fixture *f, gconstpointer data)
   assert_log (f, "slow quiesce\nslow renew\nslow thaw\n");
 }
 
+/* A oneshot plugin that logs "NAME PHASE LEASE"; its renew holds on while $DIR/block exists
+ * and fails while $DIR/refuse exists. */
+static const char blocking_renew_body[] =
+  "echo \"$MA_PLUGIN $1 $MA_LEASE_SECONDS\" >> \"$LOG\"\n"
+  "[ \"$1\" = renew ] || exit 0\n"
+  "i=0; while [ -e \"$DIR/block\" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\n"
+  "[ ! -e \"$DIR/refuse\" ] || { echo '{\"detail\": \"cannot extend the hold\"}'; exit 1; }";
+
+static void
+create_file (Fixture *f, const char *name)
+{
+  g_autofree char *path = g_build_filename (f->daemon->dir, name, NULL);
+
+  g_assert_true (g_file_set_contents (path, "", 0, NULL));
+}
+
+static void
+remove_file (Fixture *f, const char *name)
+{
+  g_autofree char *path = g_build_filename (f->daemon->dir, name, NULL);
+
+  g_assert_cmpint (g_unlink (path), ==, 0);
+}
+
+static const char *
+operation_state (Fixture *f, JsonNode **keep)
+{
+  JsonObject *op = NULL;
+  const char *state = NULL;
+
+  *keep = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_true (ma_json_get_object (json_node_get_object (*keep), "operation", &op, NULL));
+  g_assert_nonnull (op);
+  g_assert_true (ma_json_get_string (op, "state", &state, NULL));
+  return state;
+}
+
+/* The old lease runs out while the plugins renew: nothing expires (the lease clock is
+ * stopped), and the new lease counts from when the renew was accepted. */
+static void
+test_renew_lease_stopped (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) answer = NULL;
+  g_autoptr(JsonNode) expired = NULL;
+  g_autoptr(JsonNode) list = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  gint64 sent, old_end;
+  double expires = -1;
+  gint64 lease = 0;
+
+  write_plugin (f, "slow", "Phases=quiesce;thaw;renew\nRenewTimeout=120", blocking_renew_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-ls\", \"lease_seconds\": 1}");
+  old_end = g_get_monotonic_time () + G_USEC_PER_SEC;
+  create_file (f, "block");
+  renewer = ma_test_daemon_connect (f->daemon);
+  sent = g_get_monotonic_time ();
+  send_request (renewer, "renew", "{\"operation\": \"op-ls\", \"lease_seconds\": 4}", "r1");
+  wait_log (f, "slow renew 4");
+  /* two seconds past the old lease's end: no expiry while the plugin renews */
+  while (g_get_monotonic_time () < old_end + 2 * G_USEC_PER_SEC)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(JsonNode) event = ma_client_next_event (f->client, 100, &error);
+      g_assert_no_error (error);
+      if (event != NULL)
+        {
+          g_assert_cmpstr (string_of (event, "event"), !=, "QUIESCE_EXPIRED");
+          g_assert_cmpstr (string_of (event, "event"), !=, "THAWED");
+        }
+    }
+  g_assert_cmpstr (operation_state (f, &list), ==, "renewing");
+  assert_log (f, "slow quiesce 1\nslow renew 4\n");
+
+  remove_file (f, "block");
+  answer = read_answer (renewer, "r1");
+  g_assert_true (ma_json_get_int (reply_return (answer), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 4);
+  g_assert_true (ma_json_get_double (reply_return (answer), "expires_in", &expires, NULL));
+  /* counted from the acceptance, at least two seconds ago */
+  g_assert_cmpfloat (expires, <=, 4.0 - (double) (old_end + 2 * G_USEC_PER_SEC - sent)
+                                          / G_USEC_PER_SEC + 0.001);
+  assert_answered_once (renewer, "r1");
+
+  /* the new lease still runs out by itself, never before four seconds after the renew */
+  expired = wait_event (f, "QUIESCE_EXPIRED");
+  g_assert_cmpint (g_get_monotonic_time () - sent, >=, 4 * G_USEC_PER_SEC);
+  wait_log (f, "slow thaw 4");
+  assert_agent_log_clean (f);
+}
+
+/* A thaw that arrives while the plugins renew waits for the renew, which answers first
+ * (renewed), then releases; each call is answered once. */
+static void
+test_renew_thaw_during_renew (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) renewed = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(JsonNode) list = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  g_autoptr(MaClient) thawer = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *log = NULL;
+  g_autofree char *state = NULL;
+  const char *reason = NULL;
+  gint64 lease = 0;
+
+  write_plugin (f, "slow", "Order=10\nPhases=quiesce;thaw;renew\nRenewTimeout=120",
+                blocking_renew_body);
+  write_plugin (f, "sess", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew",
+                renew_session_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-td\", \"lease_seconds\": 30}");
+  create_file (f, "block");
+  renewer = ma_test_daemon_connect (f->daemon);
+  thawer = ma_test_daemon_connect (f->daemon);
+  send_request (renewer, "renew", "{\"operation\": \"op-td\", \"lease_seconds\": 45}", "r1");
+  wait_log (f, "slow renew 45");
+  send_request (thawer, "thaw", "{\"operation\": \"op-td\"}", "t1");
+  wait_agent_log (f, "thaw of operation op-td waits for its renew to end");
+  /* queued: nothing released yet */
+  g_assert_cmpstr (operation_state (f, &list), ==, "renewing");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  log = read_log (f);
+  g_assert_null (strstr (log, "thaw"));
+
+  remove_file (f, "block");
+  renewed = read_answer (renewer, "r1");
+  g_assert_true (ma_json_get_int (reply_return (renewed), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 45);
+  thawed = read_answer (thawer, "t1");
+  g_assert_true (ma_json_get_string (reply_return (thawed), "reason", &reason, NULL));
+  g_assert_cmpstr (reason, ==, "thaw");
+  assert_answered_once (renewer, "r1");
+  assert_answered_once (thawer, "t1");
+  /* the renew ran to its end before anything was thawed, in reverse order */
+  g_clear_pointer (&log, g_free);
+  log = read_log (f);
+  g_assert_true (g_str_has_suffix (log, "slow thaw 45\n"));
+  g_assert_nonnull (strstr (log, "sess thaw 45"));
+  g_assert_cmpint (strstr (log, "sess thaw") - log, >, strstr (log, "slow renew") - log);
+  g_assert_cmpint (strstr (log, "sess thaw") - log, >, strstr (log, "sess renew") - log);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  event = wait_event (f, "THAWED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "reason"), ==, "thaw");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "thawed");
+  assert_agent_log_clean (f);
+}
+
+/* A session that, once its stdin closes and it gets SIGTERM, still writes an "ok" answer
+ * before exiting: the answer to a phase whose deadline has passed. PHASE is the phase it
+ * stalls in. */
+#define LATE_SESSION_BODY(PHASE) \
+  "while read -r line; do\n" \
+  "  case \"$line\" in\n" \
+  "    *'\"" PHASE "\"'*)\n" \
+  "      echo \"$MA_PLUGIN " PHASE "\" >> \"$LOG\"; touch \"$DIR/held\"; echo $$ > \"$DIR/session.pid\"\n" \
+  "      trap 'echo \"{\\\"status\\\": \\\"ok\\\"}\"; rm -f \"$DIR/held\"; exit 0' TERM\n" \
+  "      while :; do sleep 0.05; done ;;\n" \
+  "    *'\"quiesce\"'*) touch \"$DIR/held\"; echo \"$MA_PLUGIN quiesce\" >> \"$LOG\"; echo '{\"status\": \"ok\"}' ;;\n" \
+  "    *'\"thaw\"'*) rm -f \"$DIR/held\"; echo \"$MA_PLUGIN thaw\" >> \"$LOG\"; echo '{\"status\": \"ok\"}' ;;\n" \
+  "    *) echo '{\"status\": \"ok\"}' ;;\n" \
+  "  esac\n" \
+  "done\n" \
+  "rm -f \"$DIR/held\""
+
+/* A renew that times out while a thaw waits for it: the session's late "ok" (written after
+ * its deadline, once its stdin was closed and it was told to stop) is no renewal; the renew
+ * answers Timeout, everything is released, and the waiting thaw is answered once. */
+static void
+test_renew_timeout_thaw_queued (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) renewed = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  g_autoptr(MaClient) thawer = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *pid_path = g_build_filename (f->daemon->dir, "session.pid", NULL);
+  g_autofree char *pid_text = NULL;
+  g_autofree char *state = NULL;
+  const char *desc = NULL, *reason = NULL;
+
+  write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  write_plugin (f, "late", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew\n"
+                "RenewTimeout=8", LATE_SESSION_BODY ("renew"));
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-tq\", \"lease_seconds\": 60}");
+  renewer = ma_test_daemon_connect (f->daemon);
+  thawer = ma_test_daemon_connect (f->daemon);
+  send_request (renewer, "renew", "{\"operation\": \"op-tq\", \"lease_seconds\": 60}", "r1");
+  wait_log (f, "late renew");
+  send_request (thawer, "thaw", "{\"operation\": \"op-tq\"}", "t1");
+  /* queued before the renew's deadline (eight seconds): the renew has not answered yet */
+  wait_agent_log (f, "thaw of operation op-tq waits for its renew to end");
+
+  renewed = read_answer (renewer, "r1");
+  g_assert_cmpstr (reply_error_class (renewed, &desc), ==, "Timeout");
+  g_assert_nonnull (strstr (desc, "plugin late, phase renew: timed out after 8.0 s"));
+  g_assert_nonnull (strstr (desc, "every plugin was released"));
+  thawed = read_answer (thawer, "t1");
+  g_assert_true (ma_json_get_string (reply_return (thawed), "reason", &reason, NULL));
+  g_assert_cmpstr (reason, ==, "renew failed");
+  assert_answered_once (renewer, "r1");
+  assert_answered_once (thawer, "t1");
+  assert_log (f, "db quiesce\nlate quiesce\nlate renew\ndb thaw\n");
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_get_contents (pid_path, &pid_text, NULL, NULL));
+  wait_pid_gone ((pid_t) g_ascii_strtoll (pid_text, NULL, 10));
+  event = wait_event (f, "THAWED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "reason"), ==, "renew failed");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  assert_agent_log_clean (f);
+}
+
+/* The same late answer to a quiesce: a timed-out quiesce stays a failure and is rolled back. */
+static void
+test_quiesce_late_answer (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *state = NULL;
+
+  write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  write_plugin (f, "late", "Order=20\nProtocol=session\nQuiesceTimeout=1",
+                LATE_SESSION_BODY ("quiesce"));
+  start (f);
+  error = execute_error (f, "quiesce", "{\"operation\": \"op-lq\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (error->message, "plugin late, phase quiesce: timed out after 1.0 s"));
+  assert_log (f, "db quiesce\nlate quiesce\ndb thaw\n");
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  assert_agent_log_clean (f);
+}
+
+/* SIGTERM while the plugins renew: the agent lets the renew end, then releases every plugin
+ * before it exits; the journal is gone and a restarted agent has nothing to replay. */
+static void
+test_renew_sigterm (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) renewed = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *log = NULL;
+  g_autofree char *after_restart = NULL;
+  g_autofree char *state = NULL;
+
+  write_plugin (f, "slow", "Order=10\nPhases=quiesce;thaw;renew\nRenewTimeout=120",
+                blocking_renew_body);
+  write_plugin (f, "sess", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew",
+                renew_session_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-st\", \"lease_seconds\": 60}");
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  create_file (f, "block");
+  renewer = ma_test_daemon_connect (f->daemon);
+  send_request (renewer, "renew", "{\"operation\": \"op-st\", \"lease_seconds\": 45}", "r1");
+  wait_log (f, "slow renew 45");
+  ma_test_daemon_kill (f->daemon, SIGTERM);
+  wait_agent_log (f, "shutting down");
+  /* it waits for the renew: nothing released, the agent still there */
+  g_assert_true (pid_alive (f->daemon->pid));
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  log = read_log (f);
+  g_assert_null (strstr (log, "thaw"));
+
+  remove_file (f, "block");
+  renewed = read_answer (renewer, "r1");
+  g_assert_nonnull (renewed);
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  /* released before it exited, in reverse order, not by the EOF safety net afterwards */
+  g_clear_pointer (&log, g_free);
+  log = read_log (f);
+  g_assert_true (g_str_has_suffix (log, "slow thaw 45\n"));
+  g_assert_nonnull (strstr (log, "sess thaw 45"));
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  assert_agent_log_clean (f);
+
+  /* nothing left for the next run to replay */
+  start (f);
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, !=, "quiesced");
+  after_restart = read_log (f);
+  g_assert_cmpstr (after_restart, ==, log);
+}
+
+/* A session plugin that dies instead of answering renew: the renew fails, naming it, and
+ * the others are released. */
+static void
+test_renew_session_dies (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *state = NULL;
+
+  write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
+  write_plugin (f, "sess", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew",
+                "while read -r line; do\n"
+                "  case \"$line\" in\n"
+                "    *'\"renew\"'*) echo \"$MA_PLUGIN renew\" >> \"$LOG\"; exit 3 ;;\n"
+                "    *'\"quiesce\"'*) echo \"$MA_PLUGIN quiesce\" >> \"$LOG\" ;;\n"
+                "    *'\"thaw\"'*) echo \"$MA_PLUGIN thaw\" >> \"$LOG\" ;;\n"
+                "  esac\n"
+                "  echo '{\"status\": \"ok\"}'\n"
+                "done");
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-sd\", \"lease_seconds\": 60}");
+  error = execute_error (f, "renew", "{\"operation\": \"op-sd\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message,
+                            "plugin sess, phase renew: exited with status 3 before answering"));
+  assert_log (f, "db quiesce\nsess quiesce\nsess renew\ndb thaw\n");
+  event = wait_event (f, "THAWED");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "reason"), ==, "renew failed");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  assert_agent_log_clean (f);
+}
+
+/* Renew again and again with the same operation id, and quiesce by that id while renewing. */
+static void
+test_renew_repeated (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) r1 = NULL;
+  g_autoptr(JsonNode) r2 = NULL;
+  g_autoptr(JsonNode) again = NULL;
+  g_autoptr(JsonNode) r3 = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) busy_quiesce = NULL;
+  g_autoptr(GError) busy_renew = NULL;
+  g_autoptr(GError) other = NULL;
+  g_autoptr(GError) gone = NULL;
+  g_autoptr(GError) over = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  gboolean already = FALSE;
+  gint64 lease = 0;
+
+  write_plugin (f, "slow", "Phases=quiesce;thaw;renew\nRenewTimeout=120", blocking_renew_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rep\", \"lease_seconds\": 30}");
+  r1 = ma_test_execute (f->client, "renew", "{\"operation\": \"op-rep\", \"lease_seconds\": 31}");
+  r2 = ma_test_execute (f->client, "renew", "{\"operation\": \"op-rep\", \"lease_seconds\": 32}");
+  g_assert_true (ma_json_get_int (json_node_get_object (r2), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 32);
+  assert_log (f, "slow quiesce 30\nslow renew 31\nslow renew 32\n");
+
+  create_file (f, "block");
+  renewer = ma_test_daemon_connect (f->daemon);
+  send_request (renewer, "renew", "{\"operation\": \"op-rep\", \"lease_seconds\": 33}", "r3");
+  wait_log (f, "slow renew 33");
+  /* quiesce by the same id while renewing: the operation as it is, nothing run */
+  again = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rep\", \"lease_seconds\": 99}");
+  g_assert_true (ma_json_get_bool (json_node_get_object (again), "already", &already, NULL));
+  g_assert_true (already);
+  g_assert_cmpstr (string_of (again, "state"), ==, "renewing");
+  g_assert_true (ma_json_get_int (json_node_get_object (again), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 32);
+  busy_quiesce = execute_error (f, "quiesce", "{\"operation\": \"op-new\"}");
+  g_assert_error (busy_quiesce, MA_ERROR, MA_ERROR_BUSY);
+  busy_renew = execute_error (f, "renew", "{\"operation\": \"op-rep\", \"lease_seconds\": 34}");
+  g_assert_error (busy_renew, MA_ERROR, MA_ERROR_BUSY);
+  other = execute_error (f, "renew", "{\"operation\": \"op-new\"}");
+  g_assert_error (other, MA_ERROR, MA_ERROR_NOT_FOUND);
+  remove_file (f, "block");
+  r3 = read_answer (renewer, "r3");
+  g_assert_true (ma_json_get_int (reply_return (r3), "lease_seconds", &lease, NULL));
+  g_assert_cmpint (lease, ==, 33);
+  assert_answered_once (renewer, "r3");
+  assert_log (f, "slow quiesce 30\nslow renew 31\nslow renew 32\nslow renew 33\n");
+
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-rep\"}");
+  gone = execute_error (f, "renew", "{\"operation\": \"op-rep\"}");
+  g_assert_error (gone, MA_ERROR, MA_ERROR_NOT_FOUND);
+  over = execute_error (f, "quiesce", "{\"operation\": \"op-rep\"}");
+  g_assert_error (over, MA_ERROR, MA_ERROR_BUSY);
+  assert_log (f, "slow quiesce 30\nslow renew 31\nslow renew 32\nslow renew 33\nslow thaw 33\n");
+  assert_agent_log_clean (f);
+}
+
+/* The freeze guard's clock (its last-renewal) moves for a renew the plugins accepted, not
+ * for a refused one (unknown operation, bad lease, Busy while renewing) nor a failed one. */
+static void
+test_renew_guard_clock (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) ok = NULL;
+  g_autoptr(GError) unknown = NULL;
+  g_autoptr(GError) bad = NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(GError) failed = NULL;
+  g_autoptr(MaClient) renewer = NULL;
+  g_autofree char *config = NULL;
+  gint64 quiesced_at, renewed_at;
+
+  /* a guard that can never see a freeze here: only its clock matters */
+  config = g_strdup_printf ("[plugins]\ndirs=%s\n[freeze-guard]\nqga-state-dir=%s\n"
+                            "poll-seconds=0\n", f->plugins, f->daemon->dir);
+  g_assert_true (g_file_set_contents (f->daemon->config, config, -1, NULL));
+  write_plugin (f, "slow", "Phases=quiesce;thaw;renew\nRenewTimeout=120", blocking_renew_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-gc\", \"lease_seconds\": 60}");
+  quiesced_at = guard_last_renewal (f);
+  /* last-renewal has whole seconds: let the clock pass into the next one */
+  while (g_get_real_time () / G_USEC_PER_SEC <= quiesced_at)
+    g_usleep (20 * 1000);
+
+  unknown = execute_error (f, "renew", "{\"operation\": \"op-other\"}");
+  g_assert_error (unknown, MA_ERROR, MA_ERROR_NOT_FOUND);
+  bad = execute_error (f, "renew", "{\"operation\": \"op-gc\", \"lease_seconds\": 0}");
+  g_assert_error (bad, MA_ERROR, MA_ERROR_GENERIC); /* GenericError on the wire */
+  create_file (f, "block");
+  renewer = ma_test_daemon_connect (f->daemon);
+  send_request (renewer, "renew", "{\"operation\": \"op-gc\", \"lease_seconds\": 50}", "r1");
+  wait_log (f, "slow renew 50");
+  busy = execute_error (f, "renew", "{\"operation\": \"op-gc\"}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+  g_assert_cmpint (guard_last_renewal (f), ==, quiesced_at);
+
+  remove_file (f, "block");
+  ok = read_answer (renewer, "r1");
+  g_assert_null (reply_error_class (ok, NULL));
+  renewed_at = guard_last_renewal (f);
+  g_assert_cmpint (renewed_at, >, quiesced_at);
+
+  /* a renew the plugin refuses releases the operation and leaves the clock alone */
+  while (g_get_real_time () / G_USEC_PER_SEC <= renewed_at)
+    g_usleep (20 * 1000);
+  create_file (f, "refuse");
+  failed = execute_error (f, "renew", "{\"operation\": \"op-gc\"}");
+  g_assert_error (failed, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_cmpint (guard_last_renewal (f), ==, renewed_at);
+  assert_agent_log_clean (f);
+}
+
 static void
 test_idempotent (Fixture *f, gconstpointer data)
 {
@@ -1051,6 +1644,14 @@ main (int argc, char **argv)
   ADD ("/quiesce/renew-failure-releases", test_renew_failure_releases);
   ADD ("/quiesce/renew-timeout-releases", test_renew_timeout_releases);
   ADD ("/quiesce/renew-in-progress", test_renew_in_progress);
+  ADD ("/quiesce/renew-lease-stopped", test_renew_lease_stopped);
+  ADD ("/quiesce/renew-thaw-during-renew", test_renew_thaw_during_renew);
+  ADD ("/quiesce/renew-timeout-thaw-queued", test_renew_timeout_thaw_queued);
+  ADD ("/quiesce/quiesce-late-answer", test_quiesce_late_answer);
+  ADD ("/quiesce/renew-sigterm", test_renew_sigterm);
+  ADD ("/quiesce/renew-session-dies", test_renew_session_dies);
+  ADD ("/quiesce/renew-repeated", test_renew_repeated);
+  ADD ("/quiesce/renew-guard-clock", test_renew_guard_clock);
   ADD ("/quiesce/idempotent", test_idempotent);
   ADD ("/quiesce/session-thaw", test_session_thaw);
   ADD ("/quiesce/session-agent-killed", test_session_agent_killed);
