@@ -608,7 +608,9 @@ on_released (MaBatch *batch, gpointer user_data)
     {
       remember (q, op->id, op->release_state == MA_STATE_EXPIRED ? "expired" : "thawed",
                 error ? error->message : NULL);
-      answer_calls (op->quiesce_calls, NULL, error); /* only a thaw during quiesce waits here */
+      /* only a quiesce that a thaw (or a stop) released before it answered waits here: it
+       * answers like the release, never "quiesced" */
+      answer_calls (op->quiesce_calls, ret, error);
     }
   answer_calls (op->thaw_calls, ret, error);
   ma_agent_set_last_operation (q->agent, "thaw", op->id, error ? "fail" : "ok");

@@ -1312,6 +1312,50 @@ test_renew_guard_clock (Fixture *f, gconstpointer data)
   assert_agent_log_clean (f);
 }
 
+/* A thaw that arrives while the plugins quiesce: the quiesce finishes, is released, and
+ * both calls are answered once — the quiesce like the thaw, with no claim of "quiesced". */
+static void
+test_thaw_during_quiesce (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) quiesced = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(MaClient) quiescer = NULL;
+  g_autoptr(MaClient) thawer = NULL;
+  g_autofree char *state = NULL;
+  const char *reason = NULL;
+  JsonObject *ret;
+
+  write_plugin (f, "slow", "",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = quiesce ] || exit 0\n"
+                "i=0; while [ -e \"$DIR/block\" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done");
+  start (f);
+  create_file (f, "block");
+  quiescer = ma_test_daemon_connect (f->daemon);
+  thawer = ma_test_daemon_connect (f->daemon);
+  send_request (quiescer, "quiesce", "{\"operation\": \"op-tdq\"}", "q1");
+  wait_log (f, "slow quiesce");
+  send_request (thawer, "thaw", "{\"operation\": \"op-tdq\"}", "t1");
+  wait_agent_log (f, "thaw of operation op-tdq waits for its quiesce to end");
+  remove_file (f, "block");
+
+  quiesced = read_answer (quiescer, "q1");
+  ret = reply_return (quiesced);
+  g_assert_false (json_object_has_member (ret, "state"));
+  g_assert_true (ma_json_get_string (ret, "reason", &reason, NULL));
+  g_assert_cmpstr (reason, ==, "thaw");
+  thawed = read_answer (thawer, "t1");
+  g_assert_true (ma_json_get_string (reply_return (thawed), "reason", &reason, NULL));
+  g_assert_cmpstr (reason, ==, "thaw");
+  assert_answered_once (quiescer, "q1");
+  assert_answered_once (thawer, "t1");
+  assert_log (f, "slow quiesce\nslow thaw\n");
+  /* never reported quiesced, so the lifecycle did not move */
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "idle");
+  assert_agent_log_clean (f);
+}
+
 static void
 test_idempotent (Fixture *f, gconstpointer data)
 {
@@ -1670,6 +1714,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/renew-session-dies", test_renew_session_dies);
   ADD ("/quiesce/renew-repeated", test_renew_repeated);
   ADD ("/quiesce/renew-guard-clock", test_renew_guard_clock);
+  ADD ("/quiesce/thaw-during-quiesce", test_thaw_during_quiesce);
   ADD ("/quiesce/idempotent", test_idempotent);
   ADD ("/quiesce/session-thaw", test_session_thaw);
   ADD ("/quiesce/session-agent-killed", test_session_agent_killed);
