@@ -291,12 +291,18 @@ devno_for_mount (MaProcScan *self, int piddir, gint mnt_id, guint32 fallback)
   return GPOINTER_TO_UINT (devno);
 }
 
+/* Following an fd link reaches the file on its own filesystem: never let that ask a network or
+ * FUSE server (a hung NFS server or FUSE daemon would hold the pass in D state for good). The
+ * inode, mount id and link count are what the cache already knows. */
+#define TARGET_STATX_FLAGS AT_STATX_DONT_SYNC
+
 /* statx through the fd link: the target's inode, mount and link count. */
 static gboolean
 stat_target (MaProcScan *self, int piddir, int fddir, const char *name, struct statx *stx)
 {
   g_atomic_int_inc (&self->n_statx);
-  return statx (fddir, name, 0, STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, stx) == 0;
+  return statx (fddir, name, TARGET_STATX_FLAGS,
+                STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, stx) == 0;
 }
 
 /* The superblock device of a statx result: through the mount id when there is one. */
@@ -765,7 +771,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
                           &fds[n].link, &fds[n].link_res);
           if (n_ahead > 0)
             {
-              stat_batch_add (part->batch, fddir, fds[n].name, 0,
+              stat_batch_add (part->batch, fddir, fds[n].name, TARGET_STATX_FLAGS,
                               STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[n].target,
                               &fds[n].target_res);
               n_ahead--;
@@ -798,7 +804,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
                                                  : n;
           for (guint j = i; j < end; j++)
             if (fd_needs_target (&fds[j], wanted_left, want_orphans))
-              stat_batch_add (part->batch, fddir, fds[j].name, 0,
+              stat_batch_add (part->batch, fddir, fds[j].name, TARGET_STATX_FLAGS,
                               STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[j].target,
                               &fds[j].target_res);
           g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
