@@ -17,6 +17,9 @@
 #include "plugin-reply.h"
 
 #define READ_CHUNK 4096
+/* Chunks read per wake-up (a pipe's default buffer): a plugin, or a child it left behind, that
+ * writes without pause cannot keep the main loop here, where its deadline could never fire. */
+#define READ_CHUNKS_PER_DISPATCH 16
 #define MAX_GROUPS 256
 
 typedef struct
@@ -311,13 +314,13 @@ capture_feed (MaPluginProcess *self, MaCapture *capture, const char *data, gsize
     }
 }
 
-/* Read what is there now; FALSE at EOF or on error. */
+/* Read what is there now, at most READ_CHUNKS_PER_DISPATCH chunks; FALSE at EOF or on error. */
 static gboolean
 capture_read (MaPluginProcess *self, MaCapture *capture, gboolean is_stdout)
 {
   char buf[READ_CHUNK];
 
-  for (;;)
+  for (guint chunks = 0; chunks < READ_CHUNKS_PER_DISPATCH; chunks++)
     {
       g_autoptr(GError) error = NULL;
       gssize n = g_pollable_input_stream_read_nonblocking (
@@ -336,6 +339,7 @@ capture_read (MaPluginProcess *self, MaCapture *capture, gboolean is_stdout)
         }
       return FALSE;
     }
+  return TRUE; /* the rest at the next wake-up */
 }
 
 static gboolean

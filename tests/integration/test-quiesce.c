@@ -533,6 +533,26 @@ test_timeout (Fixture *f, gconstpointer data)
   wait_pid_gone ((pid_t) child);
 }
 
+/* A plugin that writes without pause on both streams: reading it cannot hold the agent's main
+ * loop, so its deadline still fires, its group is killed and the agent goes on serving. */
+static void
+test_endless_output (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) pong = NULL;
+
+  write_plugin (f, "flood", "QuiesceTimeout=1",
+                "[ \"$1\" = quiesce ] || exit 0\n"
+                "yes flood >&2 &\n"
+                "exec yes flood");
+  start (f);
+  error = execute_error (f, "quiesce", "{\"operation\": \"op-flood\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_TIMEOUT);
+  g_assert_nonnull (strstr (error->message, "plugin flood, phase quiesce: timed out after 1.0 s"));
+  pong = ma_test_execute (f->client, "ping", NULL);
+  g_assert_nonnull (pong);
+}
+
 static void
 test_lease_expiry (Fixture *f, gconstpointer data)
 {
@@ -1723,6 +1743,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/insecure-refused", test_insecure_refused);
   ADD ("/quiesce/environment", test_environment);
   ADD ("/quiesce/output-bounded", test_output_bounded);
+  ADD ("/quiesce/endless-output", test_endless_output);
   ADD ("/quiesce/plugin-test", test_plugin_test);
   ADD ("/quiesce/prepare-runs-checks", test_prepare_runs_checks);
 #undef ADD
