@@ -16,6 +16,7 @@
 #include "corecmds.h"
 #include "freezeguard.h"
 #include "json.h"
+#include "log.h"
 #include "quiesce.h"
 #include "resume.h"
 #include "sdnotify.h"
@@ -95,6 +96,7 @@ main (int argc, char **argv)
   sigaddset (&mask, SIGIO);
   pthread_sigmask (SIG_BLOCK, &mask, NULL);
   signal (SIGPIPE, SIG_IGN);
+  ma_log_install ();
 
   context = g_option_context_new ("- guest-side agent for live migration");
   g_option_context_add_main_entries (context, entries, NULL);
