@@ -208,11 +208,12 @@ send_dropped_notice (void)
 {
   g_autofree char *message = NULL;
   g_autofree char *count = g_strdup_printf ("%" G_GUINT64_FORMAT, log_state.dropped);
+  const char *why = log_state.mode == MA_LOG_MODE_JOURNAL ? "the journal was not reading"
+                                                          : "the log output was not writable";
   GLogField fields[3];
 
-  message = g_strdup_printf ("%" G_GUINT64_FORMAT " log messages dropped while %s", log_state.dropped,
-                             log_state.mode == MA_LOG_MODE_JOURNAL ? "the journal was not reading"
-                                                                   : "the log output was not writable");
+  message = g_strdup_printf ("%" G_GUINT64_FORMAT " log messages dropped while %s",
+                             log_state.dropped, why);
   fields[0] = (GLogField) { "MESSAGE", message, -1 };
   fields[1] = (GLogField) { "PRIORITY", "4", -1 };
   fields[2] = (GLogField) { "MA_LOG_DROPPED", count, -1 };
@@ -220,7 +221,8 @@ send_dropped_notice (void)
 }
 
 GLogWriterOutput
-ma_log_writer (GLogLevelFlags log_level, const GLogField *fields, gsize n_fields, gpointer user_data)
+ma_log_writer (GLogLevelFlags log_level, const GLogField *fields, gsize n_fields,
+               gpointer user_data)
 {
   g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
   g_autofree GLogField *bounded = NULL;
@@ -273,7 +275,8 @@ open_journal (void)
   memset (&log_state.addr, 0, sizeof log_state.addr);
   log_state.addr.sun_family = AF_UNIX;
   strcpy (log_state.addr.sun_path, path);
-  log_state.addr_len = (socklen_t) (G_STRUCT_OFFSET (struct sockaddr_un, sun_path) + strlen (path) + 1);
+  log_state.addr_len
+    = (socklen_t) (G_STRUCT_OFFSET (struct sockaddr_un, sun_path) + strlen (path) + 1);
   return TRUE;
 }
 
