@@ -20,6 +20,7 @@ struct _MaSession
   gint64 uid;
   GQueue queue;     /* MaPending* */
   MaCall *current;  /* running */
+  gboolean discard_current; /* its host left: its reply goes nowhere */
   gboolean processing;
   gboolean closed;
   guint64 dropped_events;
@@ -68,9 +69,13 @@ session_on_reply (MaCall *call, const char *line, gpointer user_data)
 {
   MaSession *self = user_data;
 
-  session_write (self, line);
+  if (self->current == call && self->discard_current)
+    g_debug ("%s: reply for a host that has left dropped", self->name);
+  else
+    session_write (self, line);
   if (self->current == call)
     {
+      self->discard_current = FALSE;
       self->current = NULL;
       ma_call_unref (call);
       session_process (self);
@@ -176,7 +181,16 @@ session_on_hangup (MaChannel *channel, gpointer user_data)
   ma_framer_reset (self->framer);
   if (ma_channel_get_kind (channel) == MA_CHANNEL_VIRTIO)
     {
-      g_message ("%s: host disconnected", self->name);
+      /* The port outlives its host: what the departed host queued is not run for whoever
+       * connects next (a quiesce or throttle nobody would thaw), and the answer to the
+       * request in flight is not sent to the next host. */
+      guint dropped = self->queue.length;
+      g_queue_clear_full (&self->queue, (GDestroyNotify) pending_free);
+      self->discard_current = self->current != NULL;
+      if (dropped > 0)
+        g_message ("%s: host disconnected; %u queued request(s) dropped", self->name, dropped);
+      else
+        g_message ("%s: host disconnected", self->name);
       return;
     }
   /* the agent drops its reference from an idle callback, never inside channel code */

@@ -155,6 +155,40 @@ def leave_mid_request():
     return None
 
 
+def agent_log():
+    return g().qga().read_file("/run/migration-agent.log").decode(errors="replace")
+
+
+def leave_with_queue():
+    # the host queues a quiesce behind a 3 s dirty-rate and leaves: the port
+    # outlives its host, so the agent drops what that host queued (nobody would
+    # thaw it) and the reply in flight goes nowhere. The next host connects once
+    # the agent has seen the departure (a reconnect faster than that is, on a
+    # port without connection boundaries, the same host as far as the guest can
+    # tell); its resync waits for the dirty-rate, then finds nothing quiesced.
+    s = raw_connect()
+    s.send({"execute": "dirty-rate", "arguments": {"seconds": 3}, "id": "slow"})
+    s.send({"execute": "quiesce", "id": "ghost",
+            "arguments": {"operation": "ghost-op", "lease_seconds": 60}})
+    s.close()
+    until = time.monotonic() + 30 * vmlib.SCALE
+    while "queued request(s) dropped" not in agent_log():
+        if time.monotonic() > until:
+            raise VMError("the agent did not log dropping the departed host's request")
+        time.sleep(0.2)
+    s = raw_connect()
+    try:
+        resync(s, 31337)
+        s.send({"execute": "status", "id": "after-ghost"})
+        status = expect_reply(s, "after-ghost").get("return", {})
+    finally:
+        s.close()
+    last = status.get("last-operation") or {}
+    if status.get("state") == "quiesced" or last.get("operation") == "ghost-op":
+        raise VMError("the departed host's queued quiesce ran: %r" % (status,))
+    return "state %s, last operation %s" % (status.get("state"), last.get("operation", "none"))
+
+
 def rapid_reconnects():
     # one connection per call, as migctl makes them, back to back: each must
     # be answered at once (a reconnect racing the previous hangup once left a
@@ -261,7 +295,7 @@ def agent_alive():
     for bad in ("CRITICAL", "Segmentation fault", "Trace/breakpoint trap"):
         if bad in text:
             raise VMError("%r on the guest console" % bad)
-    log = g().qga().read_file("/run/migration-agent.log").decode(errors="replace")
+    log = agent_log()
     closes = log.count("closed: device removed")
     if closes != REPLUGS + 1:
         raise VMError("the agent logged %d port removals, expected %d" % (closes, REPLUGS + 1))
@@ -275,6 +309,8 @@ tap = vmlib.Tap([
      partial_then_reconnect),
     ("stale junk and an open string: 0xFF + sync-delimited resynchronises", stale_bytes_resync),
     ("host leaves in the middle of a request: the next host is served", leave_mid_request),
+    ("host leaves with a quiesce queued: it is dropped, not run for the next host",
+     leave_with_queue),
     ("%d back-to-back connections, one call each, all answered" % RAPID_CALLS,
      rapid_reconnects),
     ("port hot-unplugged: the agent closes it and keeps running", unplug),
