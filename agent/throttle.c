@@ -55,6 +55,10 @@ struct _MaThrottle
   gint64 default_lease;
   GHashTable *active;    /* class name → ActiveThrottle* */
   GError *config_error;  /* set when the configuration is invalid */
+  /* bumped whenever every throttle is released for good (stop, resume): a `throttle auto`
+   * whose measurement began before must not apply what that release undid */
+  guint generation;
+  const char *abandoned_why;
 };
 
 /* ---- policies ---- */
@@ -871,13 +875,7 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
         }
     }
   arm_lease (a, lease_seconds);
-  {
-    JsonObject *data = json_node_get_object (active_to_json (a));
-    JsonNode *node = json_node_new (JSON_NODE_OBJECT);
-    json_node_take_object (node, json_object_ref (data));
-    ma_agent_emit_event (self->agent, "THROTTLED", node);
-    json_object_unref (data);
-  }
+  ma_agent_emit_event (self->agent, "THROTTLED", active_to_json (a));
   g_message ("throttled class %s (%s) on %u cgroups for %" G_GINT64_FORMAT " s", a->klass,
              a->policy, a->changes->len, lease_seconds);
   return a;
@@ -943,6 +941,7 @@ typedef struct
   gint64 lease;
   char *operation;
   guint top;
+  guint generation; /* MaThrottle.generation when the measurement began */
 } AutoCall;
 
 static void
@@ -1012,6 +1011,14 @@ on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
   if (sample == NULL)
     {
       ma_call_return_error (ac->call, g_steal_pointer (&error));
+      auto_call_free (ac);
+      return;
+    }
+  if (ac->generation != self->generation)
+    {
+      ma_call_return_new_error (ac->call, MA_ERROR_GENERIC,
+                                "nothing throttled: %s while the dirty rate was measured, and "
+                                "every throttle was released then", self->abandoned_why);
       auto_call_free (ac);
       return;
     }
@@ -1093,6 +1100,12 @@ cmd_throttle (MaCall *call, gpointer user_data)
                                 "invalid (see the agent log)");
       return;
     }
+  /* its release has run already: what it applied now would stay */
+  if (ma_agent_is_shutting_down (self->agent))
+    {
+      ma_call_return_new_error (call, MA_ERROR_BUSY, "nothing throttled: the agent is stopping");
+      return;
+    }
   if (!ma_json_require_string (args, "class", &name, &error)
       || !ma_json_get_string (args, "operation", &operation, &error)
       || !ma_json_get_double (args, "seconds", &seconds, &error)
@@ -1120,6 +1133,8 @@ cmd_throttle (MaCall *call, gpointer user_data)
       ac->lease = lease;
       ac->operation = g_strdup (operation);
       ac->top = (guint) top;
+      ac->generation = self->generation;
+      g_message ("throttle auto: measuring the dirty rate for %.1f s", seconds);
       ma_dirty_sample_async (seconds, NULL, on_auto_sampled, ac);
       return;
     }
@@ -1207,6 +1222,11 @@ on_agent_shutdown (MaAgent *agent, gpointer user_data)
   MaThrottle **slot = user_data;
 
   /* a stopping agent leaves nothing throttled behind */
+  if (*slot != NULL)
+    {
+      (*slot)->generation++;
+      (*slot)->abandoned_why = "the agent began to stop";
+    }
   ma_throttle_release_all (*slot, "agent-stopping");
 }
 
@@ -1216,6 +1236,11 @@ on_guest_resumed (MaAgent *agent, const char *operation, gpointer user_data)
   MaThrottle **slot = user_data;
 
   /* on the destination the migration is over: nothing needs slowing any more */
+  if (*slot != NULL)
+    {
+      (*slot)->generation++;
+      (*slot)->abandoned_why = "the guest resumed on the destination";
+    }
   ma_throttle_release_all (*slot, "resumed");
 }
 

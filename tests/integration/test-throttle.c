@@ -219,6 +219,9 @@ fixture_teardown (Fixture *f, gconstpointer data)
   if (skip_reason != NULL)
     return;
   g_clear_pointer (&f->client, ma_client_free);
+  /* a clean stop: under the valgrindagent setup the agent's leaks are checked at its exit */
+  if (f->daemon != NULL && f->daemon->running)
+    g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
   g_clear_pointer (&f->daemon, ma_test_daemon_free);
   /* never leave the children frozen or the cgroups behind */
   write_value (f->batch, "cgroup.freeze", "0");
@@ -280,6 +283,86 @@ wait_event (Fixture *f, const char *name, const char *klass, const char *reason)
       g_usleep (20 * 1000);
     }
   g_error ("no %s event for class %s with reason %s", name, klass, reason ? reason : "(any)");
+}
+
+/* Send a request without waiting for its reply (read it later with read_reply). */
+static void
+send_request (MaClient *client, const char *command, const char *args_json, const char *id)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = g_strdup_printf ("{\"execute\": \"%s\", \"arguments\": %s, "
+                                           "\"id\": \"%s\"}\n", command, args_json, id);
+
+  g_assert_true (ma_client_write_raw (client, line, strlen (line), &error));
+  g_assert_no_error (error);
+}
+
+/* The reply with this id (events before it are skipped): its whole object. */
+static JsonNode *
+read_reply (MaClient *client, const char *id)
+{
+  gint64 deadline = g_get_monotonic_time () + 4 * WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *line = ma_client_read_line (client, WAIT_MS, &error);
+      g_autoptr(JsonNode) node = NULL;
+
+      g_assert_no_error (error);
+      if (line == NULL)
+        continue;
+      node = json_from_string (line, &error);
+      g_assert_no_error (error);
+      if (!JSON_NODE_HOLDS_OBJECT (node) || !json_object_has_member (object_of (node), "id"))
+        continue; /* an event */
+      if (g_strcmp0 (json_object_get_string_member_with_default (object_of (node), "id", ""),
+                     id) != 0)
+        g_error ("the reply %s came while waiting for %s's", line, id);
+      return g_steal_pointer (&node);
+    }
+  g_error ("no reply with id %s", id);
+  return NULL;
+}
+
+/* Wait until the agent says (in its log) that a `throttle auto` is measuring. */
+static void
+wait_measuring (Fixture *f)
+{
+  gint64 deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *log = NULL;
+      if (g_file_get_contents (f->daemon->log_path, &log, NULL, NULL)
+          && strstr (log, "throttle auto: measuring") != NULL)
+        return;
+      g_usleep (10 * 1000);
+    }
+  g_error ("the agent never started measuring");
+}
+
+/* An error reply whose desc contains `words`. */
+static void
+assert_error_reply (JsonNode *reply, const char *words)
+{
+  JsonObject *err;
+
+  g_assert_true (json_object_has_member (object_of (reply), "error"));
+  err = json_object_get_object_member (object_of (reply), "error");
+  g_test_message ("error: %s", json_object_get_string_member (err, "desc"));
+  g_assert_nonnull (strstr (json_object_get_string_member (err, "desc"), words));
+}
+
+static void
+assert_journal_lacks (Fixture *f, const char *klass)
+{
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "throttle.journal", NULL);
+  g_autofree char *text = NULL;
+  g_autofree char *quoted = g_strdup_printf ("\"%s\"", klass);
+
+  if (g_file_get_contents (journal, &text, NULL, NULL))
+    g_assert_null (strstr (text, quoted));
 }
 
 /* ---- tests ---- */
@@ -376,6 +459,129 @@ test_resume_releases (Fixture *f, gconstpointer data)
   wait_event (f, "UNTHROTTLED", "batch", "resumed");
   assert_file_is (f->batch, "cgroup.freeze", "0");
   wait_progress (&f->counters[0]);
+}
+
+/* A `throttle auto` still measuring when the resume released every throttle applies nothing:
+ * its answer says why, and the cgroup stays as it was. */
+static void
+test_auto_abandoned_by_resume (Fixture *f, gconstpointer data)
+{
+  g_autoptr(MaClient) other = NULL;
+  g_autoptr(JsonNode) resumed = NULL;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(JsonNode) un = NULL;
+
+  if (skip_reason != NULL)
+    {
+      g_test_skip (skip_reason);
+      return;
+    }
+  other = ma_test_daemon_connect (f->daemon);
+  send_request (f->client, "throttle",
+                "{\"class\": \"auto\", \"lease_seconds\": 600, \"seconds\": 4}", "auto-1");
+  wait_measuring (f);
+  resumed = ma_test_execute (other, "resumed", "{\"operation\": \"op-moved\"}");
+  reply = read_reply (f->client, "auto-1");
+  assert_error_reply (reply, "resumed");
+  assert_file_is (f->batch, "cgroup.freeze", "0");
+  wait_progress (&f->counters[0]);
+  assert_journal_lacks (f, "batch");
+  un = ma_test_execute (other, "unthrottle", NULL);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (object_of (un),
+                                                                         "released")), ==, 0);
+}
+
+/* SIGTERM while a `throttle auto` measures, with a quiesced plugin holding the stop open:
+ * neither that throttle nor a new `throttle` applies anything once the stop's release ran,
+ * and the agent exits with the cgroup as it found it. */
+static void
+test_stop_during_auto (Fixture *f, gconstpointer data)
+{
+  g_autofree char *config = NULL;
+  g_autofree char *plugins = NULL;
+  g_autofree char *script = NULL;
+  g_autofree char *script_path = NULL;
+  g_autofree char *manifest_path = NULL;
+  g_autofree char *hold = NULL;
+  g_autofree char *thawing = NULL;
+  g_autoptr(MaClient) other = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) reply = NULL;
+  g_autoptr(JsonNode) late = NULL;
+  gint64 deadline;
+
+  if (skip_reason != NULL)
+    {
+      g_test_skip (skip_reason);
+      return;
+    }
+  g_clear_pointer (&f->client, ma_client_free);
+  g_clear_pointer (&f->daemon, ma_test_daemon_free);
+  f->daemon = ma_test_daemon_new (NULL);
+  g_assert_cmpint (chmod (f->daemon->dir, 0755), ==, 0);
+  plugins = g_build_filename (f->daemon->dir, "plugins", NULL);
+  hold = g_build_filename (f->daemon->dir, "hold", NULL);
+  thawing = g_build_filename (f->daemon->dir, "thawing", NULL);
+  g_assert_cmpint (g_mkdir (plugins, 0755), ==, 0);
+  /* its thaw waits (60 s at most) until the test removes `hold` */
+  script = g_strdup_printf ("#!/bin/sh\n"
+                            "[ \"$1\" = thaw ] || exit 0\n"
+                            ": > '%s'\n"
+                            "i=0; while [ -e '%s' ] && [ $i -lt 1200 ]; do "
+                            "sleep 0.05; i=$((i+1)); done\n", thawing, hold);
+  script_path = g_build_filename (plugins, "holder.sh", NULL);
+  manifest_path = g_build_filename (plugins, "holder.plugin", NULL);
+  g_assert_true (g_file_set_contents (script_path, script, -1, NULL));
+  g_assert_cmpint (chmod (script_path, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (manifest_path,
+                                      "[Plugin]\nName=holder\nExec=holder.sh\nThawTimeout=90\n",
+                                      -1, NULL));
+  g_assert_cmpint (chmod (manifest_path, 0644), ==, 0);
+  g_assert_true (g_file_set_contents (hold, "", -1, NULL));
+  {
+    g_autofree char *extra = g_strdup_printf ("[plugins]\ndirs=%s\n", plugins);
+    config = make_config (f, extra);
+  }
+  g_assert_true (g_file_set_contents (f->daemon->config, config, -1, NULL));
+  ma_test_daemon_start (f->daemon, NULL);
+  f->client = ma_test_daemon_connect (f->daemon);
+  other = ma_test_daemon_connect (f->daemon);
+  q = ma_test_execute (other, "quiesce", "{\"operation\": \"op-stop\", \"lease_seconds\": 120}");
+
+  send_request (f->client, "throttle",
+                "{\"class\": \"auto\", \"lease_seconds\": 600, \"seconds\": 4}", "auto-2");
+  wait_measuring (f);
+  ma_test_daemon_kill (f->daemon, SIGTERM);
+  deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  while (!g_file_test (thawing, G_FILE_TEST_EXISTS))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("the stopping agent never released the plugin");
+      g_usleep (10 * 1000);
+    }
+
+  /* stopping: a new throttle is refused */
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonObject) args = json_object_new ();
+    json_object_set_string_member (args, "class", "batch");
+    late = ma_client_execute (other, "throttle", args, &error);
+    g_assert_null (late);
+    g_assert_error (error, MA_ERROR, MA_ERROR_BUSY);
+    g_assert_nonnull (strstr (error->message, "stopping"));
+  }
+  /* the measurement ends while the agent still stops: nothing applied */
+  reply = read_reply (f->client, "auto-2");
+  assert_error_reply (reply, "stop");
+  assert_file_is (f->batch, "cgroup.freeze", "0");
+
+  g_assert_cmpint (g_unlink (hold), ==, 0);
+  g_clear_pointer (&f->client, ma_client_free);
+  g_clear_pointer (&other, ma_client_free);
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  assert_file_is (f->batch, "cgroup.freeze", "0");
+  wait_progress (&f->counters[0]);
+  assert_journal_lacks (f, "batch");
 }
 
 static void
@@ -610,6 +816,10 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/throttle/resume-releases", Fixture, NULL, fixture_setup, test_resume_releases,
               fixture_teardown);
+  g_test_add ("/throttle/auto-abandoned-by-resume", Fixture, "writer", fixture_setup,
+              test_auto_abandoned_by_resume, fixture_teardown);
+  g_test_add ("/throttle/stop-during-auto", Fixture, "writer", fixture_setup,
+              test_stop_during_auto, fixture_teardown);
   g_test_add ("/throttle/restart-after-sigkill", Fixture, NULL, fixture_setup,
               test_restart_after_sigkill, fixture_teardown);
   g_test_add ("/throttle/protected-refused", Fixture, NULL, fixture_setup, test_protected_refused,
