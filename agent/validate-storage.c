@@ -363,6 +363,33 @@ write_probe_unref (WriteProbe *probe)
   g_free (probe);
 }
 
+/* Filesystems whose write probe has not completed yet (target → its probe): a probe stuck on a
+ * hung device is never started again beside it, so repeated validations cannot pile threads up. */
+static GMutex outstanding_lock;
+static GHashTable *outstanding;
+
+/* TRUE when target has no probe in flight, and then registers this one. */
+static gboolean
+outstanding_claim (const char *target)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&outstanding_lock);
+
+  if (outstanding == NULL)
+    outstanding = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  if (g_hash_table_contains (outstanding, target))
+    return FALSE;
+  g_hash_table_add (outstanding, g_strdup (target));
+  return TRUE;
+}
+
+static void
+outstanding_release (const char *target)
+{
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&outstanding_lock);
+
+  g_hash_table_remove (outstanding, target);
+}
+
 /* May block for ever on a frozen filesystem: that is why it runs in its own thread. */
 static gpointer
 write_probe_thread (gpointer data)
@@ -383,6 +410,7 @@ write_probe_thread (gpointer data)
       if (g_unlink (path) < 0 && error == NULL)
         error = g_strdup_printf ("cannot remove the probe file: %s", g_strerror (errno));
     }
+  outstanding_release (probe->dir);
   g_mutex_lock (&probe->lock);
   probe->error = error;
   probe->done = TRUE;
@@ -441,6 +469,14 @@ check_writes (JsonObject *now, const MaValidateOptions *options, MaReport *repor
           || has_option (ma_json_string_or_null (m, "super-options"), "ro")
           || has_option (ma_json_string_or_null (m, "super-options"), "emergency_ro"))
         continue;
+      if (!outstanding_claim (target))
+        {
+          g_autofree char *name = g_strdup_printf ("write:%s", target);
+          ma_report_add (report, name, MA_CHECK_FAIL, started,
+                         "an earlier write probe on this filesystem has still not completed "
+                         "(a frozen filesystem or a hung device); no new one is started");
+          continue;
+        }
       probe = g_new0 (WriteProbe, 1);
       g_atomic_ref_count_init (&probe->refs);
       g_mutex_init (&probe->lock);
@@ -450,6 +486,7 @@ check_writes (JsonObject *now, const MaValidateOptions *options, MaReport *repor
                                  &error);
       if (thread == NULL)
         {
+          outstanding_release (target);
           write_probe_unref (probe); /* the thread's reference */
           probe->error = g_strdup (error->message);
           probe->done = TRUE;

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,6 +22,9 @@
 #define POLL_US (20 * 1000)
 #define MARKER "qga.state.isfrozen" /* qemu-ga's own name, qga/main.c */
 
+/* validate probes the network on every interface: only inside a namespace of our own */
+static gboolean in_private_netns;
+
 typedef struct
 {
   gint64 limit;
@@ -30,6 +35,7 @@ typedef struct
   gboolean plugin;  /* a plugin directory with one oneshot test plugin, for quiesce */
   gboolean sibling; /* a second ext4 on its own loop device, image outside the first */
   gboolean guard_sibling; /* mounts= names the sibling too (else only the first) */
+  const char *extra_config; /* appended to the agent's configuration */
 } Scenario;
 
 typedef struct
@@ -427,6 +433,8 @@ fixture_setup (Fixture *f, gconstpointer data)
       write_oneshot_plugin (f, "app");
       g_string_append_printf (config, "[plugins]\ndirs=%s\n", f->plugins);
     }
+  if (sc->extra_config != NULL)
+    g_string_append (config, sc->extra_config);
   /* qemu-ga's state directory is under the run dir of paths.h */
   g_setenv ("MA_RUNDIR", f->rundir, TRUE);
   f->daemon = ma_test_daemon_new (config->str);
@@ -732,6 +740,89 @@ test_no_evidence_no_thaw (Fixture *f, gconstpointer data)
   g_assert_true (loopfs_unfreeze (&f->outer));
 }
 
+/* The check `name` of a `validate` report. */
+static JsonObject *
+validate_check (JsonNode *report, const char *name)
+{
+  JsonArray *checks = NULL;
+
+  g_assert_true (ma_json_get_array (json_node_get_object (report), "checks", &checks, NULL));
+  g_assert_nonnull (checks);
+  for (guint i = 0; i < json_array_get_length (checks); i++)
+    {
+      JsonObject *c = json_array_get_object_element (checks, i);
+      const char *n = NULL;
+      if (ma_json_get_string (c, "name", &n, NULL) && g_strcmp0 (n, name) == 0)
+        return c;
+    }
+  g_error ("no check %s in the validate report", name);
+  return NULL;
+}
+
+static guint
+agent_threads (Fixture *f)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", (int) f->daemon->pid);
+  g_autofree char *text = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  line = strstr (text, "\nThreads:");
+  g_assert_nonnull (line);
+  return (guint) g_ascii_strtoull (line + strlen ("\nThreads:"), NULL, 10);
+}
+
+/* A write probe stuck on a filesystem is not started again beside it: the filesystem is frozen
+ * here without qemu-ga's marker or a quiesce, which is how a hung device looks to validate (it
+ * does not wait for a thaw), so repeated validations would each leave one more thread behind. */
+static void
+test_stuck_probe_not_repeated (Fixture *f, gconstpointer data)
+{
+  g_autofree char *name = NULL;
+  g_autoptr(JsonNode) first = NULL;
+  gint64 deadline;
+  guint threads;
+  const char *detail = NULL;
+
+  if (f->skipped)
+    return;
+  if (!in_private_netns)
+    {
+      g_test_skip ("needs a network namespace of its own (validate probes the network)");
+      return;
+    }
+  name = g_strdup_printf ("write:%s", f->outer.mnt);
+  loopfs_freeze (&f->outer);
+  first = ma_test_execute (f->events, "validate", NULL);
+  g_assert_cmpstr (json_object_get_string_member (validate_check (first, name), "status"), ==,
+                   "fail");
+  g_assert_true (ma_json_get_string (validate_check (first, name), "detail", &detail, NULL));
+  g_assert_nonnull (strstr (detail, "did not complete"));
+  threads = agent_threads (f);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr(JsonNode) again = ma_test_execute (f->events, "validate", NULL);
+      JsonObject *check = validate_check (again, name);
+      g_assert_cmpstr (json_object_get_string_member (check, "status"), ==, "fail");
+      g_assert_true (ma_json_get_string (check, "detail", &detail, NULL));
+      g_assert_nonnull (strstr (detail, "has still not completed"));
+    }
+  g_assert_cmpuint (agent_threads (f), <=, threads);
+
+  /* thawed, the stuck probe completes and the next validation probes again */
+  g_assert_true (loopfs_unfreeze (&f->outer));
+  deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  for (;;)
+    {
+      g_autoptr(JsonNode) later = ma_test_execute (f->events, "validate", NULL);
+      if (g_strcmp0 (json_object_get_string_member (validate_check (later, name), "status"),
+                     "pass") == 0)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100 * 1000);
+    }
+}
+
 static gboolean
 array_is_one_string (JsonArray *array, const char *s)
 {
@@ -950,9 +1041,13 @@ main (int argc, char **argv)
                                      .sibling = TRUE, .guard_sibling = TRUE };
   static const Scenario unguarded = { .limit = 1, .poll = 1, .marker = FALSE, .enabled = TRUE,
                                       .sibling = TRUE };
+  static const Scenario probing = { .limit = 600, .poll = 1, .marker = FALSE, .enabled = FALSE,
+                                    .extra_config = "[validate]\nwrite-timeout-ms=500\n"
+                                                    "[resume]\nannounce=never\n" };
 
   g_test_init (&argc, &argv, NULL);
   emergency_install ();
+  in_private_netns = geteuid () == 0 && unshare (CLONE_NEWNET) == 0;
 #define ADD(path, func, sc) \
   g_test_add (path, Fixture, &sc, fixture_setup, func, fixture_teardown)
   ADD ("/freeze-guard/marker-thaws", test_marker_thaws, marker);
@@ -964,6 +1059,7 @@ main (int argc, char **argv)
   ADD ("/freeze-guard/nested-order", test_nested_order, nested);
   ADD ("/freeze-guard/writers-name-their-mount", test_writers_name_their_mount, siblings);
   ADD ("/freeze-guard/unguarded-writer-no-thaw", test_unguarded_writer_no_thaw, unguarded);
+  ADD ("/freeze-guard/stuck-write-probe-not-repeated", test_stuck_probe_not_repeated, probing);
   g_test_add_func ("/freeze-guard/bad-config", test_bad_config);
 #undef ADD
   return g_test_run ();
