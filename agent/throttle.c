@@ -43,6 +43,9 @@ typedef struct
   GPtrArray *changes; /* ThrottleChange* */
   gint64 expires_at;  /* realtime µs */
   guint lease_id;
+  /* releasing it failed: `changes` holds only what could not be undone, retried when its
+   * lease (MA_THROTTLE_RETRY_SECONDS) ends, by `unthrottle` and at the next start */
+  gboolean undo_failed;
 } ActiveThrottle;
 
 struct _MaThrottle
@@ -210,6 +213,8 @@ cgroup_write (const char *dir, const char *file, const char *value, GError **err
 static void
 change_free (ThrottleChange *c)
 {
+  if (c == NULL)
+    return;
   g_free (c->path);
   g_free (c->file);
   g_free (c->previous);
@@ -326,15 +331,18 @@ journal_save (MaThrottle *self, GError **error)
 
 /* Undo one change: restore `previous` when the file still holds what we applied. */
 static gboolean
-change_restore (ThrottleChange *c, GError **error)
+change_restore (ThrottleChange *c, gboolean *gone, GError **error)
 {
   g_autoptr(GError) local = NULL;
   g_autofree char *current = cgroup_read (c->path, c->file, &local);
 
+  *gone = FALSE;
   if (current == NULL)
     {
-      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-        return TRUE; /* the cgroup is gone: nothing left to undo */
+      /* the cgroup is gone: nothing left to undo, nothing to retry */
+      *gone = g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+      if (*gone)
+        return TRUE;
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
@@ -350,29 +358,57 @@ change_restore (ThrottleChange *c, GError **error)
   return cgroup_write (c->path, c->file, c->previous, error);
 }
 
-/* Restores in reverse order; returns FALSE when some change could not be undone. */
-static gboolean
-changes_restore (GPtrArray *changes, GString *failures)
+static const char *
+change_rel (MaThrottle *self, ThrottleChange *c)
 {
-  gboolean ok = TRUE;
+  const char *rel = c->path;
+
+  if (self != NULL && g_str_has_prefix (c->path, self->root))
+    rel = c->path + strlen (self->root);
+  return rel[0] != '\0' ? rel : "/";
+}
+
+/* Restores in reverse order. Returns the changes that could not be undone (still applied),
+ * and lists them in `failed` ({cgroup, file, error}) and vanished cgroups in `gone`. */
+static GPtrArray *
+changes_restore (MaThrottle *self, GPtrArray *changes, JsonArray *failed, JsonArray *gone)
+{
+  GPtrArray *kept = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
 
   for (guint i = changes->len; i > 0; i--)
     {
+      ThrottleChange *c = changes->pdata[i - 1];
       g_autoptr(GError) error = NULL;
-      if (!change_restore (changes->pdata[i - 1], &error))
+      g_autofree char *safe = ma_json_safe_string (change_rel (self, c), -1, NULL);
+      JsonObject *o;
+      gboolean vanished;
+
+      if (change_restore (c, &vanished, &error))
         {
-          g_warning ("cannot undo a throttle: %s", error->message);
-          if (failures != NULL)
-            g_string_append_printf (failures, "%s%s", failures->len ? "; " : "", error->message);
-          ok = FALSE;
+          if (!vanished)
+            continue;
+          o = json_object_new ();
+          json_object_set_string_member (o, "cgroup", safe);
+          json_object_set_string_member (o, "file", c->file);
+          json_array_add_object_element (gone, o);
+          continue;
         }
+      g_warning ("cannot undo a throttle: %s", error->message);
+      o = json_object_new ();
+      json_object_set_string_member (o, "cgroup", safe);
+      json_object_set_string_member (o, "file", c->file);
+      json_object_set_string_member (o, "error", error->message);
+      json_array_add_object_element (failed, o);
+      g_ptr_array_insert (kept, 0, g_steal_pointer (&changes->pdata[i - 1]));
     }
-  return ok;
+  /* the kept ones were stolen: drop the empty slots */
+  g_ptr_array_remove_range (changes, 0, changes->len);
+  return kept;
 }
 
 static void
 emit_unthrottled (MaThrottle *self, const char *klass, const char *operation, const char *reason,
-                  GPtrArray *changes)
+                  JsonNode *cgroups, JsonArray *failed, JsonArray *gone)
 {
   JsonObject *data = json_object_new ();
 
@@ -380,9 +416,13 @@ emit_unthrottled (MaThrottle *self, const char *klass, const char *operation, co
   if (operation != NULL)
     json_object_set_string_member (data, "operation", operation);
   json_object_set_string_member (data, "reason", reason);
-  json_object_set_member (data, "cgroups", changes_to_json (changes, self));
+  json_object_set_member (data, "cgroups", cgroups);
+  json_object_set_array_member (data, "failed", json_array_ref (failed));
+  json_object_set_array_member (data, "gone", json_array_ref (gone));
   ma_agent_emit_event (self->agent, "UNTHROTTLED", ma_json_new_object_node (data));
 }
+
+static void keep_undone (MaThrottle *self, ActiveThrottle *a, GPtrArray *kept);
 
 static void
 journal_replay (MaThrottle *self)
@@ -410,13 +450,18 @@ journal_replay (MaThrottle *self)
       JsonNode *en = json_array_get_element (list, i);
       JsonObject *eo;
       JsonArray *changes = NULL;
-      const char *klass = "?", *operation = NULL;
+      const char *klass = "?", *operation = NULL, *policy = NULL;
       g_autoptr(GPtrArray) restored = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+      g_autoptr(GPtrArray) kept = NULL;
+      g_autoptr(JsonArray) failed = json_array_new ();
+      g_autoptr(JsonArray) gone = json_array_new ();
+      JsonNode *cgroups;
 
       if (!JSON_NODE_HOLDS_OBJECT (en))
         continue;
       eo = json_node_get_object (en);
-      if (!ma_json_get_string (eo, "class", &klass, NULL)
+      if (!ma_json_get_string (eo, "class", &klass, NULL) || klass == NULL
+          || !ma_json_get_string (eo, "policy", &policy, NULL)
           || !ma_json_get_string (eo, "operation", &operation, NULL)
           || !ma_json_get_array (eo, "changes", &changes, NULL) || changes == NULL)
         continue;
@@ -443,10 +488,22 @@ journal_replay (MaThrottle *self)
           c->applied = g_strdup (applied);
           g_ptr_array_add (restored, c);
         }
-      changes_restore (restored, NULL);
-      g_message ("undid throttle of class %s left by a previous agent (%u cgroups)", klass,
-                 restored->len);
-      emit_unthrottled (self, klass, operation, "agent-restart", restored);
+      cgroups = changes_to_json (restored, self);
+      kept = changes_restore (self, restored, failed, gone);
+      g_message ("undid throttle of class %s left by a previous agent (%u cgroups, %u failed)",
+                 klass, json_array_get_length (json_node_get_array (cgroups)), kept->len);
+      emit_unthrottled (self, klass, operation, "agent-restart", cgroups, failed, gone);
+      if (kept->len > 0 && !g_hash_table_contains (self->active, klass))
+        {
+          ActiveThrottle *a = g_new0 (ActiveThrottle, 1);
+          a->owner = self;
+          a->klass = g_strdup (klass);
+          a->policy = g_strdup (policy != NULL ? policy : "?");
+          a->operation = g_strdup (operation);
+          a->changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
+          g_hash_table_insert (self->active, g_strdup (klass), a);
+          keep_undone (self, a, g_steal_pointer (&kept));
+        }
     }
   if (!journal_save (self, &error))
     g_warning ("cannot rewrite the throttle journal: %s", error->message);
@@ -714,7 +771,8 @@ class_targets (MaThrottle *self, ThrottleClass *klass, JsonArray *missing)
 
 /* ---- applying and releasing ---- */
 
-static void release_active (MaThrottle *self, ActiveThrottle *a, const char *reason);
+static void release_active (MaThrottle *self, ActiveThrottle *a, const char *reason,
+                            JsonObject *report);
 
 static gboolean
 on_lease_expired (gpointer user_data)
@@ -722,8 +780,14 @@ on_lease_expired (gpointer user_data)
   ActiveThrottle *a = user_data;
 
   a->lease_id = 0;
+  if (a->undo_failed)
+    {
+      g_message ("class %s: retrying what could not be undone", a->klass);
+      release_active (a->owner, a, "retry", NULL);
+      return G_SOURCE_REMOVE;
+    }
   g_message ("throttle lease of class %s expired", a->klass);
-  release_active (a->owner, a, "lease-expired");
+  release_active (a->owner, a, "lease-expired", NULL);
   return G_SOURCE_REMOVE;
 }
 
@@ -736,21 +800,48 @@ arm_lease (ActiveThrottle *a, gint64 lease_seconds)
   a->lease_id = g_timeout_add_seconds ((guint) lease_seconds, on_lease_expired, a);
 }
 
-/* Undo, drop from the table, rewrite the journal, emit UNTHROTTLED. */
+/* What could not be undone stays applied: keep it (and only it) active and journalled, with
+ * a retry lease; drop the record when everything was undone. kept is taken. */
 static void
-release_active (MaThrottle *self, ActiveThrottle *a, const char *reason)
+keep_undone (MaThrottle *self, ActiveThrottle *a, GPtrArray *kept)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GString) failures = g_string_new (NULL);
-  g_autofree char *klass = g_strdup (a->klass);
 
-  changes_restore (a->changes, failures);
-  emit_unthrottled (self, a->klass, a->operation, reason, a->changes);
-  if (failures->len > 0)
-    g_warning ("class %s: %s", klass, failures->str);
-  g_hash_table_remove (self->active, klass);
+  if (kept->len == 0)
+    {
+      g_ptr_array_unref (kept);
+      g_hash_table_remove (self->active, a->klass);
+    }
+  else
+    {
+      g_warning ("class %s: %u changes could not be undone; retried in %d s, by unthrottle "
+                 "and at the next start", a->klass, kept->len, MA_THROTTLE_RETRY_SECONDS);
+      g_ptr_array_unref (a->changes);
+      a->changes = kept;
+      a->undo_failed = TRUE;
+      arm_lease (a, MA_THROTTLE_RETRY_SECONDS);
+    }
   if (!journal_save (self, &error))
     g_warning ("cannot rewrite the throttle journal: %s", error->message);
+}
+
+/* Undo, emit UNTHROTTLED (with what failed and what was gone), then drop the record or keep
+ * what failed; `report` (may be NULL) gets the same `failed` and `gone` lists. */
+static void
+release_active (MaThrottle *self, ActiveThrottle *a, const char *reason, JsonObject *report)
+{
+  g_autoptr(JsonArray) failed = json_array_new ();
+  g_autoptr(JsonArray) gone = json_array_new ();
+  JsonNode *cgroups = changes_to_json (a->changes, self);
+  GPtrArray *kept = changes_restore (self, a->changes, failed, gone);
+
+  emit_unthrottled (self, a->klass, a->operation, reason, cgroups, failed, gone);
+  if (report != NULL)
+    {
+      json_object_set_array_member (report, "failed", json_array_ref (failed));
+      json_object_set_array_member (report, "gone", json_array_ref (gone));
+    }
+  keep_undone (self, a, kept);
 }
 
 static ActiveThrottle *
@@ -765,6 +856,13 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
   GHashTableIter iter;
   gpointer other;
 
+  if (a != NULL && a->undo_failed)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_BUSY,
+                   "class %s: the agent could not undo its previous throttle (see its "
+                   "UNTHROTTLED event); `unthrottle` retries that", klass->name);
+      return NULL;
+    }
   if (a != NULL)
     {
       *renewed = TRUE;
@@ -863,13 +961,11 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
       ThrottleChange *c = a->changes->pdata[i];
       if (!cgroup_write (c->path, c->file, c->applied, error))
         {
-          g_autoptr(GError) local = NULL;
-          /* all or nothing: undo what was applied */
+          g_autoptr(JsonArray) failed = json_array_new ();
+          g_autoptr(JsonArray) gone = json_array_new ();
+          /* all or nothing: undo what was applied (what cannot be undone stays tracked) */
           g_ptr_array_set_size (a->changes, i + 1);
-          changes_restore (a->changes, NULL);
-          g_hash_table_remove (self->active, klass->name);
-          if (!journal_save (self, &local))
-            g_warning ("cannot rewrite the throttle journal: %s", local->message);
+          keep_undone (self, a, changes_restore (self, a->changes, failed, gone));
           g_prefix_error (error, "class %s: ", klass->name);
           return NULL;
         }
@@ -890,7 +986,7 @@ ma_throttle_release_all (MaThrottle *self, const char *reason)
     return;
   values = g_hash_table_get_values (self->active);
   for (GList *l = values; l != NULL; l = l->next)
-    release_active (self, l->data, reason);
+    release_active (self, l->data, reason, NULL);
 }
 
 guint
@@ -1206,7 +1302,7 @@ cmd_unthrottle (MaCall *call, gpointer user_data)
       report = active_to_json (a);
       json_object_remove_member (json_node_get_object (report), "lease-seconds-left");
       json_array_add_element (released, report);
-      release_active (self, a, "unthrottle");
+      release_active (self, a, "unthrottle", json_node_get_object (report));
     }
   if (operation != NULL)
     ma_agent_set_last_operation (self->agent, "unthrottle", operation, "released");

@@ -15,6 +15,8 @@ G_BEGIN_DECLS
 #define MA_THROTTLE_CPU_MAX_DEFAULT_PERIOD 100000
 #define MA_THROTTLE_CPU_MAX_MIN_QUOTA 1000
 #define MA_THROTTLE_CPU_MAX_MAX_PERIOD 1000000
+/* a change that could not be undone is retried this often (and by unthrottle, and at start) */
+#define MA_THROTTLE_RETRY_SECONDS 60
 
 typedef enum
 {

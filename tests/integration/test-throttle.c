@@ -4,9 +4,11 @@
  * exists, and dirty-rate ranks the busy writer first (method as the kernel allows). */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,6 +234,10 @@ fixture_teardown (Fixture *f, gconstpointer data)
   waitpid (f->service_pid, NULL, 0);
   g_rmdir (f->batch);
   g_rmdir (f->service);
+  {
+    g_autofree char *empty = g_build_filename (f->top, "empty", NULL);
+    g_rmdir (empty);
+  }
   g_rmdir (f->top);
   munmap ((void *) f->counters, 4096);
   g_free (f->root);
@@ -584,6 +590,115 @@ test_stop_during_auto (Fixture *f, gconstpointer data)
   assert_journal_lacks (f, "batch");
 }
 
+/* The one released class of an unthrottle reply, its `failed` and `gone` lists. */
+static JsonObject *
+released_class (JsonNode *ret, gint64 still)
+{
+  JsonArray *released = json_object_get_array_member (object_of (ret), "released");
+
+  g_assert_cmpint (json_object_get_int_member (object_of (ret), "still-throttled"), ==, still);
+  g_assert_cmpuint (json_array_get_length (released), ==, 1);
+  return json_array_get_object_element (released, 0);
+}
+
+/* A restore the kernel refuses is reported (reply and event), stays throttled, journalled
+ * and tracked, and a later unthrottle undoes it; a cgroup removed meanwhile is `gone`. The
+ * refusal is real: a read-only bind mount over cgroup.freeze (EROFS), in a mount namespace of
+ * this test's own, so nothing outlives it. */
+static void
+test_restore_fails (Fixture *f, gconstpointer data)
+{
+  g_autofree char *config = NULL;
+  g_autofree char *extra = NULL;
+  g_autofree char *empty = NULL;
+  g_autofree char *freeze = NULL;
+  g_autofree char *stand_in = NULL;
+  g_autofree char *journal = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(JsonNode) un = NULL;
+  g_autoptr(JsonNode) again = NULL;
+  g_autoptr(JsonNode) gone_un = NULL;
+  JsonObject *klass, *failure;
+  JsonArray *failed;
+
+  if (skip_reason != NULL)
+    {
+      g_test_skip (skip_reason);
+      return;
+    }
+  if (unshare (CLONE_NEWNS) != 0 || mount (NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+    {
+      g_test_skip ("cannot make a private mount namespace");
+      return;
+    }
+  /* the agent must live in this namespace: start a new one, with a class on an empty cgroup */
+  g_clear_pointer (&f->client, ma_client_free);
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  g_clear_pointer (&f->daemon, ma_test_daemon_free);
+  empty = g_build_filename (f->top, "empty", NULL);
+  g_assert_cmpint (g_mkdir (empty, 0755), ==, 0);
+  extra = g_strdup_printf ("[throttle:empty]\ncgroups=%s/empty\npolicy=freeze\n", f->top_rel);
+  config = make_config (f, extra);
+  f->daemon = ma_test_daemon_new (config);
+  ma_test_daemon_start (f->daemon, NULL);
+  f->client = ma_test_daemon_connect (f->daemon);
+  journal = g_build_filename (f->daemon->state_dir, "throttle.journal", NULL);
+
+  ret = ma_test_execute (f->client, "throttle", "{\"class\": \"batch\", \"lease_seconds\": 600}");
+  wait_for_line (f->batch, "cgroup.events", "frozen 1");
+  freeze = g_build_filename (f->batch, "cgroup.freeze", NULL);
+  stand_in = g_build_filename (f->daemon->dir, "frozen", NULL);
+  g_assert_true (g_file_set_contents (stand_in, "1\n", -1, NULL));
+  g_assert_cmpint (mount (stand_in, freeze, NULL, MS_BIND, NULL), ==, 0);
+  g_assert_cmpint (mount (NULL, freeze, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), ==, 0);
+
+  un = ma_test_execute (f->client, "unthrottle", "{\"class\": \"batch\"}");
+  klass = released_class (un, 1);
+  failed = json_object_get_array_member (klass, "failed");
+  g_assert_cmpuint (json_array_get_length (failed), ==, 1);
+  failure = json_array_get_object_element (failed, 0);
+  g_assert_cmpstr (json_object_get_string_member (failure, "file"), ==, "cgroup.freeze");
+  g_assert_nonnull (strstr (json_object_get_string_member (failure, "cgroup"), "/batch"));
+  g_test_message ("failed: %s", json_object_get_string_member (failure, "error"));
+  g_assert_nonnull (strstr (json_object_get_string_member (failure, "error"), "Read-only"));
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (klass, "gone")), ==, 0);
+  wait_event (f, "UNTHROTTLED", "batch", "unthrottle");
+  /* still frozen, still journalled, still tracked: a new throttle of it is refused */
+  g_assert_true (g_file_get_contents (journal, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"batch\""));
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonObject) args = json_object_new ();
+    json_object_set_string_member (args, "class", "batch");
+    g_assert_null (ma_client_execute (f->client, "throttle", args, &error));
+    g_assert_error (error, MA_ERROR, MA_ERROR_BUSY);
+  }
+
+  /* the obstacle goes: the next unthrottle undoes it */
+  g_assert_cmpint (umount2 (freeze, 0), ==, 0);
+  assert_file_is (f->batch, "cgroup.freeze", "1");
+  assert_no_progress (&f->counters[0]);
+  again = ma_test_execute (f->client, "unthrottle", "{\"class\": \"batch\"}");
+  klass = released_class (again, 0);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (klass, "failed")), ==, 0);
+  assert_file_is (f->batch, "cgroup.freeze", "0");
+  wait_progress (&f->counters[0]);
+  assert_journal_lacks (f, "batch");
+
+  /* a cgroup removed while throttled is reported gone, and forgotten */
+  {
+    g_autoptr(JsonNode) t = ma_test_execute (f->client, "throttle",
+                                             "{\"class\": \"empty\", \"lease_seconds\": 600}");
+  }
+  g_assert_cmpint (g_rmdir (empty), ==, 0);
+  gone_un = ma_test_execute (f->client, "unthrottle", "{\"class\": \"empty\"}");
+  klass = released_class (gone_un, 0);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (klass, "failed")), ==, 0);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (klass, "gone")), ==, 1);
+  assert_journal_lacks (f, "empty");
+}
+
 static void
 test_restart_after_sigkill (Fixture *f, gconstpointer data)
 {
@@ -820,6 +935,8 @@ main (int argc, char **argv)
               test_auto_abandoned_by_resume, fixture_teardown);
   g_test_add ("/throttle/stop-during-auto", Fixture, "writer", fixture_setup,
               test_stop_during_auto, fixture_teardown);
+  g_test_add ("/throttle/restore-fails", Fixture, NULL, fixture_setup, test_restore_fails,
+              fixture_teardown);
   g_test_add ("/throttle/restart-after-sigkill", Fixture, NULL, fixture_setup,
               test_restart_after_sigkill, fixture_teardown);
   g_test_add ("/throttle/protected-refused", Fixture, NULL, fixture_setup, test_protected_refused,
