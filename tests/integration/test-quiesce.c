@@ -1053,6 +1053,21 @@ test_renew_thaw_during_renew (Fixture *f, gconstpointer data)
   "done\n" \
   "rm -f \"$DIR/held\""
 
+/* After a renew failed: THAWED with reason "renew failed", the lifecycle failed, no warning or
+ * critical in the agent's log. */
+static void
+assert_released_by_failed_renew (Fixture *f)
+{
+  g_autoptr(JsonNode) event = wait_event (f, "THAWED");
+  g_autofree char *state = NULL;
+
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
+                              "reason"), ==, "renew failed");
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  assert_agent_log_clean (f);
+}
+
 /* A renew that times out while a thaw waits for it: the session's late "ok" (written after
  * its deadline, once its stdin was closed and it was told to stop) is no renewal; the renew
  * answers Timeout, everything is released, and the waiting thaw is answered once. */
@@ -1062,13 +1077,11 @@ test_renew_timeout_thaw_queued (Fixture *f, gconstpointer data)
   g_autoptr(JsonNode) q = NULL;
   g_autoptr(JsonNode) renewed = NULL;
   g_autoptr(JsonNode) thawed = NULL;
-  g_autoptr(JsonNode) event = NULL;
   g_autoptr(MaClient) renewer = NULL;
   g_autoptr(MaClient) thawer = NULL;
   g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
   g_autofree char *pid_path = g_build_filename (f->daemon->dir, "session.pid", NULL);
   g_autofree char *pid_text = NULL;
-  g_autofree char *state = NULL;
   const char *desc = NULL, *reason = NULL;
 
   write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
@@ -1097,12 +1110,7 @@ test_renew_timeout_thaw_queued (Fixture *f, gconstpointer data)
   g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
   g_assert_true (g_file_get_contents (pid_path, &pid_text, NULL, NULL));
   wait_pid_gone ((pid_t) g_ascii_strtoll (pid_text, NULL, 10));
-  event = wait_event (f, "THAWED");
-  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
-                              "reason"), ==, "renew failed");
-  state = lifecycle_state (f);
-  g_assert_cmpstr (state, ==, "failed");
-  assert_agent_log_clean (f);
+  assert_released_by_failed_renew (f);
 }
 
 /* The same late answer to a quiesce: a timed-out quiesce stays a failure and is rolled back. */
@@ -1187,9 +1195,7 @@ static void
 test_renew_session_dies (Fixture *f, gconstpointer data)
 {
   g_autoptr(JsonNode) q = NULL;
-  g_autoptr(JsonNode) event = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *state = NULL;
 
   write_plugin (f, "db", "Order=10", "echo \"$MA_PLUGIN $1\" >> \"$LOG\"");
   write_plugin (f, "sess", "Order=20\nProtocol=session\nPhases=quiesce;thaw;renew",
@@ -1208,12 +1214,7 @@ test_renew_session_dies (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (error->message,
                             "plugin sess, phase renew: exited with status 3 before answering"));
   assert_log (f, "db quiesce\nsess quiesce\nsess renew\ndb thaw\n");
-  event = wait_event (f, "THAWED");
-  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (event), "data"),
-                              "reason"), ==, "renew failed");
-  state = lifecycle_state (f);
-  g_assert_cmpstr (state, ==, "failed");
-  assert_agent_log_clean (f);
+  assert_released_by_failed_renew (f);
 }
 
 /* Renew again and again with the same operation id, and quiesce by that id while renewing. */
