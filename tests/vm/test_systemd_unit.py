@@ -438,7 +438,16 @@ def journal_clean():
     if out.strip():
         raise VMError("errors in the agent's journal:\n" + out)
     rc, out, err = q.exec(["/bin/journalctl", "-b", "-q", "--no-pager", "-u", UNIT])
-    return "%d journal lines, none at priority err or worse" % len(out.splitlines())
+    lines = len(out.splitlines())
+    # the agent's records come through journald's native protocol (agent/log.c: its own
+    # datagram socket, never a blocking send), which carries fields a stream line has not
+    rc, out, err = q.exec(["/bin/journalctl", "-b", "-q", "--no-pager", "-u", UNIT,
+                           "-o", "verbose", "SYSLOG_IDENTIFIER=migration-agent"])
+    if "CODE_FUNC=" not in out or "CODE_FILE=" not in out:
+        raise VMError("no native journal record from the agent (CODE_FILE, CODE_FUNC):\n"
+                      + out[-2000:])
+    return "%d journal lines, none at priority err or worse; native records with " \
+        "CODE_FILE and CODE_FUNC" % lines
 
 
 tap = vmlib.Tap([
