@@ -1218,11 +1218,13 @@ typedef struct
   guint next; /* index into test_phases */
   JsonArray *results;
   gboolean ok;
+  gboolean quiesce_failed; /* then there is no hold to renew */
 } MaPluginTest;
 
 static void plugin_test_next (MaPluginTest *t);
 
-/* the order an operation runs them in; renew only for plugins that declare it */
+/* the order an operation runs them in; renew only for plugins that declare it and hold the
+ * application (a failed quiesce leaves nothing to renew, as in an operation) */
 static const MaPluginPhase test_phases[] = {
   MA_PLUGIN_PHASE_CHECK, MA_PLUGIN_PHASE_QUIESCE, MA_PLUGIN_PHASE_RENEW,
   MA_PLUGIN_PHASE_THAW,  MA_PLUGIN_PHASE_VALIDATE,
@@ -1236,6 +1238,8 @@ on_test_phase (MaPhaseResult *result, gpointer user_data)
   record_last (t->q, result);
   if (!result->ok)
     t->ok = FALSE;
+  if (!result->ok && result->phase == MA_PLUGIN_PHASE_QUIESCE)
+    t->quiesce_failed = TRUE;
   json_array_add_object_element (t->results, ma_phase_result_to_json (result));
   ma_phase_result_free (result);
   t->next++;
@@ -1249,7 +1253,7 @@ plugin_test_next (MaPluginTest *t)
   JsonObject *obj;
 
   while (t->next < G_N_ELEMENTS (test_phases) && test_phases[t->next] == MA_PLUGIN_PHASE_RENEW
-         && !ma_plugin_has_phase (t->plugin, MA_PLUGIN_PHASE_RENEW))
+         && (t->quiesce_failed || !ma_plugin_has_phase (t->plugin, MA_PLUGIN_PHASE_RENEW)))
     t->next++;
   if (t->next < G_N_ELEMENTS (test_phases))
     {

@@ -1644,6 +1644,36 @@ test_plugin_test (Fixture *f, gconstpointer data)
   g_assert_error (error, MA_ERROR, MA_ERROR_NOT_FOUND);
 }
 
+/* plugin-test does not renew a hold its quiesce failed to take: the renew would ask the
+ * application to extend something that does not exist (an operation never renews it either) */
+static void
+test_plugin_test_failed_quiesce (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *phases = NULL;
+  gboolean ok = TRUE;
+  const char *phase = NULL;
+
+  write_plugin (f, "db", "Phases=check;quiesce;thaw;renew;validate",
+                "echo \"$MA_PLUGIN $1\" >> \"$LOG\"\n"
+                "[ \"$1\" = quiesce ] || exit 0\n"
+                "echo '{\"detail\": \"cannot pause\"}'\nexit 1");
+  start (f);
+  ret = ma_test_execute (f->client, "plugin-test", "{\"name\": \"db\"}");
+  g_assert_true (ma_json_get_bool (json_node_get_object (ret), "ok", &ok, NULL));
+  g_assert_false (ok);
+  g_assert_true (ma_json_get_array (json_node_get_object (ret), "phases", &phases, NULL));
+  g_assert_cmpuint (json_array_get_length (phases), ==, 4);
+  for (guint i = 0; i < json_array_get_length (phases); i++)
+    {
+      g_assert_true (ma_json_get_string (json_array_get_object_element (phases, i), "phase",
+                                         &phase, NULL));
+      g_assert_cmpstr (phase, !=, "renew");
+    }
+  /* thaw still runs after the failed quiesce, as documented */
+  assert_log (f, "db check\ndb quiesce\ndb thaw\ndb validate\n");
+}
+
 /* prepare runs every plugin's check; a failing one makes the guest not ready. A quiesce
  * takes a fresh snapshot for validation after the move. */
 /* Whether one of prepare's not-ready reasons mentions `what`. */
@@ -1746,6 +1776,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/output-bounded", test_output_bounded);
   ADD ("/quiesce/endless-output", test_endless_output);
   ADD ("/quiesce/plugin-test", test_plugin_test);
+  ADD ("/quiesce/plugin-test-failed-quiesce", test_plugin_test_failed_quiesce);
   ADD ("/quiesce/prepare-runs-checks", test_prepare_runs_checks);
 #undef ADD
   return g_test_run ();
