@@ -35,14 +35,23 @@
 #                  (cpu 0.08), where its json-glib parse and re-print added 1.1 s (cpu 0.43)
 #   same session, the agent at df40630 against the new one at load 1-2 (best of 3 each):
 #     old 0.358 s (cpu 0.48), lslocks/blockers 2.38x; new 0.242 s (cpu 0.38), 3.40x
-#   Why 5x lslocks is out of reach here: lslocks 2.38 takes 0.82-0.89 s on this population
-#   once the machine is quiet (1.4-1.9 s under load), only 2.2-2.5x the bare lstat pass
-#   (0.34-0.38 s, 0.32-0.33 cpu s). 5x lslocks means 0.16-0.18 s: the bare pass's own CPU
-#   spread perfectly over the 2 CPUs, with nothing left for /proc/locks (0.01 s of kernel
-#   time by itself, 0.03-0.05 s with the parse under load), the proc info of 1,000 lock
-#   owners, 10,000 readlink()s for the lock paths (13,300 readlinkat calls per report) and
-#   the 3.2 MB of text. The agent's reply is below the bare pass's wall time already; on
-#   this 2-CPU kernel 5x lslocks is below that floor.
+#   Why 5x lslocks is out of reach here: lslocks 2.38 takes 0.82-0.95 s on this population
+#   once the machine is quiet (1.4-1.9 s under load). Finding the writers needs every fd's
+#   open mode, and the cheapest way to learn it is an lstat() of each /proc/PID/fd entry (its
+#   permission bits are the mode). The script times that pass alone, on one CPU and split over
+#   all of them, and also the only other way to the modes (pidfd_getfd() each fd, F_GETFL,
+#   close), which costs more. A quiet run (load 1.6, RUNS=5, after the io_uring change):
+#     lslocks (util-linux)                     0.949   0.920
+#     fuser -m /                               1.340   1.310
+#     bare lstat pass over /proc/*/fd          0.398   0.360
+#       the same on all 2 CPUs                 0.239   0.380
+#       open modes by pidfd_getfd instead      0.520   0.890
+#     blockers: agent reply on its socket      0.303   0.490
+#   lslocks / blockers 3.13x, fuser / blockers 4.42x, blockers / bare 0.76x, and
+#   lslocks / (the bare pass on all CPUs) 3.97x: a report that did nothing but the lstat pass,
+#   perfectly parallel, would still be under 5x lslocks on this 2-CPU machine. The agent's
+#   reply is 1.27x that parallel floor (it also reads /proc/locks, the lock paths, the owners'
+#   /proc info and writes 3.2 MB of text).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")" && pwd)
@@ -76,7 +85,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cc -O2 -o "$work/bare-fd-scan" "$src/bare-fd-scan.c"
+cc -O2 -pthread -o "$work/bare-fd-scan" "$src/bare-fd-scan.c"
 cc -O2 -o "$work/bench-population" "$src/bench-population.c"
 mkdir "$work/files"
 ulimit -n $((nfiles + 64))
@@ -118,13 +127,15 @@ measure() {
 best() { sort -g "$work/times.$1" | head -1 | awk '{printf "%.3f %.3f", $1, $2}'; }
 
 # the tools take turns, so that a load that comes and goes weighs on all of them alike
-tools=(lslocks lsof fuser bare agent migctl)
+tools=(lslocks lsof fuser bare bare_all pidfd agent migctl)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for _ in $(seq "$runs"); do
     measure lslocks 0 lslocks
     measure lsof 0 lsof -n
     measure fuser 0 fuser -m "$mountpoint"
     measure bare 0 "$work/bare-fd-scan"
+    measure bare_all 0 "$work/bare-fd-scan" "$(nproc)"
+    measure pidfd 0 "$work/bare-fd-scan" "$(nproc)" pidfd
     measure agent 1 "$work/bench-call" "$work/agent.sock"
     measure migctl 1 "$migctl" -c "unix:$work/agent.sock" --json blockers
 done
@@ -151,6 +162,8 @@ printf '%-44s %8s %8s\n' "lslocks (util-linux)" "${wall[lslocks]}" "${cpu[lslock
 printf '%-44s %8s %8s\n' "lsof -n" "${wall[lsof]}" "${cpu[lsof]}"
 printf '%-44s %8s %8s\n' "fuser -m $mountpoint" "${wall[fuser]}" "${cpu[fuser]}"
 printf '%-44s %8s %8s\n' "bare lstat pass over /proc/*/fd" "${wall[bare]}" "${cpu[bare]}"
+printf '%-44s %8s %8s\n' "  the same on all $(nproc) CPUs" "${wall[bare_all]}" "${cpu[bare_all]}"
+printf '%-44s %8s %8s\n' "  open modes by pidfd_getfd instead" "${wall[pidfd]}" "${cpu[pidfd]}"
 printf '%-44s %8s %8s\n' "blockers: agent reply on its socket" "${wall[agent]}" "${cpu[agent]}"
 printf '%-44s %8s %8s\n' "blockers: migctl --json (+ client check)" "${wall[migctl]}" "${cpu[migctl]}"
 echo
@@ -161,6 +174,7 @@ echo "  lslocks / blockers: $(ratio "${wall[lslocks]}" "${wall[agent]}")x   (goa
 echo "  lsof    / blockers: $(ratio "${wall[lsof]}" "${wall[agent]}")x"
 echo "  fuser   / blockers: $(ratio "${wall[fuser]}" "${wall[agent]}")x   (goal >= 3)"
 echo "  blockers / bare:    $(ratio "${wall[agent]}" "${wall[bare]}")x   (goal <= 1.5)"
+echo "  lslocks / (bare pass on all CPUs): $(ratio "${wall[lslocks]}" "${wall[bare_all]}")x   (the ceiling for any report that learns every fd's open mode)"
 echo "through migctl --json (adds migctl's check and print of the reply):"
 echo "  lslocks / blockers: $(ratio "${wall[lslocks]}" "${wall[migctl]}")x   (goal >= 5)"
 echo "  lsof    / blockers: $(ratio "${wall[lsof]}" "${wall[migctl]}")x"
