@@ -4,7 +4,9 @@
  * usage: bare-fd-scan [THREADS] [pidfd]
  *   THREADS  split the processes over this many threads (default 1): the floor on all CPUs
  *   pidfd    learn the open modes the other way, pidfd_getfd() each slot of the fd table
- *            (FDSize in /proc/PID/status), fcntl(F_GETFL) and close: no /proc/PID/fd lookups */
+ *            (FDSize in /proc/PID/status), fcntl(F_GETFL) and close: no /proc/PID/fd lookups;
+ *            a process that refuses it (EPERM, e.g. a non-dumpable one) is passed over, so
+ *            this pass sees at most as many fds as the lstat pass */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
