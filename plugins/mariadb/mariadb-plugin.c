@@ -1,8 +1,10 @@
 /* mariadb-plugin.c — the MariaDB/MySQL quiesce plugin (session): holds FLUSH TABLES WITH READ
- * LOCK from quiesce to thaw, refuses (or kills) long statements first, releases at stdin EOF. */
+ * LOCK from quiesce to thaw in a session kept alive for the lease (renewed by renew), refuses
+ * (or kills) long statements first, releases at stdin EOF. */
 #include <stdio.h>
 #include <string.h>
 
+#include <errmsg.h>
 #include <mysql.h>
 
 #include "plugin-kit.h"
@@ -11,6 +13,14 @@
 #define MARIADB_QUERY_EXCERPT 80
 /* Smallest budget for connecting and for lock_wait_timeout (it counts whole seconds). */
 #define MARIADB_MIN_BUDGET_MS 1000
+/* How long the locked session may stay idle beyond the lease (MARIADB_IDLE_MARGIN_SECONDS):
+ * the agent's lease starts only once every plugin has quiesced, so the plugins ordered after
+ * this one (each up to its QuiesceTimeout) come first, and the thaw comes after the lease. */
+#define MARIADB_DEFAULT_IDLE_MARGIN_SECONDS 600
+/* The largest wait_timeout the server accepts. */
+#define MARIADB_MAX_WAIT_TIMEOUT 31536000
+/* The lease assumed when the request carries none (a plugin run by hand): the agent's longest. */
+#define MARIADB_UNLEASED_SECONDS 86400
 
 typedef enum
 {
@@ -24,6 +34,7 @@ typedef struct
   gboolean locked;
   LongQueryAction long_query_action;
   gint64 long_query_seconds; /* < 0: the lock's own budget */
+  gint64 idle_margin_seconds;
 } Mariadb;
 
 static void
@@ -50,9 +61,17 @@ load_settings (Mariadb *self, GString *detail)
                               action);
       return FALSE;
     }
-  if (!ma_kit_env_int ("MARIADB_LONG_QUERY_SECONDS", -1, &self->long_query_seconds, &error))
+  if (!ma_kit_env_int ("MARIADB_LONG_QUERY_SECONDS", -1, &self->long_query_seconds, &error)
+      || !ma_kit_env_int ("MARIADB_IDLE_MARGIN_SECONDS", MARIADB_DEFAULT_IDLE_MARGIN_SECONDS,
+                          &self->idle_margin_seconds, &error))
     {
       g_string_append (detail, error->message);
+      return FALSE;
+    }
+  if (self->idle_margin_seconds < 0)
+    {
+      g_string_append_printf (detail, "MARIADB_IDLE_MARGIN_SECONDS=%" G_GINT64_FORMAT
+                              ": must not be negative", self->idle_margin_seconds);
       return FALSE;
     }
   return TRUE;
@@ -113,6 +132,9 @@ ensure_connected (Mariadb *self, const MaKitRequest *request, GString *detail)
       disconnect (self);
       return FALSE;
     }
+  /* Set after connecting, as an option file may ask for it: a silent reconnect would carry on
+   * in a new session that holds no lock. */
+  mysql_optionsv (self->conn, MYSQL_OPT_RECONNECT, &(my_bool) { 0 });
   return TRUE;
 }
 
@@ -127,6 +149,24 @@ execute (Mariadb *self, const char *sql, GString *detail)
   /* Statements here return no rows; drain anyway so the connection stays usable. */
   mysql_result_free (mysql_store_result (self->conn));
   return TRUE;
+}
+
+/* The server ends a session idle for its wait_timeout (8 h by default, often much less), and
+ * the read lock with it, while the agent goes on reporting "quiesced". Keep this session for
+ * the lease plus the margin from its last statement: quiesce sets it, renew again from now.
+ * (interactive_timeout only replaces wait_timeout at connect, for interactive clients.) */
+static gboolean
+keep_session (Mariadb *self, const MaKitRequest *request, gint64 *seconds, GString *detail)
+{
+  gint64 lease = request->lease_seconds > 0 ? request->lease_seconds : MARIADB_UNLEASED_SECONDS;
+  g_autofree char *sql = NULL;
+
+  /* Each term clamped first: no overflow whatever the request says. */
+  *seconds = CLAMP (MIN (lease, MARIADB_MAX_WAIT_TIMEOUT)
+                    + MIN (self->idle_margin_seconds, MARIADB_MAX_WAIT_TIMEOUT),
+                    1, MARIADB_MAX_WAIT_TIMEOUT);
+  sql = g_strdup_printf ("SET SESSION wait_timeout = %" G_GINT64_FORMAT, *seconds);
+  return execute (self, sql, detail);
 }
 
 /* Statements that have run for threshold seconds or more; FTWRL would wait behind them.
@@ -219,6 +259,7 @@ run_quiesce (Mariadb *self, const MaKitRequest *request, GString *detail)
 {
   gint64 started = g_get_monotonic_time ();
   gint64 lock_wait;
+  gint64 kept_seconds;
   g_autofree char *set_timeout = NULL;
 
   if (self->locked && self->conn != NULL && mysql_ping (self->conn) == 0)
@@ -235,11 +276,38 @@ run_quiesce (Mariadb *self, const MaKitRequest *request, GString *detail)
   lock_wait = MAX (ma_kit_request_remaining_ms (request, MARIADB_MIN_BUDGET_MS) / 1000, 1);
   set_timeout = g_strdup_printf ("SET SESSION lock_wait_timeout = %" G_GINT64_FORMAT, lock_wait);
   if (!execute (self, set_timeout, detail)
+      || !keep_session (self, request, &kept_seconds, detail)
       || !execute (self, "FLUSH TABLES WITH READ LOCK", detail))
     return FALSE;
   self->locked = TRUE;
-  g_string_append_printf (detail, "read lock held (taken in %" G_GINT64_FORMAT " ms)",
-                          (g_get_monotonic_time () - started) / 1000);
+  g_string_append_printf (detail, "read lock held (taken in %" G_GINT64_FORMAT " ms), session "
+                          "kept for %" G_GINT64_FORMAT " s idle",
+                          (g_get_monotonic_time () - started) / 1000, kept_seconds);
+  return TRUE;
+}
+
+/* The agent renewed its lease: keep the session (and so the lock) for the new lease from now.
+ * A session the server already ended fails here, and the agent then releases the operation:
+ * its thaw closes what is left. */
+static gboolean
+run_renew (Mariadb *self, const MaKitRequest *request, GString *detail)
+{
+  gint64 kept_seconds;
+
+  if (!self->locked)
+    {
+      g_string_append (detail, "no lock held: nothing to renew");
+      return FALSE;
+    }
+  if (!keep_session (self, request, &kept_seconds, detail))
+    {
+      unsigned int code = mysql_errno (self->conn);
+      if (code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST)
+        g_string_append (detail, "; the session ended, and the read lock with it");
+      return FALSE;
+    }
+  g_string_append_printf (detail, "read lock held, session kept for %" G_GINT64_FORMAT
+                          " s idle from now", kept_seconds);
   return TRUE;
 }
 
@@ -325,7 +393,9 @@ main (int argc, char **argv)
         case MA_KIT_PHASE_VALIDATE:
           ok = run_validate (&self, request, detail);
           break;
-        case MA_KIT_PHASE_RENEW: /* not declared in its manifest */
+        case MA_KIT_PHASE_RENEW:
+          ok = run_renew (&self, request, detail);
+          break;
         case MA_KIT_PHASE_INVALID:
         default:
           g_string_append (detail, "unexpected phase");

@@ -1,5 +1,6 @@
 /* test-plugin-mariadb.c — the mariadb session plugin against a real MariaDB server started by
- * this test (as user mysql, UNIX socket only): the read lock blocks writers until thaw, long
+ * this test (as user mysql, UNIX socket only): the read lock blocks writers until thaw, its
+ * session outlives the server's wait_timeout for the lease (renew keeps it longer), long
  * statements are refused or killed, and the lock goes when the plugin's parent is killed. */
 #include <pwd.h>
 #include <signal.h>
@@ -7,9 +8,16 @@
 
 #include <glib.h>
 
+#include "json.h"
 #include "plugin-harness.h"
 
 #define DB_USER "mysql"
+/* The server's idle timeout the session must outlive, and how far past it a write must still
+ * wait; each case waits for that condition, which is no speed goal. */
+#define SHORT_WAIT_TIMEOUT_S 2
+#define PAST_WAIT_TIMEOUT_MS (2 * SHORT_WAIT_TIMEOUT_S * 1000)
+/* Margin given to the plugin in the cases that need the session's own timeout to be short. */
+#define TEST_IDLE_MARGIN "MARIADB_IDLE_MARGIN_SECONDS=1"
 
 static const char *plugin;
 static const char *self_exe;
@@ -87,6 +95,153 @@ assert_completes (GSubprocess *writer)
 {
   g_assert_true (harness_wait_exit (writer, HARNESS_EXIT_MS));
   g_assert_true (g_subprocess_get_successful (writer));
+}
+
+/* The writer still waits at until (monotonic µs): the lock held at least that long. */
+static void
+assert_blocked_until (GSubprocess *writer, gint64 until)
+{
+  gint64 left_ms = MAX ((until - g_get_monotonic_time ()) / 1000, 0) + 1;
+
+  g_assert_false (harness_wait_exit (writer, (guint) left_ms));
+  g_assert_cmpint (g_get_monotonic_time (), >=, until);
+}
+
+static void
+set_global_wait_timeout (const char *seconds)
+{
+  g_autofree char *sql = g_strdup_printf ("SET GLOBAL wait_timeout = %s", seconds);
+
+  g_free (sql_query (sql));
+}
+
+static void
+test_session_outlives_wait_timeout (void)
+{
+  g_autofree char *saved = sql_query ("SELECT @@GLOBAL.wait_timeout");
+  g_autoptr(HarnessSession) session = NULL;
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autofree char *detail = NULL;
+  g_autofree char *thawed = NULL;
+  gint64 before = row_count ();
+  gint64 quiesced_at;
+
+  /* A DBA's short wait_timeout: the plugin's session starts with it (the command-line client
+   * used for the checks is interactive and keeps interactive_timeout). */
+  set_global_wait_timeout (G_STRINGIFY (SHORT_WAIT_TIMEOUT_S));
+  session = start_session (NULL);
+  g_assert_true (harness_session_phase (session, "quiesce", 10000, 10, &detail));
+  quiesced_at = g_get_monotonic_time ();
+  g_assert_true (g_str_has_prefix (detail, "read lock held"));
+  g_assert_nonnull (strstr (detail, "session kept for 610 s idle"));
+
+  /* Well past the server's idle timeout: the session, and so the lock, is still there. */
+  writer = sql_background ("INSERT INTO t VALUES (20)");
+  assert_blocked_until (writer, quiesced_at + PAST_WAIT_TIMEOUT_MS * 1000);
+  g_assert_cmpint (row_count (), ==, before);
+
+  g_assert_true (harness_session_phase (session, "thaw", 10000, 10, &thawed));
+  g_assert_cmpstr (thawed, ==, "read lock released");
+  assert_completes (writer);
+  g_assert_cmpint (row_count (), ==, before + 1);
+  g_assert_cmpint (harness_session_close (session), ==, 0);
+  set_global_wait_timeout (saved);
+}
+
+static void
+test_renew_keeps_session (void)
+{
+  g_autoptr(HarnessSession) session = start_session (TEST_IDLE_MARGIN);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autofree char *detail = NULL;
+  g_autofree char *renewed = NULL;
+  g_autofree char *thawed = NULL;
+  gint64 renewed_at;
+
+  /* lease 2 + margin 1: the server would end the session 3 s after its last statement */
+  g_assert_true (harness_session_phase (session, "quiesce", 10000, 2, &detail));
+  g_assert_nonnull (strstr (detail, "session kept for 3 s idle"));
+  g_assert_true (harness_session_phase (session, "renew", 10000, 8, &renewed));
+  renewed_at = g_get_monotonic_time ();
+  g_assert_cmpstr (renewed, ==, "read lock held, session kept for 9 s idle from now");
+
+  /* Any statement restarts the idle clock; only the renewed timeout keeps the session past
+   * 3 s after the renew. */
+  writer = sql_background ("INSERT INTO t VALUES (21)");
+  assert_blocked_until (writer, renewed_at + 3 * G_USEC_PER_SEC + PAST_WAIT_TIMEOUT_MS * 1000 / 2);
+  g_assert_true (harness_session_phase (session, "thaw", 10000, 8, &thawed));
+  g_assert_cmpstr (thawed, ==, "read lock released");
+  assert_completes (writer);
+  g_assert_cmpint (harness_session_close (session), ==, 0);
+}
+
+static void
+test_session_ends_after_lease (void)
+{
+  g_autoptr(HarnessSession) session = start_session (TEST_IDLE_MARGIN);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autofree char *detail = NULL;
+  g_autofree char *renewed = NULL;
+  g_autofree char *thawed = NULL;
+
+  /* No renew and no thaw (an agent that hangs): the server ends the session 4 s after the
+   * lock, so the lock never outlasts the lease by more than the margin. */
+  g_assert_true (harness_session_phase (session, "quiesce", 10000, 3, &detail));
+  g_assert_nonnull (strstr (detail, "session kept for 4 s idle"));
+  writer = sql_background ("INSERT INTO t VALUES (22)");
+  assert_blocked (writer);
+  assert_completes (writer);
+
+  /* A renew now finds the session gone and says so; the agent then thaws, which succeeds. */
+  g_assert_false (harness_session_phase (session, "renew", 10000, 60, &renewed));
+  g_assert_true (g_str_has_prefix (renewed, "SET SESSION wait_timeout = 61 failed"));
+  g_assert_nonnull (strstr (renewed, "the session ended, and the read lock with it"));
+  g_assert_true (harness_session_phase (session, "thaw", 10000, 60, &thawed));
+  g_assert_nonnull (strstr (thawed, "session closed, which releases the lock"));
+  g_assert_cmpint (harness_session_close (session), ==, 0);
+}
+
+static void
+test_no_silent_reconnect (void)
+{
+  g_autofree char *options = g_build_filename (server_dir->path, "client.cnf", NULL);
+  g_autofree char *options_text = g_strdup_printf ("[client]\nsocket=%s\nuser=root\n"
+                                                   "reconnect=1\n", socket_path);
+  g_autofree char *defaults = g_strdup_printf ("MARIADB_DEFAULTS_FILE=%s", options);
+  g_auto(GStrv) env = NULL;
+  g_autoptr(HarnessSession) session = NULL;
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *detail = NULL;
+  g_autofree char *renewed = NULL;
+
+  /* An option file asking the client library to reconnect: once the server ends the session,
+   * a renew would run in a new session holding no lock, and say ok. */
+  g_assert_true (g_file_set_contents_full (options, options_text, -1, G_FILE_SET_CONTENTS_NONE,
+                                           0600, &error));
+  g_assert_no_error (error);
+  env = harness_plugin_env ("mariadb", "session", server_dir->path, defaults, TEST_IDLE_MARGIN,
+                            NULL);
+  session = harness_session_start (plugin, (const char *const *) env);
+  g_assert_true (harness_session_phase (session, "quiesce", 10000, 1, &detail));
+  g_assert_nonnull (strstr (detail, "session kept for 2 s idle"));
+  writer = sql_background ("INSERT INTO t VALUES (24)");
+  assert_completes (writer);
+
+  g_assert_false (harness_session_phase (session, "renew", 10000, 60, &renewed));
+  g_assert_nonnull (strstr (renewed, "the session ended, and the read lock with it"));
+  g_assert_cmpint (harness_session_close (session), ==, 0);
+}
+
+static void
+test_renew_without_lock (void)
+{
+  g_autoptr(HarnessSession) session = start_session (NULL);
+  g_autofree char *renewed = NULL;
+
+  g_assert_false (harness_session_phase (session, "renew", 10000, 60, &renewed));
+  g_assert_cmpstr (renewed, ==, "no lock held: nothing to renew");
+  g_assert_cmpint (harness_session_close (session), ==, 0);
 }
 
 static void
@@ -354,6 +509,73 @@ test_through_agent (void)
   g_assert_true (g_subprocess_get_successful (second));
 }
 
+/* The shipped manifest's Phases= and RenewTimeout=, appended to the harness's manifest. */
+static void
+declare_shipped_phases (HarnessAgent *agent)
+{
+  g_autofree char *shipped = g_build_filename (g_getenv ("MA_PLUGINS_SRCDIR"), "mariadb",
+                                               "mariadb.plugin.in", NULL);
+  g_autofree char *manifest = g_build_filename (agent->daemon->dir, "plugins", "mariadb.plugin",
+                                                NULL);
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *phases = NULL;
+  g_autofree char *renew_timeout = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *extended = NULL;
+
+  g_assert_true (g_key_file_load_from_file (kf, shipped, G_KEY_FILE_NONE, &error));
+  g_assert_no_error (error);
+  phases = g_key_file_get_string (kf, "Plugin", "Phases", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (phases, "renew"));
+  renew_timeout = g_key_file_get_string (kf, "Plugin", "RenewTimeout", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (manifest, &text, NULL, &error));
+  extended = g_strdup_printf ("%sPhases=%s\nRenewTimeout=%s\n", text, phases, renew_timeout);
+  g_assert_true (g_file_set_contents_full (manifest, extended, -1, G_FILE_SET_CONTENTS_NONE, 0644,
+                                           &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_renew_through_agent (void)
+{
+  g_autofree char *env = g_strdup_printf ("MARIADB_SOCKET=%s\nMARIADB_USER=root\n%s\n",
+                                          socket_path, TEST_IDLE_MARGIN);
+  g_autoptr(HarnessAgent) agent = harness_agent_start ("mariadb", plugin, "session", env);
+  g_autoptr(GSubprocess) writer = NULL;
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *renewed = NULL;
+  JsonObject *result;
+  const char *status = NULL, *detail = NULL;
+  gint64 renewed_at;
+
+  declare_shipped_phases (agent);
+  /* lease 2 + margin 1: without the renew reaching the plugin its session ends 3 s idle */
+  g_assert_true (harness_agent_quiesce (agent, "op-mariadb-renew", 2, NULL));
+  json_object_set_string_member (args, "operation", "op-mariadb-renew");
+  json_object_set_int_member (args, "lease_seconds", 30);
+  ret = ma_client_execute (agent->client, "renew", args, &error);
+  g_assert_no_error (error);
+  renewed_at = g_get_monotonic_time ();
+  g_assert_true (ma_json_get_array (json_node_get_object (ret), "renew_results", &renewed, NULL));
+  g_assert_nonnull (renewed);
+  g_assert_cmpuint (json_array_get_length (renewed), ==, 1);
+  result = json_array_get_object_element (renewed, 0);
+  g_assert_true (ma_json_get_string (result, "status", &status, NULL));
+  g_assert_cmpstr (status, ==, "ok");
+  g_assert_true (ma_json_get_string (result, "detail", &detail, NULL));
+  g_assert_cmpstr (detail, ==, "read lock held, session kept for 31 s idle from now");
+
+  writer = sql_background ("INSERT INTO t VALUES (23)");
+  assert_blocked_until (writer, renewed_at + 3 * G_USEC_PER_SEC + PAST_WAIT_TIMEOUT_MS * 1000 / 2);
+  harness_agent_thaw (agent, "op-mariadb-renew");
+  assert_completes (writer);
+}
+
 static gboolean
 server_ready (gpointer data)
 {
@@ -451,6 +673,12 @@ main (int argc, char **argv)
   g_test_add_func ("/plugins/mariadb/quiesce/blocks-writes-until-thaw",
                    test_lock_blocks_writes_until_thaw);
   g_test_add_func ("/plugins/mariadb/quiesce/idempotent", test_quiesce_is_idempotent);
+  g_test_add_func ("/plugins/mariadb/session/outlives-wait-timeout",
+                   test_session_outlives_wait_timeout);
+  g_test_add_func ("/plugins/mariadb/session/ends-after-lease", test_session_ends_after_lease);
+  g_test_add_func ("/plugins/mariadb/session/no-silent-reconnect", test_no_silent_reconnect);
+  g_test_add_func ("/plugins/mariadb/renew/keeps-session", test_renew_keeps_session);
+  g_test_add_func ("/plugins/mariadb/renew/without-lock", test_renew_without_lock);
   g_test_add_func ("/plugins/mariadb/release/stdin-eof", test_eof_releases);
   g_test_add_func ("/plugins/mariadb/release/parent-killed",
                    test_parent_killed_releases_within_a_second);
@@ -461,6 +689,7 @@ main (int argc, char **argv)
   g_test_add_func ("/plugins/mariadb/check-and-validate-alone", test_check_and_validate_alone);
   g_test_add_func ("/plugins/mariadb/errors/bad-requests", test_bad_requests);
   g_test_add_func ("/plugins/mariadb/agent/quiesce-thaw-and-kill", test_through_agent);
+  g_test_add_func ("/plugins/mariadb/agent/renew-keeps-session", test_renew_through_agent);
   status = g_test_run ();
   stop_server ();
   return status;
