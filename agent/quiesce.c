@@ -3,9 +3,11 @@
 #include "quiesce.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include <glib/gstdio.h>
 
+#include "config.h"
 #include "freezeguard.h"
 #include "json.h"
 #include "plugin-run.h"
@@ -55,6 +57,22 @@ struct _MaBatch
   gpointer user_data;
 };
 
+/* Oneshot plugins whose thaw failed: they may still hold their application, so they are
+ * thawed again (after a backoff, or at once by `thaw`) until it succeeds; the journal keeps
+ * them for a restarted agent meanwhile. */
+typedef struct
+{
+  char *operation;
+  GPtrArray *names;  /* plugin names, still to thaw */
+  char *failures;    /* why the last attempt failed */
+  guint attempts;    /* retries run so far */
+  guint timer_id;    /* the next automatic retry, or 0 */
+  gint64 due;        /* monotonic µs of that retry */
+  MaBatch *batch;    /* the retry running, or NULL */
+  char *reason;      /* of the running retry: "retry" (the timer) or "thaw" (the command) */
+  GPtrArray *calls;  /* MaCall*: thaw commands waiting for the running retry */
+} MaThawRetry;
+
 struct _MaQuiesce
 {
   MaAgent *agent;
@@ -68,6 +86,9 @@ struct _MaQuiesce
   gboolean shutting_down;
   gboolean holding; /* ma_agent_hold() taken for shutdown */
   guint checks;     /* check batches running */
+  MaThawRetry *retry; /* oneshot plugins whose thaw failed, or NULL */
+  double retry_delays[MA_QUIESCE_THAW_RETRY_MAX_DELAYS]; /* seconds; the last one repeats */
+  guint n_retry_delays;
 };
 
 typedef enum
@@ -202,25 +223,36 @@ journal_path (MaQuiesce *q)
   return g_build_filename (ma_agent_get_state_dir (q->agent), MA_QUIESCE_JOURNAL, NULL);
 }
 
+/* thaw_failed: these plugins were released once and their thaw failed (informative only:
+ * a restarted agent thaws whatever the journal names either way) */
 static void
-journal_write (MaOperation *op)
+journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plugin_names,
+                     gboolean thaw_failed)
 {
-  g_autofree char *path = journal_path (op->q);
+  g_autofree char *path = journal_path (q);
   g_autoptr(GError) error = NULL;
   g_autofree char *text = NULL;
   g_autoptr(JsonNode) node = NULL;
   JsonObject *obj = json_object_new ();
   JsonArray *names = json_array_new ();
 
-  for (guint i = 0; i < op->journaled->len; i++)
-    json_array_add_string_element (names, op->journaled->pdata[i]);
-  json_object_set_string_member (obj, "operation", op->id);
+  for (guint i = 0; i < plugin_names->len; i++)
+    json_array_add_string_element (names, plugin_names->pdata[i]);
+  json_object_set_string_member (obj, "operation", operation);
   json_object_set_array_member (obj, "plugins", names);
+  if (thaw_failed)
+    json_object_set_boolean_member (obj, "thaw-failed", TRUE);
   node = ma_json_new_object_node (obj);
   text = ma_json_to_string (node);
   /* the state dir is under /run: never a filesystem that may be frozen */
   if (!g_file_set_contents_full (path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
     g_warning ("cannot write the quiesce journal: %s", error->message);
+}
+
+static void
+journal_write (MaOperation *op)
+{
+  journal_write_names (op->q, op->id, op->journaled, FALSE);
 }
 
 static void
@@ -520,11 +552,240 @@ answer_calls (GPtrArray *calls, JsonNode *ret, const GError *error)
 static void
 shutdown_done (MaQuiesce *q)
 {
-  if (q->holding && q->op == NULL && !q->replaying && !q->testing)
+  if (q->holding && q->op == NULL && !q->replaying && !q->testing
+      && (q->retry == NULL || q->retry->batch == NULL))
     {
       q->holding = FALSE;
       ma_agent_release (q->agent);
     }
+}
+
+/* ---- thaw retry: oneshot plugins whose thaw failed, thawed again until it succeeds ---- */
+
+static void
+thaw_retry_free (MaThawRetry *retry)
+{
+  g_clear_handle_id (&retry->timer_id, g_source_remove);
+  g_ptr_array_unref (retry->names);
+  g_ptr_array_unref (retry->calls);
+  g_free (retry->operation);
+  g_free (retry->failures);
+  g_free (retry->reason);
+  g_free (retry);
+}
+
+static double
+thaw_retry_delay (MaQuiesce *q, guint attempts)
+{
+  return q->retry_delays[MIN (attempts, q->n_retry_delays - 1)];
+}
+
+static double
+thaw_retry_next_in (MaQuiesce *q)
+{
+  if (q->retry == NULL || q->retry->timer_id == 0)
+    return -1;
+  return MAX (0.0, (double) (q->retry->due - g_get_monotonic_time ()) / G_USEC_PER_SEC);
+}
+
+static char *
+thaw_retry_names (MaThawRetry *retry)
+{
+  g_autoptr(GString) names = g_string_new (NULL);
+
+  for (guint i = 0; i < retry->names->len; i++)
+    g_string_append_printf (names, "%s%s", i ? ", " : "", (char *) retry->names->pdata[i]);
+  return g_string_free (g_steal_pointer (&names), FALSE);
+}
+
+static void thaw_retry_run (MaQuiesce *q, const char *reason);
+
+static gboolean
+on_thaw_retry_due (gpointer user_data)
+{
+  MaQuiesce *q = user_data;
+
+  q->retry->timer_id = 0;
+  thaw_retry_run (q, "retry");
+  return G_SOURCE_REMOVE;
+}
+
+/* The next automatic retry; none while the agent stops (the journal keeps the plugins). */
+static void
+thaw_retry_arm (MaQuiesce *q)
+{
+  MaThawRetry *retry = q->retry;
+  double delay = thaw_retry_delay (q, retry->attempts);
+
+  g_clear_handle_id (&retry->timer_id, g_source_remove);
+  if (q->shutting_down)
+    return;
+  retry->due = g_get_monotonic_time () + (gint64) (delay * G_USEC_PER_SEC);
+  retry->timer_id = g_timeout_add ((guint) (delay * 1000), on_thaw_retry_due, q);
+  g_message ("thaw of %s (operation %s) failed; retrying in %.2f s", retry->failures,
+             retry->operation, delay);
+}
+
+/* Remember the oneshot plugins (failed is MaPlugin*) whose thaw failed, journal them and
+ * schedule their retry. */
+static void
+thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed, const char *failures)
+{
+  MaThawRetry *retry = q->retry;
+
+  if (failed->len == 0)
+    return;
+  if (retry == NULL)
+    {
+      retry = q->retry = g_new0 (MaThawRetry, 1);
+      retry->operation = g_strdup (operation);
+      retry->names = g_ptr_array_new_with_free_func (g_free);
+      retry->calls = g_ptr_array_new ();
+    }
+  /* cannot happen (a new quiesce waits for the retry), but never lose a plugin */
+  for (guint i = 0; i < failed->len; i++)
+    {
+      const char *name = ((MaPlugin *) failed->pdata[i])->name;
+      if (!g_ptr_array_find_with_equal_func (retry->names, name, g_str_equal, NULL))
+        g_ptr_array_add (retry->names, g_strdup (name));
+    }
+  g_free (retry->failures);
+  retry->failures = g_strdup (failures);
+  journal_write_names (q, retry->operation, retry->names, TRUE);
+  thaw_retry_arm (q);
+}
+
+static void
+on_thaw_retried (MaBatch *batch, gpointer user_data)
+{
+  MaQuiesce *q = user_data;
+  MaThawRetry *retry = q->retry;
+  g_autoptr(GString) failures = g_string_new (NULL);
+  g_autoptr(GPtrArray) still = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonObject *data = json_object_new ();
+  JsonObject *obj;
+  JsonArray *names = json_array_new ();
+  JsonArray *results = batch_results (batch);
+  double seconds = (double) (g_get_monotonic_time () - batch->started) / G_USEC_PER_SEC;
+  MaLifecycle *lc = ma_agent_get_lifecycle (q->agent);
+
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      json_array_add_string_element (names, item->plugin->name);
+      if (item->state != ITEM_FAILED)
+        continue;
+      g_string_append_printf (failures, "%s%s: %s", failures->len ? "; " : "",
+                              item->plugin->name, item->result->detail);
+      g_ptr_array_add (still, g_strdup (item->plugin->name));
+    }
+  retry->batch = NULL;
+  g_ptr_array_set_size (retry->names, 0);
+  g_ptr_array_extend_and_steal (retry->names, g_steal_pointer (&still));
+  g_free (retry->failures);
+  retry->failures = g_strdup (failures->str);
+
+  if (retry->names->len > 0)
+    {
+      journal_write_names (q, retry->operation, retry->names, TRUE);
+      thaw_retry_arm (q);
+      g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED,
+                   "thaw retry %u of operation %s failed for %s; %s", retry->attempts,
+                   retry->operation, failures->str,
+                   retry->timer_id ? "the agent retries it again"
+                                   : "the agent is stopping: the next start retries it");
+    }
+  else
+    journal_remove (q);
+
+  json_object_set_string_member (data, "operation", retry->operation);
+  json_object_set_string_member (data, "reason", retry->reason);
+  json_object_set_array_member (data, "plugins", names);
+  json_object_set_double_member (data, "seconds", seconds);
+  json_object_set_int_member (data, "retry", retry->attempts);
+  if (failures->len > 0)
+    json_object_set_string_member (data, "failures", failures->str);
+  if (retry->timer_id != 0)
+    json_object_set_double_member (data, "next_retry_seconds", thaw_retry_next_in (q));
+  ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
+
+  obj = json_object_new ();
+  json_object_set_string_member (obj, "operation", retry->operation);
+  json_object_set_string_member (obj, "reason", retry->reason);
+  json_object_set_double_member (obj, "seconds", seconds);
+  json_object_set_int_member (obj, "retry", retry->attempts);
+  json_object_set_array_member (obj, "results", results);
+  ret = ma_json_new_object_node (obj);
+  answer_calls (retry->calls, ret, error);
+  batch_free (batch);
+
+  if (retry->names->len == 0)
+    {
+      g_message ("thaw retry %u of operation %s succeeded", retry->attempts, retry->operation);
+      remember (q, retry->operation, "thawed", NULL);
+      /* the failed thaw put the lifecycle in `failed`; unless something else happened since */
+      if (ma_lifecycle_get_state (lc) == MA_STATE_FAILED
+          && g_strcmp0 (ma_lifecycle_get_operation (lc), retry->operation) == 0)
+        enter_state (q, MA_STATE_THAWED, retry->operation, "thaw retry succeeded");
+      ma_agent_set_last_operation (q->agent, "thaw", retry->operation, "ok");
+      g_clear_pointer (&q->retry, thaw_retry_free);
+    }
+  shutdown_done (q);
+}
+
+/* Thaw again now (reason "retry" from the timer, "thaw" from the command); the plugins are
+ * looked up afresh, so a fixed manifest or script is what runs. */
+static void
+thaw_retry_run (MaQuiesce *q, const char *reason)
+{
+  MaThawRetry *retry = q->retry;
+  MaPluginSet *set = quiesce_reload (q);
+  MaBatch *batch;
+
+  g_clear_handle_id (&retry->timer_id, g_source_remove);
+  batch = batch_new (q, set, MA_PLUGIN_PHASE_THAW, retry->operation, 0);
+  batch->reverse = TRUE;
+  for (guint i = 0; i < retry->names->len; i++)
+    {
+      const char *name = retry->names->pdata[i];
+      MaPlugin *p = ma_plugin_set_lookup (set, name);
+      if (p == NULL || p->status != MA_PLUGIN_USABLE)
+        g_warning ("plugin %s failed to thaw (operation %s) but cannot run now (%s): "
+                   "no longer retried", name, retry->operation, p ? p->reason : "gone");
+      else
+        batch_add (batch, p, NULL);
+    }
+  retry->attempts++;
+  g_free (retry->reason);
+  retry->reason = g_strdup (reason);
+  retry->batch = batch;
+  g_message ("thaw retry %u of operation %s (%s): %u plugins", retry->attempts,
+             retry->operation, reason, batch->items->len);
+  batch_start (batch, on_thaw_retried, q);
+}
+
+/* The oneshot plugins among the failed items of a thaw batch (MaPlugin*, not owned), and
+ * what failed as "NAME: WHY; …" in failures. */
+static GPtrArray *
+thaw_failures (MaBatch *batch, GString *failures)
+{
+  GPtrArray *failed = g_ptr_array_new ();
+
+  for (guint i = 0; i < batch->items->len; i++)
+    {
+      MaBatchItem *item = batch->items->pdata[i];
+      if (item->state != ITEM_FAILED)
+        continue;
+      g_string_append_printf (failures, "%s%s: %s", failures->len ? "; " : "",
+                              item->plugin->name, item->result->detail);
+      /* a session's failed thaw ended it (stdin closed, its group killed at the
+       * deadline): it released by contract, there is nothing left to retry */
+      if (item->plugin->protocol == MA_PLUGIN_ONESHOT)
+        g_ptr_array_add (failed, item->plugin);
+    }
+  return failed;
 }
 
 static void
@@ -533,21 +794,20 @@ on_released (MaBatch *batch, gpointer user_data)
   MaOperation *op = user_data;
   MaQuiesce *q = op->q;
   g_autoptr(GString) failures = g_string_new (NULL);
+  g_autoptr(GPtrArray) failed = thaw_failures (batch, failures);
   g_autoptr(JsonNode) ret = NULL;
   g_autoptr(GError) error = NULL;
   JsonObject *data = json_object_new ();
   JsonObject *obj;
   double seconds = (double) (g_get_monotonic_time () - batch->started) / G_USEC_PER_SEC;
 
-  for (guint i = 0; i < batch->items->len; i++)
-    {
-      MaBatchItem *item = batch->items->pdata[i];
-      if (item->state == ITEM_FAILED)
-        g_string_append_printf (failures, "%s%s: %s", failures->len ? "; " : "",
-                                item->plugin->name, item->result->detail);
-    }
   op->thaw_results = batch_results (batch);
-  journal_remove (q);
+  /* a oneshot plugin whose thaw failed may still hold its application: it stays in the
+   * journal and is thawed again until that succeeds */
+  if (failed->len > 0)
+    thaw_retry_begin (q, op->id, failed, failures->str);
+  else
+    journal_remove (q);
 
   json_object_set_string_member (data, "operation", op->id);
   json_object_set_string_member (data, "reason", op->release_reason);
@@ -555,6 +815,8 @@ on_released (MaBatch *batch, gpointer user_data)
   json_object_set_double_member (data, "seconds", seconds);
   if (failures->len > 0)
     json_object_set_string_member (data, "failures", failures->str);
+  if (failed->len > 0 && q->retry->timer_id != 0)
+    json_object_set_double_member (data, "next_retry_seconds", thaw_retry_next_in (q));
   ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
 
   obj = json_object_new ();
@@ -566,8 +828,13 @@ on_released (MaBatch *batch, gpointer user_data)
 
   if (failures->len > 0)
     {
-      g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "thaw failed for %s",
-                   failures->str);
+      g_autofree char *retried = failed->len > 0 ? thaw_retry_names (q->retry) : NULL;
+      g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "thaw failed for %s%s%s%s",
+                   failures->str, retried ? "; the agent retries the thaw of " : "",
+                   retried ? retried : "",
+                   retried == NULL            ? ""
+                   : q->retry->timer_id != 0 ? " (`thaw` retries at once)"
+                                             : " at its next start");
       enter_state (q, MA_STATE_FAILED, op->id, error->message);
     }
   else if (op->release_state == MA_STATE_THAWED)
@@ -868,6 +1135,16 @@ cmd_quiesce (MaCall *call, gpointer user_data)
                                              : "the agent is shutting down");
       return;
     }
+  if (q->retry != NULL)
+    {
+      g_autofree char *pending = thaw_retry_names (q->retry);
+      ma_call_return_new_error (call, MA_ERROR_BUSY,
+                                "the thaw of plugin %s (operation %s) failed and is being "
+                                "retried (%u retries so far): its application may still be "
+                                "quiesced; `thaw` retries it at once", pending,
+                                q->retry->operation, q->retry->attempts);
+      return;
+    }
   if (!ma_lifecycle_allows (ma_lifecycle_get_state (lc), MA_STATE_QUIESCED))
     {
       ma_call_return_new_error (call, MA_ERROR_BUSY, "cannot quiesce in state '%s'",
@@ -927,6 +1204,22 @@ cmd_thaw (MaCall *call, gpointer user_data)
   if (!get_operation_id (ma_call_get_arguments (call), &id, &error))
     {
       ma_call_return_error (call, error);
+      return;
+    }
+  if (op == NULL && q->retry != NULL && (id == NULL || g_strcmp0 (id, q->retry->operation) == 0))
+    {
+      /* plugins whose thaw failed: try again now (or join the attempt running) */
+      if (q->shutting_down && q->retry->batch == NULL)
+        {
+          ma_call_return_new_error (call, MA_ERROR_BUSY,
+                                    "the agent is stopping; the failed thaw of operation %s "
+                                    "stays in its journal and its next start retries it",
+                                    q->retry->operation);
+          return;
+        }
+      g_ptr_array_add (q->retry->calls, ma_call_ref (call));
+      if (q->retry->batch == NULL)
+        thaw_retry_run (q, "thaw");
       return;
     }
   if (op == NULL || (id != NULL && g_strcmp0 (id, op->id) != 0))
@@ -1160,6 +1453,9 @@ plugin_state (MaQuiesce *q, MaPlugin *plugin)
           return node->attempted ? "quiescing" : "waiting";
         return node->quiesced ? "quiesced" : "ready";
       }
+  if (q->retry != NULL
+      && g_ptr_array_find_with_equal_func (q->retry->names, plugin->name, g_str_equal, NULL))
+    return q->retry->batch != NULL ? "thawing" : "thaw-failed";
   return status_names[plugin->status];
 }
 
@@ -1202,6 +1498,25 @@ cmd_plugins (MaCall *call, gpointer user_data)
     json_object_set_member (obj, "operation", op_summary (q->op, FALSE));
   else
     json_object_set_null_member (obj, "operation");
+  if (q->retry != NULL)
+    {
+      JsonObject *retry = json_object_new ();
+      JsonArray *names = json_array_new ();
+      for (guint i = 0; i < q->retry->names->len; i++)
+        json_array_add_string_element (names, q->retry->names->pdata[i]);
+      json_object_set_string_member (retry, "operation", q->retry->operation);
+      json_object_set_array_member (retry, "plugins", names);
+      json_object_set_int_member (retry, "retries", q->retry->attempts);
+      json_object_set_string_member (retry, "failures", q->retry->failures);
+      json_object_set_boolean_member (retry, "running", q->retry->batch != NULL);
+      if (q->retry->timer_id != 0)
+        json_object_set_double_member (retry, "next_retry_seconds", thaw_retry_next_in (q));
+      else
+        json_object_set_null_member (retry, "next_retry_seconds");
+      json_object_set_object_member (obj, "thaw_retry", retry);
+    }
+  else
+    json_object_set_null_member (obj, "thaw_retry");
   ma_call_return (call, ma_json_new_object_node (obj));
 }
 
@@ -1295,11 +1610,13 @@ cmd_plugin_test (MaCall *call, gpointer user_data)
       ma_call_return_error (call, error);
       return;
     }
-  if (q->op != NULL || q->testing || q->replaying || q->shutting_down)
+  if (q->op != NULL || q->testing || q->replaying || q->shutting_down || q->retry != NULL)
     {
       ma_call_return_new_error (call, MA_ERROR_BUSY,
                                 "plugins are in use (%s); plugin-test quiesces the application "
-                                "itself", q->op ? q->op->id : "another test or a release");
+                                "itself", q->op      ? q->op->id
+                                          : q->retry ? "a failed thaw is being retried"
+                                                     : "another test or a release");
       return;
     }
   plugin = ma_plugin_set_lookup (quiesce_reload (q), name);
@@ -1330,21 +1647,28 @@ on_replayed (MaBatch *batch, gpointer user_data)
 {
   MaQuiesce *q = user_data;
   JsonObject *data = json_object_new ();
-  MaBatchItem *failed = batch_first_failure (batch);
+  g_autoptr(GString) failures = g_string_new (NULL);
+  g_autoptr(GPtrArray) failed = thaw_failures (batch, failures);
   JsonArray *names = json_array_new ();
 
   for (guint i = 0; i < batch->items->len; i++)
     json_array_add_string_element (names, ((MaBatchItem *) batch->items->pdata[i])->plugin->name);
-  journal_remove (q);
+  /* what still fails to thaw stays journaled and is retried like any failed thaw */
+  if (failed->len > 0)
+    thaw_retry_begin (q, batch->operation, failed, failures->str);
+  else
+    journal_remove (q);
   json_object_set_string_member (data, "operation", batch->operation);
   json_object_set_string_member (data, "reason", "agent restarted while quiesced");
   json_object_set_array_member (data, "plugins", names);
   json_object_set_boolean_member (data, "replayed", TRUE);
-  if (failed != NULL)
-    json_object_set_string_member (data, "failures", failed->result->detail);
+  if (failures->len > 0)
+    json_object_set_string_member (data, "failures", failures->str);
+  if (failed->len > 0 && q->retry->timer_id != 0)
+    json_object_set_double_member (data, "next_retry_seconds", thaw_retry_next_in (q));
   ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
-  g_message ("thawed %u plugins left quiesced by the previous run (operation %s)",
-             batch->items->len, batch->operation);
+  g_message ("thawed %u plugins left quiesced by the previous run (operation %s)%s",
+             batch->items->len, batch->operation, failed->len ? "; some failed" : "");
   remember (q, batch->operation, "thawed", NULL);
   q->replaying = FALSE;
   batch_free (batch);
@@ -1406,7 +1730,15 @@ on_shutdown (MaAgent *agent, gpointer user_data)
   MaQuiesce *q = user_data;
 
   q->shutting_down = TRUE;
-  if (q->op == NULL && !q->replaying && !q->testing)
+  if (q->retry != NULL && q->retry->timer_id != 0)
+    {
+      /* never wait for the backoff: the journal keeps them for the next start */
+      g_clear_handle_id (&q->retry->timer_id, g_source_remove);
+      g_message ("stopping with the thaw of %s (operation %s) still failing: the next start "
+                 "retries it", q->retry->failures, q->retry->operation);
+    }
+  if (q->op == NULL && !q->replaying && !q->testing
+      && (q->retry == NULL || q->retry->batch == NULL))
     return;
   q->holding = TRUE;
   ma_agent_hold (agent);
@@ -1416,7 +1748,8 @@ on_shutdown (MaAgent *agent, gpointer user_data)
                  q->op->id);
       operation_release (q->op, "agent stopping", MA_STATE_THAWED);
     }
-  /* quiescing/renewing: released when that ends; releasing/replaying/testing: finishing */
+  /* quiescing/renewing: released when that ends; releasing/replaying/testing/retrying a
+   * thaw: finishing (within the plugins' thaw timeouts) */
 }
 
 static void
@@ -1435,11 +1768,59 @@ quiesce_free (gpointer data)
       g_ptr_array_set_size (q->op->renew_calls, 0);
       operation_free (g_steal_pointer (&q->op));
     }
+  if (q->retry != NULL)
+    {
+      g_ptr_array_foreach (q->retry->calls, (GFunc) (void (*) (void)) ma_call_unref, NULL);
+      g_ptr_array_set_size (q->retry->calls, 0);
+      g_clear_pointer (&q->retry, thaw_retry_free);
+    }
   g_clear_pointer (&q->set, ma_plugin_set_unref);
   g_hash_table_unref (q->last);
   g_hash_table_unref (q->history);
   g_queue_free_full (q->history_ids, g_free);
   g_free (q);
+}
+
+/* [quiesce] thaw-retry-seconds: the delays before each retry of a failed thaw, the last one
+ * repeating. A malformed list is refused with a warning and the built-in one is kept. */
+static void
+thaw_retry_configure (MaQuiesce *q)
+{
+  static const double defaults[] = { MA_QUIESCE_THAW_RETRY_FIRST_SECONDS,
+                                     MA_QUIESCE_THAW_RETRY_SECOND_SECONDS,
+                                     MA_QUIESCE_THAW_RETRY_EVERY_SECONDS };
+  g_auto(GStrv) delays = ma_config_get_strv (ma_agent_get_config (q->agent), "quiesce",
+                                             "thaw-retry-seconds");
+  guint n = delays != NULL ? g_strv_length (delays) : 0;
+
+  q->n_retry_delays = G_N_ELEMENTS (defaults);
+  memcpy (q->retry_delays, defaults, sizeof defaults);
+  if (n == 0)
+    return;
+  if (n > MA_QUIESCE_THAW_RETRY_MAX_DELAYS)
+    {
+      g_warning ("[quiesce] thaw-retry-seconds lists %u delays, at most %d are allowed: "
+                 "using 5;15;60", n, MA_QUIESCE_THAW_RETRY_MAX_DELAYS);
+      return;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      const char *text = g_strstrip (delays[i]);
+      char *end = NULL;
+      double value = g_ascii_strtod (text, &end);
+      if (end == text || *end != '\0' || !(value >= MA_QUIESCE_THAW_RETRY_MIN_SECONDS)
+          || value > MA_QUIESCE_THAW_RETRY_MAX_SECONDS)
+        {
+          g_warning ("[quiesce] thaw-retry-seconds: '%s' is not a number of seconds from "
+                     "%.2f to %.0f: using 5;15;60", text, MA_QUIESCE_THAW_RETRY_MIN_SECONDS,
+                     MA_QUIESCE_THAW_RETRY_MAX_SECONDS);
+          q->n_retry_delays = G_N_ELEMENTS (defaults);
+          memcpy (q->retry_delays, defaults, sizeof defaults);
+          return;
+        }
+      q->retry_delays[i] = value;
+    }
+  q->n_retry_delays = n;
 }
 
 void
@@ -1455,6 +1836,7 @@ ma_quiesce_register (MaAgent *agent)
   q->history = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                       (GDestroyNotify) json_object_unref);
   q->history_ids = g_queue_new ();
+  thaw_retry_configure (q);
 
   ma_commands_add (commands, "quiesce", cmd_quiesce, q,
                    "quiesce the applications through their plugins, all or nothing, with a lease");

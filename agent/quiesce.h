@@ -12,9 +12,20 @@ G_BEGIN_DECLS
 #define MA_QUIESCE_HISTORY 32          /* finished operations remembered for idempotence */
 #define MA_QUIESCE_JOURNAL "quiesce.journal"
 
+/* A oneshot plugin whose thaw failed is tried again after these delays, then every
+ * MA_QUIESCE_THAW_RETRY_EVERY_SECONDS until it succeeds (one timer, one attempt at a time);
+ * [quiesce] thaw-retry-seconds overrides the list (its last entry repeats). */
+#define MA_QUIESCE_THAW_RETRY_FIRST_SECONDS 5
+#define MA_QUIESCE_THAW_RETRY_SECOND_SECONDS 15
+#define MA_QUIESCE_THAW_RETRY_EVERY_SECONDS 60
+#define MA_QUIESCE_THAW_RETRY_MAX_DELAYS 8      /* entries thaw-retry-seconds may list */
+#define MA_QUIESCE_THAW_RETRY_MIN_SECONDS 0.01
+#define MA_QUIESCE_THAW_RETRY_MAX_SECONDS 3600.0
+
 /* Registers the commands quiesce, thaw, renew, check, plugins and plugin-test, the
  * capability "quiesce", the shutdown hook that releases every plugin, and replays the
- * thaw of oneshot plugins a previous run left quiesced (from its journal). */
+ * thaw of oneshot plugins a previous run left quiesced (from its journal). Oneshot plugins
+ * whose thaw failed stay in that journal and are retried until their thaw succeeds. */
 void ma_quiesce_register (MaAgent *agent);
 
 G_END_DECLS
