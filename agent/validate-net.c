@@ -4,7 +4,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/if_addr.h>
 #include <linux/if_packet.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <net/if_arp.h>
@@ -21,10 +23,13 @@
 
 #include "error.h"
 #include "json.h"
+#include "netlink.h"
 #include "snapshot.h"
 
 /* Repeat an unanswered ARP request / neighbour solicitation this often within the deadline. */
 #define MA_PROBE_RETRY_MS 200
+/* While addresses are tentative, look at them again this often (until MA_VALIDATE_DAD_WAIT_MS). */
+#define MA_DAD_POLL_MS 50
 
 typedef struct __attribute__ ((packed))
 {
@@ -150,15 +155,34 @@ diff_value (JsonObject *b, JsonObject *n, const char *ifname, const char *kind,
                    g_str_equal (kind, "mac") ? "MAC" : "MTU", vn);
 }
 
+/* The address of `now` on ifname that is `address`, or NULL. */
+static JsonObject *
+find_address (JsonArray *now, const char *ifname, const char *address)
+{
+  for (guint j = 0; j < ma_json_array_length (now); j++)
+    {
+      JsonObject *c = ma_json_array_object (now, j);
+      if (c != NULL && g_strcmp0 (ma_json_string_or_null (c, "interface"), ifname) == 0
+          && g_strcmp0 (ma_json_string_or_null (c, "address"), address) == 0)
+        return c;
+    }
+  return NULL;
+}
+
+/* waited_since is 0 in the pure comparison, where a tentative address is a warning (nothing
+ * waited for it yet); in a live validation it is when the wait for duplicate address detection
+ * began, and an address still tentative then is a failure: the kernel neither sends from it nor
+ * accepts traffic for it. */
 static void
 diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean link_gone,
-                MaReport *report)
+                gint64 waited_since, MaReport *report)
 {
   g_autofree char *name = g_strdup_printf ("addresses:%s", ifname);
   g_autoptr(GString) missing = g_string_new (NULL);
   g_autoptr(GString) dadfailed = g_string_new (NULL);
   g_autoptr(GString) tentative = g_string_new (NULL);
-  gint64 started = g_get_monotonic_time ();
+  gint64 started = waited_since != 0 ? waited_since : g_get_monotonic_time ();
+  double waited = (double) (g_get_monotonic_time () - waited_since) / G_USEC_PER_SEC;
   gboolean only_link_local = TRUE;
   guint count = 0;
   MaCheck *check;
@@ -173,13 +197,7 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
           || address == NULL || has_flag (b, "dadfailed"))
         continue;
       count++;
-      for (guint j = 0; j < ma_json_array_length (now) && n == NULL; j++)
-        {
-          JsonObject *c = ma_json_array_object (now, j);
-          if (c != NULL && g_strcmp0 (ma_json_string_or_null (c, "interface"), ifname) == 0
-              && g_strcmp0 (ma_json_string_or_null (c, "address"), address) == 0)
-            n = c;
-        }
+      n = find_address (now, ifname, address);
       if (n == NULL)
         {
           g_string_append_printf (missing, "%s%s/%" G_GINT64_FORMAT, missing->len ? ", " : "",
@@ -208,12 +226,133 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
       else if (dadfailed->len == 0 && only_link_local && ma_report_failed (report, mac))
         set_cause (check, mac); /* link-local addresses follow the MAC */
     }
+  else if (tentative->len > 0 && waited_since != 0)
+    ma_report_add (report, name, MA_CHECK_FAIL, started,
+                   "still tentative (duplicate address detection unfinished after %.1f s): %s",
+                   waited, tentative->str);
   else if (tentative->len > 0)
     ma_report_add (report, name, MA_CHECK_WARN, started,
                    "still in duplicate address detection: %s", tentative->str);
+  else if (waited_since != 0)
+    ma_report_add (report, name, MA_CHECK_PASS, started,
+                   "%u address%s present (duplicate address detection finished after %.1f s)",
+                   count, count == 1 ? "" : "es", waited);
   else
     ma_report_add (report, name, MA_CHECK_PASS, started, "%u address%s present", count,
                    count == 1 ? "" : "es");
+}
+
+/* Interfaces (names, no repeats) with an address of the snapshot that is tentative in `now`,
+ * on links whose check did not fail (without a carrier, DAD does not progress). */
+static GPtrArray *
+tentative_interfaces (JsonArray *before, JsonArray *now, MaReport *report)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint i = 0; i < ma_json_array_length (before); i++)
+    {
+      JsonObject *b = ma_json_array_object (before, i);
+      const char *ifname = ma_json_string_or_null (b, "interface");
+      const char *address = ma_json_string_or_null (b, "address");
+      g_autofree char *link = NULL;
+      JsonObject *n;
+
+      if (b == NULL || ifname == NULL || address == NULL || has_flag (b, "dadfailed")
+          || g_ptr_array_find_with_equal_func (out, ifname, g_str_equal, NULL))
+        continue;
+      link = g_strdup_printf ("link:%s", ifname);
+      n = find_address (now, ifname, address);
+      if (n != NULL && has_flag (n, "tentative") && !has_flag (n, "dadfailed")
+          && !ma_report_failed (report, link))
+        g_ptr_array_add (out, g_strdup (ifname));
+    }
+  return out;
+}
+
+static gboolean
+any_of (GPtrArray *names, GPtrArray *among)
+{
+  for (guint i = 0; i < names->len; i++)
+    if (g_ptr_array_find_with_equal_func (among, names->pdata[i], g_str_equal, NULL))
+      return TRUE;
+  return FALSE;
+}
+
+/* The check added last, a second judgement, takes the place of the earlier one of its name. */
+static void
+replace_check (MaReport *report, const char *name)
+{
+  GPtrArray *checks = ma_report_get_checks (report);
+  guint last;
+
+  if (checks->len < 2)
+    return;
+  last = checks->len - 1;
+  for (guint i = 0; i < last; i++)
+    {
+      MaCheck *check = checks->pdata[i];
+      if (g_strcmp0 (check->name, name) != 0)
+        continue;
+      checks->pdata[i] = checks->pdata[last];
+      checks->pdata[last] = check;
+      g_ptr_array_remove_index (checks, last);
+      return;
+    }
+}
+
+/* After a resume (a link that flapped, an address re-added) IPv6 addresses can be tentative:
+ * not a failure yet, nor a pass. Wait, on the validation's worker thread and at most
+ * MA_VALIDATE_DAD_WAIT_MS, until duplicate address detection has settled on every interface
+ * that has such an address, then judge those interfaces' addresses again: present, DAD failed,
+ * or still tentative at the deadline. */
+static void
+settle_dad (JsonObject *before, JsonObject *now, MaReport *report)
+{
+  JsonArray *addrs_b = ma_json_array_or_null (before, "addresses");
+  g_autoptr(GPtrArray) waiting = tentative_interfaces (addrs_b,
+                                                       ma_json_array_or_null (now, "addresses"),
+                                                       report);
+  gint64 since = g_get_monotonic_time ();
+  gint64 deadline = since + (gint64) MA_VALIDATE_DAD_WAIT_MS * 1000;
+  g_autoptr(JsonNode) fresh = NULL;
+  JsonArray *addrs_n;
+
+  if (waiting->len == 0)
+    return;
+  for (;;)
+    {
+      g_autoptr(GPtrArray) still = NULL;
+      g_autoptr(JsonNode) net = NULL;
+      gint64 left = deadline - g_get_monotonic_time ();
+
+      g_usleep ((gulong) CLAMP (left, 0, MA_DAD_POLL_MS * 1000));
+      net = ma_snapshot_collect_network (NULL);
+      if (net != NULL)
+        {
+          g_clear_pointer (&fresh, json_node_unref);
+          fresh = g_steal_pointer (&net);
+          still = tentative_interfaces (addrs_b,
+                                        ma_json_array_or_null (json_node_get_object (fresh),
+                                                               "addresses"),
+                                        report);
+        }
+      if (still != NULL && !any_of (waiting, still))
+        break;
+      if (g_get_monotonic_time () >= deadline)
+        break;
+    }
+  if (fresh == NULL)
+    return; /* no netlink answer at all: the first judgement stands */
+  addrs_n = ma_json_array_or_null (json_node_get_object (fresh), "addresses");
+  for (guint i = 0; i < waiting->len; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("addresses:%s", (char *) waiting->pdata[i]);
+      guint len = ma_report_get_checks (report)->len;
+
+      diff_addresses (addrs_b, addrs_n, waiting->pdata[i], FALSE, since, report);
+      if (ma_report_get_checks (report)->len > len)
+        replace_check (report, name);
+    }
 }
 
 /* ---- routes ---- */
@@ -360,7 +499,7 @@ ma_validate_net_diff (JsonObject *before, JsonObject *now, MaReport *report)
 
       if (b == NULL || ifname == NULL || ma_json_bool_or (b, "loopback", FALSE))
         continue;
-      diff_addresses (addrs_b, addrs_n, ifname, find_by (links_n, "name", ifname) == NULL,
+      diff_addresses (addrs_b, addrs_n, ifname, find_by (links_n, "name", ifname) == NULL, 0,
                       report);
     }
   diff_routes (ma_json_array_or_null (before, "routes"), ma_json_array_or_null (now, "routes"),
@@ -571,6 +710,48 @@ open_icmp6_socket (const char *ifname, int type, GError **error)
   return fd;
 }
 
+/* The source of our neighbour solicitations: an IPv6 address of the interface that has passed
+ * duplicate address detection, link-local first. A tentative (or optimistic) or DAD-failed
+ * address must not be one (RFC 4861, 4862, 4429), and when the kernel is left to choose among
+ * only those it refuses with EADDRNOTAVAIL: that is a fact about our addresses, never about the
+ * gateway, and the error says which addresses are not usable yet. */
+static gboolean
+nd_source (const char *ifname, int ifindex, struct sockaddr_in6 *source, GError **error)
+{
+  g_autoptr(MaNlDump) dump = ma_netlink_dump (error);
+  g_autoptr(GString) unusable = g_string_new (NULL);
+  const MaNlAddress *best = NULL;
+
+  if (dump == NULL)
+    return FALSE;
+  for (guint i = 0; i < dump->addresses->len; i++)
+    {
+      const MaNlAddress *a = dump->addresses->pdata[i];
+
+      if (a->family != AF_INET6 || a->ifindex != ifindex || a->address == NULL)
+        continue;
+      if (a->flags & (IFA_F_TENTATIVE | IFA_F_OPTIMISTIC | IFA_F_DADFAILED))
+        {
+          g_string_append_printf (unusable, "%s%s (%s)", unusable->len ? ", " : "", a->address,
+                                  (a->flags & IFA_F_DADFAILED) ? "DAD failed" : "tentative");
+          continue;
+        }
+      if (best == NULL || (a->scope == RT_SCOPE_LINK && best->scope != RT_SCOPE_LINK))
+        best = a;
+    }
+  if (best == NULL || inet_pton (AF_INET6, best->address, &source->sin6_addr) != 1)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_GENERIC,
+                   "no neighbour solicitation sent: %s has no IPv6 address that passed duplicate "
+                   "address detection%s%s",
+                   ifname, unusable->len ? ": " : "", unusable->str);
+      return FALSE;
+    }
+  source->sin6_family = AF_INET6;
+  source->sin6_scope_id = best->scope == RT_SCOPE_LINK ? (guint32) ifindex : 0;
+  return TRUE;
+}
+
 static gboolean
 probe_nd (const char *ifname, const struct in6_addr *gateway, guint timeout_ms, char **lladdr,
           GError **error)
@@ -582,6 +763,7 @@ probe_nd (const char *ifname, const struct in6_addr *gateway, guint timeout_ms, 
     guint8 mac[ETH_ALEN];
   } __attribute__ ((packed)) pkt = { 0 };
   struct sockaddr_in6 to = { .sin6_family = AF_INET6 };
+  struct sockaddr_in6 from = { .sin6_family = AF_INET6 };
   gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
   gint64 next_send = 0;
   guint8 mac[ETH_ALEN];
@@ -597,9 +779,22 @@ probe_nd (const char *ifname, const struct in6_addr *gateway, guint timeout_ms, 
       return FALSE;
     }
   close (ctl);
+  if (!nd_source (ifname, ifindex, &from, error))
+    return FALSE;
   fd = open_icmp6_socket (ifname, ND_NEIGHBOR_ADVERT, error);
   if (fd < 0)
     return FALSE;
+  if (bind (fd, (struct sockaddr *) &from, sizeof from) < 0)
+    {
+      /* it went tentative (or away) since nd_source looked */
+      int saved = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                   "no neighbour solicitation sent: its source %s on %s: %s",
+                   inet_ntop (AF_INET6, &from.sin6_addr, text, sizeof text), ifname,
+                   g_strerror (saved));
+      close (fd);
+      return FALSE;
+    }
   /* solicited-node multicast: ff02::1:ffXX:XXXX */
   inet_pton (AF_INET6, "ff02::1:ff00:0", &to.sin6_addr);
   memcpy (&to.sin6_addr.s6_addr[13], &gateway->s6_addr[13], 3);
@@ -810,6 +1005,9 @@ ma_validate_net_probe (JsonObject *before, JsonObject *now, const MaValidateOpti
   JsonArray *neighs = ma_json_array_or_null (before, "gateway-neighbours");
   guint timeout = options ? options->gateway_timeout_ms : MA_VALIDATE_GATEWAY_TIMEOUT_MS;
 
+  /* before any probe: a gateway probe from an interface whose addresses are still in
+   * duplicate address detection would judge the gateway by our own unready addresses */
+  settle_dad (before, now, report);
   for (guint i = 0; i < ma_json_array_length (routes); i++)
     {
       JsonObject *r = ma_json_array_object (routes, i);

@@ -8,9 +8,17 @@
 
 G_BEGIN_DECLS
 
+/* How long a validation waits for IPv6 duplicate address detection of the snapshot's addresses
+ * to settle (on its worker thread) before judging them: with the kernel's defaults (one probe,
+ * 1 s apart, after a random delay of up to 1 s) DAD takes at most about 2 s. */
+#define MA_VALIDATE_DAD_WAIT_MS 3000
+
 /* Compare the "network" parts of two snapshots. */
 void ma_validate_net_diff (JsonObject *before, JsonObject *now, MaReport *report);
-/* Live, bounded probes against the network as it is now (blocking: a worker thread). */
+/* Live, bounded probes against the network as it is now (blocking: a worker thread). First
+ * waits, up to MA_VALIDATE_DAD_WAIT_MS, for tentative addresses to settle and judges their
+ * interfaces' `addresses:IF` again (replacing the diff's "still in duplicate address
+ * detection" warning with a pass, a DAD failure, or a "still tentative" failure). */
 void ma_validate_net_probe (JsonObject *before, JsonObject *now,
                             const MaValidateOptions *options, MaReport *report);
 
