@@ -3,7 +3,9 @@
  * at a time and see exactly that network check fail, then pass again once restored. The live
  * probes too: DNS against a dnsmasq in the gateway namespace (the guest namespace's resolver
  * points at it alone), TCP endpoints (a listener in the gateway namespace, one address that
- * the gateway drops silently) and the IPv6 gateway's neighbour solicitation. */
+ * the gateway drops silently) and the IPv6 gateway's neighbour solicitation, also while the
+ * guest's IPv6 addresses are still in duplicate address detection (tentative: after a link flap
+ * or an address re-added), until it finishes, fails, or outlasts the agent's wait. */
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 
 #include "client.h"
 #include "json.h"
+#include "validate-net.h"
 
 #define DEADLINE_SECONDS 20
 #define GUEST_ADDR "10.77.0.2"
@@ -777,6 +780,310 @@ test_ipv6_gateway (Fixture *f, gconstpointer data)
   assert_roots (f, "");
 }
 
+/* ---- IPv6 addresses in duplicate address detection ---- */
+
+/* Duplicate address detection on the guest's veth0 (the fixture turned it off): `transmits`
+ * solicitations `retrans_ms` apart, without the random initial delay, so it lasts about
+ * transmits × retrans_ms; addresses stay across a link flap and go through DAD again. */
+static void
+set_dad (Fixture *f, guint transmits, guint retrans_ms)
+{
+  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.veth0.accept_dad=1", f->guest_ns);
+  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.veth0.keep_addr_on_down=1", f->guest_ns);
+  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.veth0.router_solicitation_delay=0",
+        f->guest_ns);
+  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.veth0.dad_transmits=%u", f->guest_ns,
+        transmits);
+  must ("ip netns exec %s sysctl -q -w net.ipv6.neigh.veth0.retrans_time_ms=%u", f->guest_ns,
+        retrans_ms);
+}
+
+/* The guest's IPv6 addresses on veth0 with `state` ("tentative", "dadfailed"), as "a,b". */
+static char *
+addresses_in_state (Fixture *f, const char *state)
+{
+  const char *argv[] = { "ip", "-n", f->guest_ns, "-6", "-o", "addr", "show", "dev", "veth0",
+                         state, NULL };
+  g_autofree char *out = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func (g_free);
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out,
+                               NULL, NULL, NULL));
+  lines = g_strsplit (out, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      const char *inet6 = strstr (lines[i], "inet6 ");
+      if (inet6 != NULL)
+        g_ptr_array_add (found, g_strndup (inet6 + 6, strcspn (inet6 + 6, "/ ")));
+    }
+  g_ptr_array_sort (found, (GCompareFunc) g_strcmp0);
+  g_ptr_array_add (found, NULL);
+  return g_strjoinv (",", (char **) found->pdata);
+}
+
+static void
+wait_until_settled (Fixture *f)
+{
+  gint64 deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
+  g_autofree char *tentative = NULL;
+
+  for (;;)
+    {
+      g_free (tentative);
+      tentative = addresses_in_state (f, "tentative");
+      if (*tentative == '\0' || g_get_monotonic_time () >= deadline)
+        break;
+      g_usleep (50000);
+    }
+  g_assert_cmpstr (tentative, ==, "");
+}
+
+/* Down and up: every address of veth0 not marked nodad (the link-local one too) is tentative
+ * again; the routes the kernel dropped with the link come back. */
+static void
+flap_link (Fixture *f)
+{
+  must ("ip -n %s link set veth0 down", f->guest_ns);
+  must ("ip -n %s link set veth0 up", f->guest_ns);
+  restore_routes (f);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+}
+
+/* Send `validate` and, while it runs, a `ping` on a second connection: the agent's main loop
+ * answers at once, whatever the validation waits for. Then, when gateway_takes is an address,
+ * the gateway adds it too (without DAD of its own). The validation's report. */
+static JsonNode *
+validate_while_pinging (Fixture *f, double *ping_seconds, const char *gateway_takes)
+{
+  static const char request[] = "{\"execute\": \"validate\", \"id\": \"dad\"}\n";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(MaClient) second = ma_client_connect (f->socket_uri, 30000, &error);
+  g_autoptr(JsonNode) pong = NULL;
+  gint64 started;
+
+  g_assert_no_error (error);
+  g_assert_true (ma_client_write_raw (f->client, request, strlen (request), &error));
+  g_assert_no_error (error);
+  started = g_get_monotonic_time ();
+  pong = ma_client_execute (second, "ping", NULL, &error);
+  g_assert_no_error (error);
+  *ping_seconds = (double) (g_get_monotonic_time () - started) / G_USEC_PER_SEC;
+  if (gateway_takes != NULL)
+    must ("ip -n %s addr add %s/64 dev veth1 nodad", f->gateway_ns, gateway_takes);
+  for (;;)
+    {
+      g_autofree char *line = ma_client_read_line (f->client, 30000, &error);
+      g_autoptr(JsonNode) node = NULL;
+      JsonObject *ret = NULL;
+      const char *id = NULL;
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      node = json_from_string (line, &error);
+      g_assert_no_error (error);
+      g_assert_true (JSON_NODE_HOLDS_OBJECT (node));
+      if (!ma_json_get_string (json_node_get_object (node), "id", &id, NULL)
+          || g_strcmp0 (id, "dad") != 0)
+        continue; /* an event */
+      g_assert_true (ma_json_get_object (json_node_get_object (node), "return", &ret, NULL));
+      return json_node_copy (json_object_get_member (json_node_get_object (node), "return"));
+    }
+}
+
+/* One check of a report: its status, detail, duration and caused-by ("" when none). */
+static void
+report_check (JsonNode *report, const char *name, const char **status, const char **detail,
+              double *duration, const char **cause)
+{
+  JsonArray *checks = NULL;
+
+  g_assert_true (ma_json_get_array (json_node_get_object (report), "checks", &checks, NULL));
+  for (guint i = 0; i < json_array_get_length (checks); i++)
+    {
+      JsonObject *c = json_node_get_object (json_array_get_element (checks, i));
+      const char *n = NULL;
+
+      ma_json_get_string (c, "name", &n, NULL);
+      if (g_strcmp0 (n, name) != 0)
+        continue;
+      g_assert_true (ma_json_get_string (c, "status", status, NULL));
+      g_assert_true (ma_json_get_string (c, "detail", detail, NULL));
+      g_assert_true (ma_json_get_double (c, "duration", duration, NULL));
+      *cause = "";
+      ma_json_get_string (c, "caused-by", cause, NULL);
+      g_test_message ("%s: %s (%s) in %.3f s%s%s", name, *status, *detail, *duration,
+                      **cause ? ", caused by " : "", *cause);
+      return;
+    }
+  {
+    g_autofree char *text = json_to_string (report, FALSE);
+    g_error ("no check %s in %s", name, text);
+  }
+}
+
+/* The guest's addresses pass DAD (with DAD on) before the snapshot, which then passes. */
+static void
+snapshot_with_dad (Fixture *f, JsonNode **snapshot)
+{
+  set_dad (f, 1, 100);
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  wait_until_settled (f);
+  *snapshot = take_snapshot (f);
+  assert_roots (f, "");
+}
+
+/* Tentative addresses that pass DAD within the agent's wait: the validation waits for them and
+ * judges them then (a pass, after about the DAD's time), and the IPv6 gateway is probed from an
+ * address that passed DAD. (a) only the global address re-added; (b) the link flapped: the
+ * link-local address is tentative too, and with nothing to send from the kernel refused the
+ * neighbour solicitation (EADDRNOTAVAIL), which failed the gateway before. */
+static void
+test_ipv6_tentative_settles (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = NULL;
+  const char *status, *detail, *cause;
+  double seconds, ping;
+
+  snapshot_with_dad (f, &snapshot);
+  /* three solicitations 500 ms apart: about 1.5 s, within the wait */
+  set_dad (f, 3, 500);
+  G_STATIC_ASSERT (MA_VALIDATE_DAD_WAIT_MS >= 2500);
+
+  /* (a) */
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  {
+    g_autofree char *tentative = addresses_in_state (f, "tentative");
+    g_autoptr(JsonNode) report = NULL;
+    g_autofree char *after = NULL;
+
+    g_assert_cmpstr (tentative, ==, GUEST_ADDR6);
+    report = validate_while_pinging (f, &ping, NULL);
+    after = addresses_in_state (f, "tentative");
+    g_assert_cmpstr (after, ==, "");
+    report_check (report, "addresses:veth0", &status, &detail, &seconds, &cause);
+    g_assert_cmpstr (status, ==, "pass");
+    g_assert_nonnull (strstr (detail, "duplicate address detection finished after"));
+    g_assert_cmpfloat (seconds, >, 0.5);
+    g_assert_cmpfloat (seconds, <, MA_VALIDATE_DAD_WAIT_MS / 1000.0);
+    report_check (report, "gateway:" GATEWAY_ADDR6, &status, &detail, &seconds, &cause);
+    g_assert_cmpstr (status, ==, "pass");
+    g_assert_nonnull (strstr (detail, GATEWAY_MAC));
+    g_assert_cmpfloat (ping, <, 1.0);
+  }
+
+  /* (b) */
+  flap_link (f);
+  {
+    g_autofree char *tentative = addresses_in_state (f, "tentative");
+    g_autoptr(JsonNode) report = NULL;
+    g_autofree char *after = NULL;
+
+    g_assert_nonnull (strstr (tentative, GUEST_ADDR6));
+    g_assert_nonnull (strstr (tentative, "fe80:"));
+    report = validate_while_pinging (f, &ping, NULL);
+    after = addresses_in_state (f, "tentative");
+    g_assert_cmpstr (after, ==, "");
+    report_check (report, "addresses:veth0", &status, &detail, &seconds, &cause);
+    g_assert_cmpstr (status, ==, "pass");
+    g_assert_nonnull (strstr (detail, "duplicate address detection finished after"));
+    report_check (report, "gateway:" GATEWAY_ADDR6, &status, &detail, &seconds, &cause);
+    g_assert_cmpstr (status, ==, "pass");
+    g_assert_nonnull (strstr (detail, GATEWAY_MAC));
+    g_assert_cmpfloat (ping, <, 1.0);
+  }
+  assert_roots (f, "");
+}
+
+/* Addresses still tentative when the wait ends: the validation ends at its deadline with a
+ * failure of addresses:veth0 that names them; the gateway is not probed (and not blamed). */
+static void
+test_ipv6_tentative_deadline (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = NULL;
+  g_autoptr(JsonNode) report = NULL;
+  g_autofree char *tentative = NULL;
+  const char *status, *detail, *cause;
+  double seconds, ping;
+  gint64 started;
+
+  snapshot_with_dad (f, &snapshot);
+  /* a hundred solicitations a second apart: DAD outlasts the wait by far */
+  set_dad (f, 100, 1000);
+  flap_link (f);
+  tentative = addresses_in_state (f, "tentative");
+  g_assert_nonnull (strstr (tentative, GUEST_ADDR6));
+  g_assert_nonnull (strstr (tentative, "fe80:"));
+
+  started = g_get_monotonic_time ();
+  report = validate_while_pinging (f, &ping, NULL);
+  g_assert_cmpfloat (ping, <, 1.0);
+  /* bounded: the wait, then probes that are not sent */
+  g_assert_cmpint (g_get_monotonic_time () - started, <, (MA_VALIDATE_DAD_WAIT_MS + 2000) * 1000);
+  report_check (report, "addresses:veth0", &status, &detail, &seconds, &cause);
+  g_assert_cmpstr (status, ==, "fail");
+  g_assert_nonnull (strstr (detail, "still tentative"));
+  g_assert_nonnull (strstr (detail, GUEST_ADDR6));
+  g_assert_nonnull (strstr (detail, "fe80:"));
+  g_assert_cmpfloat (seconds, >=, MA_VALIDATE_DAD_WAIT_MS / 1000.0 * 0.95);
+  g_assert_cmpfloat (seconds, <, MA_VALIDATE_DAD_WAIT_MS / 1000.0 + 1.0);
+  report_check (report, "gateway:" GATEWAY_ADDR6, &status, &detail, &seconds, &cause);
+  g_assert_cmpstr (status, ==, "fail");
+  g_assert_cmpstr (cause, ==, "addresses:veth0");
+  g_assert_null (strstr (detail, "Cannot assign"));
+
+  /* DAD off and the link flapped again: the addresses are usable at once, all passes */
+  must ("ip netns exec %s sysctl -q -w net.ipv6.conf.veth0.accept_dad=0", f->guest_ns);
+  flap_link (f);
+  wait_until_settled (f);
+  assert_roots (f, "");
+}
+
+/* The gateway takes the guest's address while the guest's DAD for it runs (and the validation
+ * waits): duplicate address detection failed, naming the address; the gateway is not probed. */
+static void
+test_ipv6_dad_failed (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = NULL;
+  g_autoptr(JsonNode) report = NULL;
+  g_autofree char *tentative = NULL;
+  g_autofree char *failed = NULL;
+  const char *status, *detail, *cause;
+  double seconds, ping;
+
+  snapshot_with_dad (f, &snapshot);
+  set_dad (f, 100, 1000);
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  tentative = addresses_in_state (f, "tentative");
+  g_assert_cmpstr (tentative, ==, GUEST_ADDR6);
+  /* the duplicate appears on the gateway once the validation is under way (the guest's next
+   * solicitation, within 1 s, finds it); the verdict is the same if it were seen at once */
+  report = validate_while_pinging (f, &ping, GUEST_ADDR6);
+  g_assert_cmpfloat (ping, <, 1.0);
+  failed = addresses_in_state (f, "dadfailed");
+  g_assert_cmpstr (failed, ==, GUEST_ADDR6);
+  report_check (report, "addresses:veth0", &status, &detail, &seconds, &cause);
+  g_assert_cmpstr (status, ==, "fail");
+  g_assert_nonnull (strstr (detail, "duplicate address detection failed: " GUEST_ADDR6));
+  g_assert_cmpfloat (seconds, <, MA_VALIDATE_DAD_WAIT_MS / 1000.0);
+  report_check (report, "gateway:" GATEWAY_ADDR6, &status, &detail, &seconds, &cause);
+  g_assert_cmpstr (status, ==, "fail");
+  g_assert_cmpstr (cause, ==, "addresses:veth0");
+
+  /* the gateway gives the address back; the guest's is added again without DAD */
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth1", f->gateway_ns);
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0 nodad", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  assert_roots (f, "");
+}
+
 static void
 skip_without_dnsmasq (void)
 {
@@ -807,6 +1114,12 @@ main (int argc, char **argv)
               test_ipv6_gateway, fixture_teardown);
   g_test_add ("/netns-validate/ipv6-gateway-link-local", Fixture, &variant_ipv6_link_local,
               fixture_setup, test_ipv6_gateway, fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-tentative-settles", Fixture, &variant_ipv6, fixture_setup,
+              test_ipv6_tentative_settles, fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-tentative-deadline", Fixture, &variant_ipv6, fixture_setup,
+              test_ipv6_tentative_deadline, fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-dad-failed", Fixture, &variant_ipv6, fixture_setup,
+              test_ipv6_dad_failed, fixture_teardown);
   if (dnsmasq != NULL)
     g_test_add ("/netns-validate/dns", Fixture, &variant_dns, fixture_setup, test_dns,
                 fixture_teardown);
