@@ -1,6 +1,7 @@
 /* test-quiesce.c — the quiesce engine against the real daemon with real shell plugins written
  * into a temporary plugin directory: order, parallelism, rollback, deadlines, leases, sessions,
- * restart replay, shutdown, refusal of insecure files, the scrubbed environment, bounded output. */
+ * restart replay, shutdown, refusal of insecure files, the scrubbed environment, bounded output,
+ * and the retry of a oneshot plugin's failed thaw. */
 #include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -1741,6 +1742,361 @@ test_prepare_runs_checks (Fixture *f, gconstpointer data)
   t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-snap\"}");
 }
 
+/* ---- a failed thaw of a oneshot plugin is retried ---- */
+
+/* The agent's configuration: the plugin directory and `[quiesce] thaw-retry-seconds`. */
+static void
+set_thaw_retry (Fixture *f, const char *delays)
+{
+  g_autofree char *config = g_strdup_printf ("[plugins]\ndirs=%s\n[quiesce]\nthaw-retry-seconds=%s\n",
+                                             f->plugins, delays);
+
+  g_assert_true (g_file_set_contents (f->daemon->config, config, -1, NULL));
+}
+
+/* Fails its thaw (exit 4, as a resume command refused by a restarting service) until
+ * $DIR/thaw-ok exists; logs every phase, and "overlap" when two thaws run at once. */
+static const char *const flaky_thaw_body =
+  "[ \"$1\" = thaw ] || { echo \"$MA_PLUGIN $1\" >> \"$LOG\"; exit 0; }\n"
+  "mkdir \"$DIR/thaw-running\" 2>/dev/null || echo overlap >> \"$LOG\"\n"
+  "echo \"$MA_PLUGIN thaw\" >> \"$LOG\"\n"
+  "[ -e \"$DIR/thaw-ok\" ] && { rmdir \"$DIR/thaw-running\"; exit 0; }\n"
+  "[ -e \"$DIR/thaw-ok-next\" ] && mv \"$DIR/thaw-ok-next\" \"$DIR/thaw-ok\"\n"
+  "rmdir \"$DIR/thaw-running\"\n"
+  "echo 'resume refused: service restarting' >&2\n"
+  "exit 4";
+
+static JsonObject *
+event_data (JsonNode *event)
+{
+  JsonObject *data = NULL;
+
+  g_assert_true (ma_json_get_object (json_node_get_object (event), "data", &data, NULL));
+  g_assert_nonnull (data);
+  return data;
+}
+
+static gint64
+int_of (JsonObject *obj, const char *member)
+{
+  gint64 value = -1;
+
+  /* the accessor leaves an absent member's default: absent is a failure here */
+  g_assert_true (json_object_has_member (obj, member));
+  g_assert_true (ma_json_get_int (obj, member, &value, NULL));
+  return value;
+}
+
+static double
+double_of (JsonObject *obj, const char *member)
+{
+  double value = -1;
+
+  g_assert_true (json_object_has_member (obj, member));
+  g_assert_true (ma_json_get_double (obj, member, &value, NULL));
+  return value;
+}
+
+/* The next THAWED event that reports retry number `retry` (earlier THAWED events are
+ * skipped: a retry number never comes twice). */
+static JsonNode *
+wait_thaw_retry (Fixture *f, gint64 retry)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (WAIT_MS) * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(JsonNode) event = wait_event (f, "THAWED");
+      JsonObject *data = event_data (event);
+      if (json_object_has_member (data, "retry") && int_of (data, "retry") == retry)
+        return g_steal_pointer (&event);
+    }
+  g_error ("no THAWED event with retry %" G_GINT64_FORMAT " within %d ms", retry, WAIT_MS);
+  return NULL;
+}
+
+/* The first thaw fails: the thaw call says so and that the agent retries; the first
+ * THAWED names the failure and when the retry comes (the built-in backoff: 5 s); the agent
+ * then thaws again by itself, says so in a THAWED with "retry": 1 and no failures, and
+ * forgets the journal. */
+static void
+test_thaw_retry_automatic (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(JsonNode) retried = NULL;
+  g_autoptr(JsonNode) again = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *journal_text = NULL;
+  g_autofree char *state = NULL;
+  JsonObject *d;
+  const char *failures = NULL;
+
+  write_plugin (f, "flaky", "", flaky_thaw_body);
+  create_file (f, "thaw-ok-next"); /* the second thaw succeeds */
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-retry\"}");
+  error = execute_error (f, "thaw", "{\"operation\": \"op-retry\"}");
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message, "flaky: exited with status 4: resume refused"));
+  g_assert_nonnull (strstr (error->message, "the agent retries the thaw of flaky"));
+
+  failed = wait_event (f, "THAWED");
+  d = event_data (failed);
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (failed), "data"),
+                              "reason"), ==, "thaw");
+  g_assert_true (ma_json_get_string (d, "failures", &failures, NULL));
+  g_assert_nonnull (strstr (failures, "flaky: exited with status 4"));
+  g_assert_false (json_object_has_member (d, "retry"));
+  g_assert_cmpfloat (double_of (d, "next_retry_seconds"), >, 4.0);
+  g_assert_cmpfloat (double_of (d, "next_retry_seconds"), <=, 5.0);
+
+  retried = wait_thaw_retry (f, 1);
+  d = event_data (retried);
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (retried), "data"),
+                              "reason"), ==, "retry");
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (retried), "data"),
+                              "operation"), ==, "op-retry");
+  g_assert_false (json_object_has_member (d, "failures"));
+  g_assert_false (json_object_has_member (d, "next_retry_seconds"));
+  assert_log (f, "flaky quiesce\nflaky thaw\nflaky thaw\n");
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "thawed");
+
+  /* nothing pending any more: a new operation quiesces and thaws normally */
+  again = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-after\"}");
+  g_assert_true (g_file_get_contents (journal, &journal_text, NULL, NULL));
+  g_assert_null (strstr (journal_text, "thaw-failed"));
+  t = ma_test_execute (f->client, "thaw", NULL);
+  assert_log (f, "flaky quiesce\nflaky thaw\nflaky thaw\nflaky quiesce\nflaky thaw\n");
+  assert_agent_log_clean (f);
+}
+
+/* An explicit thaw (no operation argument) retries at once, long before the backoff. */
+static void
+test_thaw_retry_explicit (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(JsonNode) retried = NULL;
+  g_autoptr(JsonNode) plugins = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *journal_text = NULL;
+  JsonObject *ret, *pending = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "flaky", "", flaky_thaw_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-explicit\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  failed = wait_event (f, "THAWED");
+  g_assert_cmpfloat (double_of (event_data (failed), "next_retry_seconds"), >, 500.0);
+  /* kept for a restarted agent, marked as a thaw that failed */
+  g_assert_true (g_file_get_contents (journal, &journal_text, NULL, NULL));
+  g_assert_nonnull (strstr (journal_text, "\"flaky\""));
+  g_assert_nonnull (strstr (journal_text, "\"thaw-failed\":true"));
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_cmpstr (json_object_get_string_member (find_plugin (plugins, "flaky"), "state"), ==,
+                   "thaw-failed");
+  g_assert_true (ma_json_get_object (json_node_get_object (plugins), "thaw_retry", &pending,
+                                     NULL));
+  g_assert_nonnull (pending);
+  g_assert_cmpint (int_of (pending, "retries"), ==, 0);
+
+  create_file (f, "thaw-ok");
+  t = ma_test_execute (f->client, "thaw", NULL);
+  ret = json_node_get_object (t);
+  g_assert_cmpstr (string_of (t, "operation"), ==, "op-explicit");
+  g_assert_cmpstr (string_of (t, "reason"), ==, "thaw");
+  g_assert_cmpint (int_of (ret, "retry"), ==, 1);
+  g_assert_false (json_object_has_member (ret, "already"));
+  assert_log (f, "flaky quiesce\nflaky thaw\nflaky thaw\n");
+  retried = wait_thaw_retry (f, 1);
+  g_assert_false (json_object_has_member (event_data (retried), "failures"));
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&plugins, json_node_unref);
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_cmpstr (json_object_get_string_member (find_plugin (plugins, "flaky"), "state"), ==,
+                   "ready");
+  g_assert_true (json_object_has_member (json_node_get_object (plugins), "thaw_retry"));
+  g_assert_true (JSON_NODE_HOLDS_NULL (json_object_get_member (json_node_get_object (plugins),
+                                                               "thaw_retry")));
+}
+
+/* While a thaw is being retried the application may still be quiesced: quiesce (any
+ * operation) and plugin-test answer Busy naming the plugin; an explicit thaw that fails
+ * again says so and keeps it pending; one with the operation's id that succeeds ends it. */
+static void
+test_thaw_retry_busy (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(JsonNode) q2 = NULL;
+  g_autoptr(JsonNode) t2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autoptr(GError) test_busy = NULL;
+  g_autoptr(GError) again = NULL;
+  JsonObject *d;
+
+  set_thaw_retry (f, "600");
+  write_logging_plugin (f, "db", "Order=10");
+  write_plugin (f, "flaky", "Order=20", flaky_thaw_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-busy\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  failed = wait_event (f, "THAWED");
+  d = event_data (failed);
+  g_assert_cmpfloat (double_of (d, "next_retry_seconds"), >, 500.0);
+
+  busy = execute_error (f, "quiesce", "{\"operation\": \"op-next\"}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+  g_assert_nonnull (strstr (busy->message, "the thaw of plugin flaky (operation op-busy) failed"));
+  g_assert_nonnull (strstr (busy->message, "may still be quiesced"));
+  test_busy = execute_error (f, "plugin-test", "{\"name\": \"db\"}");
+  g_assert_error (test_busy, MA_ERROR, MA_ERROR_BUSY);
+
+  /* an explicit retry that fails again: PluginFailed, still pending, still Busy */
+  again = execute_error (f, "thaw", "{\"operation\": \"op-busy\"}");
+  g_assert_error (again, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (again->message, "thaw retry"));
+  g_assert_nonnull (strstr (again->message, "flaky: exited with status 4"));
+  g_clear_error (&busy);
+  busy = execute_error (f, "quiesce", "{\"operation\": \"op-next\"}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+
+  create_file (f, "thaw-ok");
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-busy\"}");
+  g_assert_cmpstr (string_of (t, "operation"), ==, "op-busy");
+  q2 = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-next\"}");
+  g_assert_cmpstr (string_of (q2, "state"), ==, "quiesced");
+  t2 = ma_test_execute (f->client, "thaw", NULL);
+  /* only the plugin whose thaw failed is thawed again; never two thaws at once */
+  {
+    g_autofree char *log = read_log (f);
+    g_assert_null (strstr (log, "overlap"));
+    g_assert_true (g_str_has_prefix (log, "db quiesce\nflaky quiesce\nflaky thaw\ndb thaw\n"));
+  }
+}
+
+/* SIGTERM with a retry pending: the agent exits without waiting for the backoff (600 s
+ * here; the fixture gives up long before) and leaves the plugin in the journal; the next
+ * start replays its thaw. */
+static void
+test_thaw_retry_sigterm (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(JsonNode) replayed_event = NULL;
+  g_autoptr(JsonNode) q2 = NULL;
+  g_autoptr(JsonNode) t2 = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *journal_text = NULL;
+  gboolean replayed = FALSE;
+  JsonObject *d;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "flaky", "", flaky_thaw_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-term-retry\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  failed = wait_event (f, "THAWED");
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  assert_log (f, "flaky quiesce\nflaky thaw\n");
+  g_assert_true (g_file_get_contents (journal, &journal_text, NULL, NULL));
+  g_assert_nonnull (strstr (journal_text, "\"op-term-retry\""));
+  g_assert_nonnull (strstr (journal_text, "\"flaky\""));
+  assert_agent_log_clean (f);
+
+  create_file (f, "thaw-ok");
+  start (f);
+  wait_file_gone (journal);
+  assert_log (f, "flaky quiesce\nflaky thaw\nflaky thaw\n");
+  replayed_event = wait_buffered_event (f, "THAWED");
+  d = event_data (replayed_event);
+  g_assert_true (ma_json_get_bool (d, "replayed", &replayed, NULL));
+  g_assert_true (replayed);
+  g_assert_false (json_object_has_member (d, "failures"));
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (replayed_event),
+                                                      "data"), "operation"), ==, "op-term-retry");
+  q2 = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-after-restart\"}");
+  t2 = ma_test_execute (f->client, "thaw", NULL);
+}
+
+/* A thaw that never succeeds: retried on the backoff's last delay for ever, one attempt at
+ * a time, numbered, never faster than that delay; it stays pending (journal, Busy) and a
+ * SIGTERM still stops the agent at once, keeping it for the next start. */
+static void
+test_thaw_retry_bounded (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) plugins = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) busy = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  gint64 last_at = 0;
+  const gint64 retries = 6;
+  JsonObject *pending = NULL;
+
+  set_thaw_retry (f, "0.05;0.1");
+  write_plugin (f, "flaky", "", flaky_thaw_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-never\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  for (gint64 n = 1; n <= retries; n++)
+    {
+      g_autoptr(JsonNode) event = wait_thaw_retry (f, n);
+      JsonObject *d = event_data (event);
+      JsonObject *ts = NULL;
+      gint64 at;
+
+      g_assert_true (json_object_has_member (d, "failures"));
+      /* after retry 1 the last delay (0.1 s) repeats */
+      g_assert_cmpfloat (double_of (d, "next_retry_seconds"), <=, 0.1);
+      g_assert_cmpfloat (double_of (d, "next_retry_seconds"), >, 0.0);
+      g_assert_true (ma_json_get_object (json_node_get_object (event), "timestamp", &ts, NULL));
+      at = int_of (ts, "seconds") * G_USEC_PER_SEC + int_of (ts, "microseconds");
+      /* each attempt starts a full delay after the previous one ended and emitted its
+       * event (a millisecond of slack for the timer's rounding) */
+      if (n >= 2)
+        g_assert_cmpint (at - last_at, >=, 99 * 1000);
+      last_at = at;
+    }
+  busy = execute_error (f, "quiesce", "{\"operation\": \"op-other\"}");
+  g_assert_error (busy, MA_ERROR, MA_ERROR_BUSY);
+  plugins = ma_test_execute (f->client, "plugins", NULL);
+  g_assert_true (ma_json_get_object (json_node_get_object (plugins), "thaw_retry", &pending,
+                                     NULL));
+  g_assert_nonnull (pending);
+  g_assert_cmpint (int_of (pending, "retries"), >=, retries);
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  {
+    g_autofree char *log = read_log (f);
+    g_auto(GStrv) lines = g_strsplit (log, "\n", -1);
+    guint thaws = 0;
+    g_assert_null (strstr (log, "overlap"));
+    for (guint i = 0; lines[i] != NULL; i++)
+      thaws += g_strcmp0 (lines[i], "flaky thaw") == 0;
+    /* the failed thaw and one per retry: every attempt was reported */
+    g_assert_cmpuint (thaws, >=, 1 + retries);
+  }
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  assert_agent_log_clean (f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1778,6 +2134,11 @@ main (int argc, char **argv)
   ADD ("/quiesce/plugin-test", test_plugin_test);
   ADD ("/quiesce/plugin-test-failed-quiesce", test_plugin_test_failed_quiesce);
   ADD ("/quiesce/prepare-runs-checks", test_prepare_runs_checks);
+  ADD ("/quiesce/thaw-retry-automatic", test_thaw_retry_automatic);
+  ADD ("/quiesce/thaw-retry-explicit", test_thaw_retry_explicit);
+  ADD ("/quiesce/thaw-retry-busy", test_thaw_retry_busy);
+  ADD ("/quiesce/thaw-retry-sigterm", test_thaw_retry_sigterm);
+  ADD ("/quiesce/thaw-retry-bounded", test_thaw_retry_bounded);
 #undef ADD
   return g_test_run ();
 }
