@@ -1084,6 +1084,43 @@ test_ipv6_dad_failed (Fixture *f, gconstpointer data)
   assert_roots (f, "");
 }
 
+/* No IPv6 address of veth0 can send a neighbour solicitation (no link-local one, the only other
+ * one tentative and not in the snapshot, so nothing waits for it): the gateway check says so and
+ * names the address, rather than blaming the gateway with the kernel's EADDRNOTAVAIL. Once the
+ * address is usable, the solicitation goes from it (a global source: there is no link-local). */
+static void
+test_ipv6_no_usable_source (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) snapshot = NULL;
+  g_autofree char *detail = NULL;
+
+  /* routes on veth0 and no IPv6 address at all, in the snapshot too */
+  must ("ip -n %s link set veth0 addrgenmode none", f->guest_ns);
+  must ("ip -n %s -6 addr flush dev veth0", f->guest_ns);
+  must ("ip -n %s -6 route replace fd77::/64 dev veth0", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  snapshot = take_snapshot (f);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "fail", &detail, NULL);
+  g_assert_nonnull (strstr (detail, "no IPv6 address that passed duplicate address detection"));
+  g_assert_null (strstr (detail, "Cannot assign"));
+
+  set_dad (f, 100, 1000);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "fail", &detail, NULL);
+  g_assert_nonnull (strstr (detail, GUEST_ADDR6 " (tentative)"));
+  g_assert_null (strstr (detail, "Cannot assign"));
+  assert_roots (f, "gateway:" GATEWAY_ADDR6);
+
+  must ("ip -n %s addr del " GUEST_ADDR6 "/64 dev veth0", f->guest_ns);
+  must ("ip -n %s addr add " GUEST_ADDR6 "/64 dev veth0 nodad", f->guest_ns);
+  must ("ip -n %s -6 route replace default via " GATEWAY_ADDR6 " dev veth0", f->guest_ns);
+  g_clear_pointer (&detail, g_free);
+  assert_check (f, "gateway:" GATEWAY_ADDR6, "pass", &detail, NULL);
+  g_assert_nonnull (strstr (detail, GATEWAY_MAC));
+  assert_roots (f, "");
+}
+
 static void
 skip_without_dnsmasq (void)
 {
@@ -1120,6 +1157,8 @@ main (int argc, char **argv)
               test_ipv6_tentative_deadline, fixture_teardown);
   g_test_add ("/netns-validate/ipv6-dad-failed", Fixture, &variant_ipv6, fixture_setup,
               test_ipv6_dad_failed, fixture_teardown);
+  g_test_add ("/netns-validate/ipv6-no-usable-source", Fixture, &variant_ipv6, fixture_setup,
+              test_ipv6_no_usable_source, fixture_teardown);
   if (dnsmasq != NULL)
     g_test_add ("/netns-validate/dns", Fixture, &variant_dns, fixture_setup, test_dns,
                 fixture_teardown);
