@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define MA_LOG_DEFAULT_JOURNAL_SOCKET "/run/systemd/journal/socket"
+/* how long a record for a regular file may take before the writer gives up waiting for it */
+#define MA_LOG_FILE_WAIT_MS 100
 
 /* GLib's default writer blocks in sendmsg/fputs when journald stops reading (its storage on a
  * frozen /var) or nobody drains a pipe: the main loop — and the freeze guard's thaw with it —
@@ -22,6 +25,8 @@ static struct
   MaLogMode mode;
   int out_fd;
   int err_fd;
+  gboolean out_is_file; /* a regular file or block device: see file_write */
+  gboolean err_is_file;
   int sock; /* our own datagram socket, journal mode */
   struct sockaddr_un addr;
   socklen_t addr_len;
@@ -152,6 +157,119 @@ journal_send (GLogLevelFlags level, const GLogField *fields, gsize n_fields)
 
 /* ---- stream: GLib's text lines, written only while the fd can take them ---- */
 
+/* A regular file (or block device) always polls writable, yet its write waits as long as its
+ * filesystem is frozen (or while the kernel throttles a writer over its dirty-page limit).
+ * Such records go through one writer thread and a queue of at most MA_LOG_FILE_QUEUE_MAX:
+ * when the thread is keeping up the caller waits at most MA_LOG_FILE_WAIT_MS for its record
+ * (so the file reads in order right after a call, as with a plain write); when the thread is
+ * behind, records are queued without waiting, and once the queue is full they are dropped and
+ * counted, as on a full pipe. ma_log_flush waits for the queue at exit. Idle, the thread sleeps
+ * on a GCond. */
+#define MA_LOG_FILE_QUEUE_MAX 64
+
+typedef struct
+{
+  int fd;
+  gsize len;
+  char text[]; /* len bytes */
+} FileRecord;
+
+static struct
+{
+  GMutex lock;
+  GCond cond;
+  GThread *thread;
+  GQueue queue;  /* FileRecord, oldest first */
+  gboolean busy; /* the thread is writing a record taken from the queue */
+  guint64 handed, written;
+} file_writer;
+
+static gboolean
+write_all (int fd, const char *buf, gsize len)
+{
+  while (len > 0)
+    {
+      gssize n = write (fd, buf, len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return FALSE;
+      buf += n;
+      len -= (gsize) n;
+    }
+  return TRUE;
+}
+
+static gpointer
+file_writer_main (gpointer data)
+{
+  g_mutex_lock (&file_writer.lock);
+  for (;;)
+    {
+      FileRecord *record;
+
+      while (g_queue_is_empty (&file_writer.queue))
+        g_cond_wait (&file_writer.cond, &file_writer.lock);
+      record = g_queue_pop_head (&file_writer.queue);
+      file_writer.busy = TRUE;
+      g_mutex_unlock (&file_writer.lock);
+      /* a record that fails (ENOSPC, EIO) is lost; the next ones are still tried */
+      write_all (record->fd, record->text, record->len);
+      g_free (record);
+      g_mutex_lock (&file_writer.lock);
+      file_writer.busy = FALSE;
+      file_writer.written++;
+      g_cond_broadcast (&file_writer.cond);
+    }
+  return NULL;
+}
+
+static gboolean
+file_write (int fd, const char *buf, gsize len)
+{
+  gint64 deadline = g_get_monotonic_time () + MA_LOG_FILE_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+  FileRecord *record;
+  gboolean keeping_up;
+  guint64 mine;
+
+  g_mutex_lock (&file_writer.lock);
+  if (file_writer.thread == NULL)
+    file_writer.thread = g_thread_try_new ("log-writer", file_writer_main, NULL, NULL);
+  if (file_writer.thread == NULL || file_writer.queue.length >= MA_LOG_FILE_QUEUE_MAX)
+    {
+      g_mutex_unlock (&file_writer.lock);
+      return FALSE;
+    }
+  keeping_up = !file_writer.busy && g_queue_is_empty (&file_writer.queue);
+  record = g_malloc (sizeof *record + len);
+  record->fd = fd;
+  record->len = len;
+  memcpy (record->text, buf, len);
+  g_queue_push_tail (&file_writer.queue, record);
+  mine = ++file_writer.handed;
+  g_cond_broadcast (&file_writer.cond);
+  while (keeping_up && file_writer.written < mine)
+    if (!g_cond_wait_until (&file_writer.cond, &file_writer.lock, deadline))
+      break;
+  g_mutex_unlock (&file_writer.lock);
+  return TRUE;
+}
+
+gboolean
+ma_log_flush (guint timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * G_TIME_SPAN_MILLISECOND;
+  gboolean drained;
+
+  g_mutex_lock (&file_writer.lock);
+  while (file_writer.written < file_writer.handed)
+    if (!g_cond_wait_until (&file_writer.cond, &file_writer.lock, deadline))
+      break;
+  drained = file_writer.written >= file_writer.handed;
+  g_mutex_unlock (&file_writer.lock);
+  return drained;
+}
+
 static gboolean
 stream_write (int fd, const char *buf, gsize len)
 {
@@ -178,7 +296,8 @@ stream_write (int fd, const char *buf, gsize len)
 static gboolean
 stream_send (GLogLevelFlags level, const GLogField *fields, gsize n_fields)
 {
-  int fd = (level & (G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG)) ? log_state.out_fd : log_state.err_fd;
+  gboolean to_out = (level & (G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG)) != 0;
+  int fd = to_out ? log_state.out_fd : log_state.err_fd;
   g_autofree char *text = NULL;
   g_autoptr(GString) line = g_string_new (NULL);
 
@@ -189,6 +308,8 @@ stream_send (GLogLevelFlags level, const GLogField *fields, gsize n_fields)
     g_string_append_c (line, '\n');
   g_string_append (line, text);
   g_string_append_c (line, '\n');
+  if (to_out ? log_state.out_is_file : log_state.err_is_file)
+    return file_write (fd, line->str, line->len);
   return stream_write (fd, line->str, line->len);
 }
 
@@ -280,6 +401,14 @@ open_journal (void)
   return TRUE;
 }
 
+static gboolean
+fd_is_file (int fd)
+{
+  struct stat st;
+
+  return fd >= 0 && fstat (fd, &st) == 0 && (S_ISREG (st.st_mode) || S_ISBLK (st.st_mode));
+}
+
 void
 ma_log_configure (MaLogMode mode, int out_fd, int err_fd)
 {
@@ -289,6 +418,8 @@ ma_log_configure (MaLogMode mode, int out_fd, int err_fd)
   log_state.sock = -1;
   log_state.out_fd = out_fd;
   log_state.err_fd = err_fd;
+  log_state.out_is_file = fd_is_file (out_fd);
+  log_state.err_is_file = fd_is_file (err_fd);
   log_state.dropped = 0;
   log_state.dropped_total = 0;
   log_state.mid_line = FALSE;

@@ -8,6 +8,7 @@ G_BEGIN_DECLS
 
 #define MA_LOG_IDENTIFIER "migration-agent"
 #define MA_LOG_MESSAGE_MAX 8192 /* longer values are truncated */
+#define MA_LOG_EXIT_FLUSH_MS 1000 /* how long the daemon waits for queued records at exit */
 
 typedef enum
 {
@@ -26,6 +27,10 @@ void ma_log_configure (MaLogMode mode, int out_fd, int err_fd);
 /* A GLogWriterFunc: respects G_MESSAGES_DEBUG like GLib's default writer, never blocks. */
 GLogWriterOutput ma_log_writer (GLogLevelFlags log_level, const GLogField *fields, gsize n_fields,
                                 gpointer user_data);
+
+/* Waits at most timeout_ms until the records queued for a regular file are written (a file
+ * on a frozen filesystem may never take them); TRUE when nothing is left. Call before exit. */
+gboolean ma_log_flush (guint timeout_ms);
 
 /* Records dropped and not yet reported by a "dropped" notice; and since configuration. */
 guint64 ma_log_dropped_pending (void);

@@ -186,5 +186,6 @@ main (int argc, char **argv)
   g_message ("migration-agent %s ready (state in %s)", MA_VERSION, state_dir);
   g_main_loop_run (loop);
   g_message ("stopped");
+  ma_log_flush (MA_LOG_EXIT_FLUSH_MS);
   return EXIT_SUCCESS;
 }

@@ -36,6 +36,7 @@ typedef struct
   gboolean sibling; /* a second ext4 on its own loop device, image outside the first */
   gboolean guard_sibling; /* mounts= names the sibling too (else only the first) */
   const char *extra_config; /* appended to the agent's configuration */
+  gboolean log_on_fs; /* the agent's stderr is a regular file on the first filesystem */
 } Scenario;
 
 typedef struct
@@ -440,6 +441,11 @@ fixture_setup (Fixture *f, gconstpointer data)
   /* qemu-ga's state directory is under the run dir of paths.h */
   g_setenv ("MA_RUNDIR", f->rundir, TRUE);
   f->daemon = ma_test_daemon_new (config->str);
+  if (sc->log_on_fs)
+    {
+      g_free (f->daemon->log_path);
+      f->daemon->log_path = g_build_filename (f->outer.mnt, "agent.log", NULL);
+    }
   ma_test_daemon_start (f->daemon, NULL);
   f->events = ma_test_daemon_connect (f->daemon);
 }
@@ -831,6 +837,46 @@ test_stuck_probe_not_repeated (Fixture *f, gconstpointer data)
     }
 }
 
+/* The agent's stderr is a regular file whose filesystem gets frozen (an init without a journal
+ * redirecting it to /var/log): writing a log record there waits until the thaw, so the log
+ * writer must not do it on the main loop. Every state change below logs a message; every
+ * answer has to come while the filesystem stays frozen. */
+static void
+test_log_on_frozen_fs (Fixture *f, gconstpointer data)
+{
+  g_autofree char *log = NULL;
+  gint64 deadline;
+
+  if (f->skipped)
+    return;
+  loopfs_freeze (&f->outer);
+  /* four messages each: more than the writer's queue holds, so some are dropped */
+  for (guint i = 0; i < 25; i++)
+    {
+      g_autofree char *args = g_strdup_printf ("{\"operation\": \"op-log-%u\"}", i);
+      g_autoptr(JsonNode) quiesced = ma_test_execute (f->events, "quiesce", args);
+      g_autoptr(JsonNode) thawed = ma_test_execute (f->events, "thaw", NULL);
+    }
+  /* nobody thawed it meanwhile (the guard is off): the kernel still holds it frozen */
+  g_assert_true (loopfs_unfreeze (&f->outer));
+
+  /* the records queued land after the thaw; the ones dropped meanwhile are counted in a
+   * notice before the next record */
+  deadline = g_get_monotonic_time () + WAIT_MS * 1000;
+  for (;;)
+    {
+      g_autoptr(JsonNode) quiesced = ma_test_execute (f->events, "quiesce", NULL);
+      g_autoptr(JsonNode) thawed = ma_test_execute (f->events, "thaw", NULL);
+      g_clear_pointer (&log, g_free);
+      g_assert_true (g_file_get_contents (f->daemon->log_path, &log, NULL, NULL));
+      if (strstr (log, "log messages dropped while the log output was not writable") != NULL)
+        break;
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_usleep (100 * 1000);
+    }
+  g_assert_nonnull (strstr (log, "op-log-"));
+}
+
 static gboolean
 array_is_one_string (JsonArray *array, const char *s)
 {
@@ -1049,6 +1095,8 @@ main (int argc, char **argv)
                                      .sibling = TRUE, .guard_sibling = TRUE };
   static const Scenario unguarded = { .limit = 1, .poll = 1, .marker = FALSE, .enabled = TRUE,
                                       .sibling = TRUE };
+  static const Scenario logging = { .limit = 600, .poll = 1, .marker = FALSE, .enabled = FALSE,
+                                    .log_on_fs = TRUE };
   static const Scenario probing = { .limit = 600, .poll = 1, .marker = FALSE, .enabled = FALSE,
                                     .extra_config = "[validate]\nwrite-timeout-ms=500\n"
                                                     "[resume]\nannounce=never\n" };
@@ -1068,6 +1116,7 @@ main (int argc, char **argv)
   ADD ("/freeze-guard/writers-name-their-mount", test_writers_name_their_mount, siblings);
   ADD ("/freeze-guard/unguarded-writer-no-thaw", test_unguarded_writer_no_thaw, unguarded);
   ADD ("/freeze-guard/stuck-write-probe-not-repeated", test_stuck_probe_not_repeated, probing);
+  ADD ("/freeze-guard/log-on-frozen-fs", test_log_on_frozen_fs, logging);
   g_test_add_func ("/freeze-guard/bad-config", test_bad_config);
 #undef ADD
   return g_test_run ();

@@ -244,6 +244,45 @@ drain (int fd)
   return out;
 }
 
+/* A regular file goes through the writer thread: every record lands, in order, none dropped,
+ * and ma_log_flush says when the queue is empty (the call itself waits up to 100 ms for its
+ * record, which a loaded or valgrind run may exceed, so the file is read after a flush).
+ * A file on a frozen filesystem is the integration test /freeze-guard/log-on-frozen-fs. */
+static void
+test_stream_regular_file (void)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *text = NULL;
+  const char *at = NULL;
+  int fd;
+
+  fd = g_file_open_tmp ("ma-test-log-XXXXXX", &path, NULL);
+  g_assert_cmpint (fd, >=, 0);
+  ma_log_configure (MA_LOG_MODE_STREAM, fd, fd);
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autofree char *message = g_strdup_printf ("file record %u.", i);
+      g_autofree char *now = NULL;
+
+      log_record (G_LOG_LEVEL_MESSAGE, message);
+      g_assert_true (ma_log_flush (10000));
+      g_assert_true (g_file_get_contents (path, &now, NULL, NULL));
+      g_assert_nonnull (strstr (now, message));
+    }
+  g_assert_cmpuint (ma_log_dropped_total (), ==, 0);
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  at = text;
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autofree char *message = g_strdup_printf ("file record %u.", i);
+      at = strstr (at, message);
+      g_assert_nonnull (at);
+    }
+  ma_log_configure (MA_LOG_MODE_STREAM, -1, -1);
+  close (fd);
+  g_unlink (path);
+}
+
 static void
 test_stream_full_pipe (void)
 {
@@ -326,6 +365,7 @@ main (int argc, char **argv)
               journal_teardown);
   g_test_add_func ("/log/journal-absent", test_journal_absent);
   g_test_add_func ("/log/stream-full-pipe", test_stream_full_pipe);
+  g_test_add_func ("/log/stream-regular-file", test_stream_regular_file);
   g_test_add_func ("/log/stream-debug-filter", test_stream_debug_filter);
   return g_test_run ();
 }
