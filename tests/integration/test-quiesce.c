@@ -1766,6 +1766,19 @@ static const char *const flaky_thaw_body =
   "echo 'resume refused: service restarting' >&2\n"
   "exit 4";
 
+/* A session whose thaw fails while it still holds: the agent closes its stdin (and kills its
+ * group at the thaw deadline), so it releases at EOF by contract. */
+static const char failing_thaw_session_body[] =
+  "while read -r line; do\n"
+  "  case \"$line\" in\n"
+  "    *'\"quiesce\"'*) touch \"$DIR/held\"; echo \"$MA_PLUGIN quiesce\" >> \"$LOG\";"
+  " echo '{\"status\": \"ok\"}' ;;\n"
+  "    *'\"thaw\"'*) echo \"$MA_PLUGIN thaw\" >> \"$LOG\";"
+  " echo '{\"status\": \"fail\", \"detail\": \"resume refused\"}' ;;\n"
+  "  esac\n"
+  "done\n"
+  "rm -f \"$DIR/held\"";
+
 static JsonObject *
 event_data (JsonNode *event)
 {
@@ -1875,7 +1888,9 @@ test_thaw_retry_automatic (Fixture *f, gconstpointer data)
   assert_agent_log_clean (f);
 }
 
-/* An explicit thaw (no operation argument) retries at once, long before the backoff. */
+/* An explicit thaw (no operation argument) retries at once, long before the backoff. A
+ * session plugin whose thaw failed in the same release is not retried: its session ended
+ * (stdin EOF) and it released by contract. */
 static void
 test_thaw_retry_explicit (Fixture *f, gconstpointer data)
 {
@@ -1887,20 +1902,29 @@ test_thaw_retry_explicit (Fixture *f, gconstpointer data)
   g_autoptr(GError) error = NULL;
   g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
   g_autofree char *journal_text = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_auto(GStrv) retried_names = NULL;
   JsonObject *ret, *pending = NULL;
 
   set_thaw_retry (f, "600");
-  write_plugin (f, "flaky", "", flaky_thaw_body);
+  write_plugin (f, "flaky", "Order=10", flaky_thaw_body);
+  write_plugin (f, "sess", "Order=20\nProtocol=session", failing_thaw_session_body);
   start (f);
   q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-explicit\"}");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
   error = execute_error (f, "thaw", NULL);
   g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message, "sess: resume refused"));
+  g_assert_nonnull (strstr (error->message, "the agent retries the thaw of flaky ("));
+  /* the session ended with the failed thaw and released */
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
   failed = wait_event (f, "THAWED");
   g_assert_cmpfloat (double_of (event_data (failed), "next_retry_seconds"), >, 500.0);
   /* kept for a restarted agent, marked as a thaw that failed */
   g_assert_true (g_file_get_contents (journal, &journal_text, NULL, NULL));
   g_assert_nonnull (strstr (journal_text, "\"flaky\""));
   g_assert_nonnull (strstr (journal_text, "\"thaw-failed\":true"));
+  g_assert_null (strstr (journal_text, "sess"));
   plugins = ma_test_execute (f->client, "plugins", NULL);
   g_assert_cmpstr (json_object_get_string_member (find_plugin (plugins, "flaky"), "state"), ==,
                    "thaw-failed");
@@ -1908,6 +1932,10 @@ test_thaw_retry_explicit (Fixture *f, gconstpointer data)
                                      NULL));
   g_assert_nonnull (pending);
   g_assert_cmpint (int_of (pending, "retries"), ==, 0);
+  g_assert_true (ma_json_get_strv (pending, "plugins", &retried_names, NULL));
+  g_assert_nonnull (retried_names);
+  g_assert_cmpuint (g_strv_length (retried_names), ==, 1);
+  g_assert_cmpstr (retried_names[0], ==, "flaky");
 
   create_file (f, "thaw-ok");
   t = ma_test_execute (f->client, "thaw", NULL);
@@ -1916,7 +1944,7 @@ test_thaw_retry_explicit (Fixture *f, gconstpointer data)
   g_assert_cmpstr (string_of (t, "reason"), ==, "thaw");
   g_assert_cmpint (int_of (ret, "retry"), ==, 1);
   g_assert_false (json_object_has_member (ret, "already"));
-  assert_log (f, "flaky quiesce\nflaky thaw\nflaky thaw\n");
+  assert_log (f, "flaky quiesce\nsess quiesce\nsess thaw\nflaky thaw\nflaky thaw\n");
   retried = wait_thaw_retry (f, 1);
   g_assert_false (json_object_has_member (event_data (retried), "failures"));
   g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
