@@ -182,7 +182,9 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
   g_autoptr(GString) dadfailed = g_string_new (NULL);
   g_autoptr(GString) tentative = g_string_new (NULL);
   gint64 started = waited_since != 0 ? waited_since : g_get_monotonic_time ();
-  double waited = (double) (g_get_monotonic_time () - waited_since) / G_USEC_PER_SEC;
+  double waited = waited_since != 0
+                    ? (double) (g_get_monotonic_time () - waited_since) / G_USEC_PER_SEC
+                    : 0;
   gboolean only_link_local = TRUE;
   guint count = 0;
   MaCheck *check;
@@ -243,7 +245,8 @@ diff_addresses (JsonArray *before, JsonArray *now, const char *ifname, gboolean 
 }
 
 /* Interfaces (names, no repeats) with an address of the snapshot that is tentative in `now`,
- * on links whose check did not fail (without a carrier, DAD does not progress). */
+ * whose link and addresses checks did not fail (without a carrier DAD does not progress; an
+ * address already missing or DAD-failed decides the verdict, so no waiting for the rest). */
 static GPtrArray *
 tentative_interfaces (JsonArray *before, JsonArray *now, MaReport *report)
 {
@@ -255,15 +258,17 @@ tentative_interfaces (JsonArray *before, JsonArray *now, MaReport *report)
       const char *ifname = ma_json_string_or_null (b, "interface");
       const char *address = ma_json_string_or_null (b, "address");
       g_autofree char *link = NULL;
+      g_autofree char *addresses = NULL;
       JsonObject *n;
 
       if (b == NULL || ifname == NULL || address == NULL || has_flag (b, "dadfailed")
           || g_ptr_array_find_with_equal_func (out, ifname, g_str_equal, NULL))
         continue;
       link = g_strdup_printf ("link:%s", ifname);
+      addresses = g_strdup_printf ("addresses:%s", ifname);
       n = find_address (now, ifname, address);
       if (n != NULL && has_flag (n, "tentative") && !has_flag (n, "dadfailed")
-          && !ma_report_failed (report, link))
+          && !ma_report_failed (report, link) && !ma_report_failed (report, addresses))
         g_ptr_array_add (out, g_strdup (ifname));
     }
   return out;
