@@ -2125,6 +2125,29 @@ test_thaw_retry_bounded (Fixture *f, gconstpointer data)
   assert_agent_log_clean (f);
 }
 
+/* A malformed backoff is refused with a warning naming the key, and the built-in one (5 s
+ * first) is kept: never a retry storm from a 0, never no retry at all. */
+static void
+test_thaw_retry_config_refused (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonObject *d;
+
+  set_thaw_retry (f, "0;abc");
+  write_plugin (f, "flaky", "", flaky_thaw_body);
+  start (f);
+  wait_agent_log (f, "[quiesce] thaw-retry-seconds: '0' is not a number of seconds");
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-conf\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  failed = wait_event (f, "THAWED");
+  d = event_data (failed);
+  g_assert_cmpfloat (double_of (d, "next_retry_seconds"), >, 4.0);
+  g_assert_cmpfloat (double_of (d, "next_retry_seconds"), <=, 5.0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2167,6 +2190,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/thaw-retry-busy", test_thaw_retry_busy);
   ADD ("/quiesce/thaw-retry-sigterm", test_thaw_retry_sigterm);
   ADD ("/quiesce/thaw-retry-bounded", test_thaw_retry_bounded);
+  ADD ("/quiesce/thaw-retry-config-refused", test_thaw_retry_config_refused);
 #undef ADD
   return g_test_run ();
 }
