@@ -350,6 +350,41 @@ print_phase_results (JsonArray *results)
   ma_table_print (table);
 }
 
+/* A failed thaw waiting for its retry: the application may still be quiesced. */
+static void
+print_thaw_retry (JsonObject *obj)
+{
+  JsonObject *retry = NULL;
+  JsonArray *names = NULL;
+  g_autoptr(GString) list = g_string_new (NULL);
+  g_autofree char *when = NULL;
+  gboolean running = FALSE;
+  double next = -1;
+
+  if (!ma_json_get_object (obj, "thaw_retry", &retry, NULL) || retry == NULL)
+    return;
+  if (ma_json_get_array (retry, "plugins", &names, NULL) && names != NULL)
+    for (guint i = 0; i < json_array_get_length (names); i++)
+      {
+        JsonNode *n = json_array_get_element (names, i);
+        if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+          g_string_append_printf (list, "%s%s", list->len ? ", " : "", json_node_get_string (n));
+      }
+  ma_json_get_bool (retry, "running", &running, NULL);
+  if (json_object_has_member (retry, "next_retry_seconds")
+      && !json_node_is_null (json_object_get_member (retry, "next_retry_seconds")))
+    ma_json_get_double (retry, "next_retry_seconds", &next, NULL);
+  when = running ? g_strdup ("retrying now")
+                 : next >= 0 ? g_strdup_printf ("next attempt in %.0f s", next)
+                             : g_strdup ("no attempt scheduled");
+  printf ("%s of operation %s failed for %s: %" G_GINT64_FORMAT " retries so far, %s "
+          "(`migctl thaw` retries at once)\n",
+          ma_out_paint ("red", "thaw"), str_member (retry, "operation", "?"),
+          list->len ? list->str : "?", int_member (retry, "retries", 0), when);
+  if (str_member (retry, "failures", NULL) != NULL)
+    printf ("  last failure: %s\n", str_member (retry, "failures", ""));
+}
+
 static void
 format_plugins (JsonNode *ret)
 {
@@ -407,6 +442,7 @@ format_plugins (JsonNode *ret)
     }
   if (ma_json_get_object (obj, "operation", &op, NULL) && op != NULL)
     printf ("operation %s: %s\n", str_member (op, "operation", "?"), str_member (op, "state", "?"));
+  print_thaw_retry (obj);
 }
 
 static void

@@ -1936,6 +1936,22 @@ test_thaw_retry_explicit (Fixture *f, gconstpointer data)
   g_assert_nonnull (retried_names);
   g_assert_cmpuint (g_strv_length (retried_names), ==, 1);
   g_assert_cmpstr (retried_names[0], ==, "flaky");
+  /* migctl plugins says it too */
+  {
+    g_autofree char *connect = g_strdup_printf ("unix:%s", f->daemon->socket);
+    g_autofree char *out = NULL;
+    const char *argv[] = { g_getenv ("MIGCTL"), "--connect", connect, "--no-color", "plugins",
+                           NULL };
+    int status = -1;
+
+    g_assert_nonnull (argv[0]);
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                                 NULL, &out, NULL, &status, NULL));
+    g_assert_cmpint (status, ==, 0);
+    g_assert_nonnull (strstr (out, "thaw of operation op-explicit failed for flaky: 0 retries "
+                                   "so far, next attempt in "));
+    g_assert_nonnull (strstr (out, "thaw-failed"));
+  }
 
   create_file (f, "thaw-ok");
   t = ma_test_execute (f->client, "thaw", NULL);
