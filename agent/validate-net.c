@@ -169,6 +169,30 @@ find_address (JsonArray *now, const char *ifname, const char *address)
   return NULL;
 }
 
+/* TRUE when every address of `family` that the snapshot had on ifname is there in `now`, not
+ * tentative and not DAD-failed: a failed addresses check on ifname is then about the other
+ * family alone (IPv6 in duplicate address detection says nothing about IPv4). */
+static gboolean
+family_addresses_usable (JsonArray *before, JsonArray *now, const char *ifname,
+                         const char *family)
+{
+  for (guint i = 0; i < ma_json_array_length (before); i++)
+    {
+      JsonObject *b = ma_json_array_object (before, i);
+      JsonObject *n;
+      const char *address = ma_json_string_or_null (b, "address");
+
+      if (b == NULL || address == NULL || has_flag (b, "dadfailed")
+          || g_strcmp0 (ma_json_string_or_null (b, "interface"), ifname) != 0
+          || g_strcmp0 (ma_json_string_or_null (b, "family"), family) != 0)
+        continue;
+      n = find_address (now, ifname, address);
+      if (n == NULL || has_flag (n, "dadfailed") || has_flag (n, "tentative"))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* waited_since is 0 in the pure comparison, where a tentative address is a warning (nothing
  * waited for it yet); in a live validation it is when the wait for duplicate address detection
  * began, and an address still tentative then is a failure: the kernel neither sends from it nor
@@ -1034,6 +1058,10 @@ ma_validate_net_probe (JsonObject *before, JsonObject *now, const MaValidateOpti
         continue;
       route_check = g_strdup_printf ("default-route:%s", family);
       cause = interface_cause (report, ifname);
+      if (cause != NULL && g_str_has_prefix (cause, "addresses:")
+          && family_addresses_usable (ma_json_array_or_null (before, "addresses"),
+                                      ma_json_array_or_null (now, "addresses"), ifname, family))
+        cause = NULL; /* the failure is the other family's: this gateway can still be probed */
       if (cause == NULL && ma_report_failed (report, route_check))
         cause = route_check;
       if (cause != NULL)
