@@ -55,6 +55,10 @@ struct _MaBatch
   MaBatchFunc done;
   MaBatchItemFunc starting;
   gpointer user_data;
+  /* a thaw of named plugins (a retry or a replay), besides the items: */
+  GPtrArray *held_back;       /* names present but unable to run their thaw now: still pending */
+  GString *held_back_failures; /* "NAME: cannot run now: WHY; …" */
+  GPtrArray *dropped;         /* names whose manifest no longer exists: given up */
 };
 
 /* Oneshot plugins whose thaw failed: they may still hold their application, so they are
@@ -184,6 +188,20 @@ emit_plugin_failed (MaQuiesce *q, MaPhaseResult *result, const char *operation)
   ma_agent_emit_event (q->agent, "PLUGIN_FAILED", ma_json_new_object_node (data));
 }
 
+/* PLUGIN_FAILED for a thaw that did not run at all (no phase result) */
+static void
+emit_thaw_not_run (MaQuiesce *q, const char *name, const char *operation, const char *detail)
+{
+  JsonObject *data = json_object_new ();
+
+  json_object_set_string_member (data, "plugin", name);
+  json_object_set_string_member (data, "phase", ma_plugin_phase_to_string (MA_PLUGIN_PHASE_THAW));
+  json_object_set_string_member (data, "operation", operation);
+  json_object_set_string_member (data, "detail", detail);
+  json_object_set_boolean_member (data, "timed-out", FALSE);
+  ma_agent_emit_event (q->agent, "PLUGIN_FAILED", ma_json_new_object_node (data));
+}
+
 static MaPluginSet *
 quiesce_reload (MaQuiesce *q)
 {
@@ -280,6 +298,9 @@ batch_new (MaQuiesce *q, MaPluginSet *set, MaPluginPhase phase, const char *oper
   batch->operation = g_strdup (operation);
   batch->lease_seconds = lease_seconds;
   batch->items = g_ptr_array_new ();
+  batch->held_back = g_ptr_array_new_with_free_func (g_free);
+  batch->held_back_failures = g_string_new (NULL);
+  batch->dropped = g_ptr_array_new_with_free_func (g_free);
   return batch;
 }
 
@@ -294,6 +315,9 @@ batch_free (MaBatch *batch)
       g_free (item);
     }
   g_ptr_array_unref (batch->items);
+  g_ptr_array_unref (batch->held_back);
+  g_string_free (batch->held_back_failures, TRUE);
+  g_ptr_array_unref (batch->dropped);
   g_clear_pointer (&batch->set, ma_plugin_set_unref);
   g_free (batch->operation);
   g_free (batch);
@@ -403,6 +427,78 @@ batch_results (MaBatch *batch)
       if (item->result != NULL)
         json_array_add_object_element (array, ma_phase_result_to_json (item->result));
     }
+  return array;
+}
+
+/* Why this plugin, named by a journal or a pending retry, cannot run its oneshot thaw now;
+ * NULL when it can. */
+static char *
+thaw_blocker (MaPlugin *p)
+{
+  if (p->status == MA_PLUGIN_MASKED)
+    return g_strdup_printf ("masked (%s)", p->reason ? p->reason : "disabled");
+  if (p->status != MA_PLUGIN_USABLE)
+    return g_strdup_printf ("refused (%s)", p->reason ? p->reason : "unusable");
+  if (!ma_plugin_has_phase (p, MA_PLUGIN_PHASE_THAW))
+    return g_strdup ("its manifest no longer declares a thaw phase (Phases=)");
+  if (p->protocol != MA_PLUGIN_ONESHOT)
+    return g_strdup ("it is now a session plugin (Protocol=session); the thaw it owes is a "
+                     "oneshot one");
+  return NULL;
+}
+
+/* Add the thaw of the plugin NAME, looked up in set as installed now. A plugin whose
+ * manifest no longer exists is dropped (said so: never counted as thawed); one present but
+ * unable to run its thaw is held back, still pending, and counted as a failure. */
+static void
+batch_add_named_thaw (MaBatch *batch, MaPluginSet *set, const char *name)
+{
+  MaPlugin *p = ma_plugin_set_lookup (set, name);
+  g_autofree char *why = NULL;
+  g_autofree char *detail = NULL;
+
+  if (p == NULL)
+    {
+      g_warning ("plugin %s (operation %s) owes a thaw but its manifest no longer exists: "
+                 "dropped; its application may still be quiesced", name, batch->operation);
+      emit_thaw_not_run (batch->q, name, batch->operation,
+                         "dropped: plugin removed (its manifest no longer exists); its thaw "
+                         "did not run");
+      g_ptr_array_add (batch->dropped, g_strdup (name));
+      return;
+    }
+  why = thaw_blocker (p);
+  if (why == NULL)
+    {
+      batch_add (batch, p, NULL);
+      return;
+    }
+  detail = g_strdup_printf ("cannot run now: %s", why);
+  g_warning ("plugin %s (operation %s) owes a thaw but %s; it stays pending", name,
+             batch->operation, detail);
+  emit_thaw_not_run (batch->q, name, batch->operation, detail);
+  g_string_append_printf (batch->held_back_failures, "%s%s: %s",
+                          batch->held_back_failures->len ? "; " : "", name, detail);
+  g_ptr_array_add (batch->held_back, g_strdup (name));
+}
+
+static char *
+join_names (GPtrArray *names)
+{
+  g_autoptr(GString) text = g_string_new (NULL);
+
+  for (guint i = 0; i < names->len; i++)
+    g_string_append_printf (text, "%s%s", i ? ", " : "", (char *) names->pdata[i]);
+  return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+static JsonArray *
+names_to_json (GPtrArray *names)
+{
+  JsonArray *array = json_array_new ();
+
+  for (guint i = 0; i < names->len; i++)
+    json_array_add_string_element (array, names->pdata[i]);
   return array;
 }
 
@@ -626,7 +722,7 @@ thaw_retry_arm (MaQuiesce *q)
              retry->operation, delay);
 }
 
-/* Remember the oneshot plugins (failed is MaPlugin*) whose thaw failed, journal them and
+/* Remember the oneshot plugins (failed: their names) whose thaw failed, journal them and
  * schedule their retry. */
 static void
 thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed, const char *failures)
@@ -645,7 +741,7 @@ thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed, const 
   /* cannot happen (a new quiesce waits for the retry), but never lose a plugin */
   for (guint i = 0; i < failed->len; i++)
     {
-      const char *name = ((MaPlugin *) failed->pdata[i])->name;
+      const char *name = failed->pdata[i];
       if (!g_ptr_array_find_with_equal_func (retry->names, name, g_str_equal, NULL))
         g_ptr_array_add (retry->names, g_strdup (name));
     }
@@ -664,6 +760,7 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
   g_autoptr(GPtrArray) still = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(JsonNode) ret = NULL;
   g_autoptr(GError) error = NULL;
+  g_autofree char *dropped = join_names (batch->dropped);
   JsonObject *data = json_object_new ();
   JsonObject *obj;
   JsonArray *names = json_array_new ();
@@ -681,6 +778,12 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
                               item->plugin->name, item->result->detail);
       g_ptr_array_add (still, g_strdup (item->plugin->name));
     }
+  /* a plugin that could not run its thaw has not thawed: it stays pending */
+  for (guint i = 0; i < batch->held_back->len; i++)
+    g_ptr_array_add (still, g_strdup (batch->held_back->pdata[i]));
+  if (batch->held_back_failures->len > 0)
+    g_string_append_printf (failures, "%s%s", failures->len ? "; " : "",
+                            batch->held_back_failures->str);
   retry->batch = NULL;
   g_ptr_array_set_size (retry->names, 0);
   g_ptr_array_extend_and_steal (retry->names, g_steal_pointer (&still));
@@ -692,13 +795,25 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
       journal_write_names (q, retry->operation, retry->names, TRUE);
       thaw_retry_arm (q);
       g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED,
-                   "thaw retry %u of operation %s failed for %s; %s", retry->attempts,
+                   "thaw retry %u of operation %s failed for %s; %s%s%s%s", retry->attempts,
                    retry->operation, failures->str,
                    retry->timer_id ? "the agent retries it again"
-                                   : "the agent is stopping: the next start retries it");
+                                   : "the agent is stopping: the next start retries it",
+                   batch->dropped->len ? "; dropped (plugin removed, its thaw did not run): "
+                                       : "",
+                   dropped, batch->dropped->len ? " — its application may still be quiesced"
+                                                : "");
     }
   else
-    journal_remove (q);
+    {
+      journal_remove (q);
+      if (batch->dropped->len > 0)
+        g_set_error (&error, MA_ERROR, MA_ERROR_PLUGIN_FAILED,
+                     "thaw retry %u of operation %s: plugin %s was removed (its manifest no "
+                     "longer exists) before its thaw succeeded; dropped from the retry, its "
+                     "thaw did not run and its application may still be quiesced",
+                     retry->attempts, retry->operation, dropped);
+    }
 
   json_object_set_string_member (data, "operation", retry->operation);
   json_object_set_string_member (data, "reason", retry->reason);
@@ -707,6 +822,10 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
   json_object_set_int_member (data, "retry", retry->attempts);
   if (failures->len > 0)
     json_object_set_string_member (data, "failures", failures->str);
+  if (retry->names->len > 0)
+    json_object_set_array_member (data, "pending", names_to_json (retry->names));
+  if (batch->dropped->len > 0)
+    json_object_set_array_member (data, "dropped", names_to_json (batch->dropped));
   if (retry->timer_id != 0)
     json_object_set_double_member (data, "next_retry_seconds", thaw_retry_next_in (q));
   ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
@@ -721,7 +840,8 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
   answer_calls (retry->calls, ret, error);
   batch_free (batch);
 
-  if (retry->names->len == 0)
+  /* a failure keeps the lifecycle where the failed thaw (or the replay) left it: `failed` */
+  if (retry->names->len == 0 && error == NULL)
     {
       g_message ("thaw retry %u of operation %s succeeded", retry->attempts, retry->operation);
       remember (q, retry->operation, "thawed", NULL);
@@ -732,6 +852,15 @@ on_thaw_retried (MaBatch *batch, gpointer user_data)
       ma_agent_set_last_operation (q->agent, "thaw", retry->operation, "ok");
       g_clear_pointer (&q->retry, thaw_retry_free);
     }
+  else if (retry->names->len == 0)
+    {
+      /* every plugin left was removed: nothing remains to retry, nothing was thawed */
+      remember (q, retry->operation, "failed", error->message);
+      ma_agent_set_last_operation (q->agent, "thaw", retry->operation, "fail");
+      g_clear_pointer (&q->retry, thaw_retry_free);
+    }
+  else
+    remember (q, retry->operation, "failed", error->message);
   shutdown_done (q);
 }
 
@@ -748,25 +877,18 @@ thaw_retry_run (MaQuiesce *q, const char *reason)
   batch = batch_new (q, set, MA_PLUGIN_PHASE_THAW, retry->operation, 0);
   batch->reverse = TRUE;
   for (guint i = 0; i < retry->names->len; i++)
-    {
-      const char *name = retry->names->pdata[i];
-      MaPlugin *p = ma_plugin_set_lookup (set, name);
-      if (p == NULL || p->status != MA_PLUGIN_USABLE)
-        g_warning ("plugin %s failed to thaw (operation %s) but cannot run now (%s): "
-                   "no longer retried", name, retry->operation, p ? p->reason : "gone");
-      else
-        batch_add (batch, p, NULL);
-    }
+    batch_add_named_thaw (batch, set, retry->names->pdata[i]);
   retry->attempts++;
   g_free (retry->reason);
   retry->reason = g_strdup (reason);
   retry->batch = batch;
-  g_message ("thaw retry %u of operation %s (%s): %u plugins", retry->attempts,
-             retry->operation, reason, batch->items->len);
+  g_message ("thaw retry %u of operation %s (%s): %u plugins (%u cannot run now, %u dropped)",
+             retry->attempts, retry->operation, reason, batch->items->len,
+             batch->held_back->len, batch->dropped->len);
   batch_start (batch, on_thaw_retried, q);
 }
 
-/* The oneshot plugins among the failed items of a thaw batch (MaPlugin*, not owned), and
+/* The names of the oneshot plugins among the failed items of a thaw batch (not owned), and
  * what failed as "NAME: WHY; …" in failures. */
 static GPtrArray *
 thaw_failures (MaBatch *batch, GString *failures)
@@ -783,7 +905,7 @@ thaw_failures (MaBatch *batch, GString *failures)
       /* a session's failed thaw ended it (stdin closed, its group killed at the
        * deadline): it released by contract, there is nothing left to retry */
       if (item->plugin->protocol == MA_PLUGIN_ONESHOT)
-        g_ptr_array_add (failed, item->plugin);
+        g_ptr_array_add (failed, item->plugin->name);
     }
   return failed;
 }
@@ -873,7 +995,11 @@ on_released (MaBatch *batch, gpointer user_data)
     }
   else
     {
-      remember (q, op->id, op->release_state == MA_STATE_EXPIRED ? "expired" : "thawed",
+      /* a thaw being retried is not over: the same id again repeats its failure */
+      remember (q, op->id,
+                failed->len > 0                          ? "failed"
+                : op->release_state == MA_STATE_EXPIRED ? "expired"
+                                                         : "thawed",
                 error ? error->message : NULL);
       /* only a quiesce that a thaw (or a stop) released before it answered waits here: it
        * answers like the release, never "quiesced" */
@@ -1220,6 +1346,17 @@ cmd_thaw (MaCall *call, gpointer user_data)
       g_ptr_array_add (q->retry->calls, ma_call_ref (call));
       if (q->retry->batch == NULL)
         thaw_retry_run (q, "thaw");
+      return;
+    }
+  if (op == NULL && q->retry != NULL && id != NULL
+      && !g_hash_table_contains (q->history, id))
+    {
+      g_autofree char *pending = thaw_retry_names (q->retry);
+      ma_call_return_new_error (call, MA_ERROR_NOT_FOUND,
+                                "operation %s is neither current nor recent; the thaw of plugin "
+                                "%s (operation %s) failed and is being retried: `thaw` without "
+                                "an operation (or with %s) retries it at once",
+                                id, pending, q->retry->operation, q->retry->operation);
       return;
     }
   if (op == NULL || (id != NULL && g_strcmp0 (id, op->id) != 0))
@@ -1649,10 +1786,18 @@ on_replayed (MaBatch *batch, gpointer user_data)
   JsonObject *data = json_object_new ();
   g_autoptr(GString) failures = g_string_new (NULL);
   g_autoptr(GPtrArray) failed = thaw_failures (batch, failures);
+  g_autofree char *dropped = join_names (batch->dropped);
+  g_autofree char *message = NULL;
   JsonArray *names = json_array_new ();
 
   for (guint i = 0; i < batch->items->len; i++)
     json_array_add_string_element (names, ((MaBatchItem *) batch->items->pdata[i])->plugin->name);
+  /* a plugin that could not run its thaw now has not thawed: it is retried like a failure */
+  for (guint i = 0; i < batch->held_back->len; i++)
+    g_ptr_array_add (failed, batch->held_back->pdata[i]);
+  if (batch->held_back_failures->len > 0)
+    g_string_append_printf (failures, "%s%s", failures->len ? "; " : "",
+                            batch->held_back_failures->str);
   /* what still fails to thaw stays journaled and is retried like any failed thaw */
   if (failed->len > 0)
     thaw_retry_begin (q, batch->operation, failed, failures->str);
@@ -1664,12 +1809,40 @@ on_replayed (MaBatch *batch, gpointer user_data)
   json_object_set_boolean_member (data, "replayed", TRUE);
   if (failures->len > 0)
     json_object_set_string_member (data, "failures", failures->str);
+  if (failed->len > 0)
+    json_object_set_array_member (data, "pending", names_to_json (q->retry->names));
+  if (batch->dropped->len > 0)
+    json_object_set_array_member (data, "dropped", names_to_json (batch->dropped));
   if (failed->len > 0 && q->retry->timer_id != 0)
     json_object_set_double_member (data, "next_retry_seconds", thaw_retry_next_in (q));
   ma_agent_emit_event (q->agent, "THAWED", ma_json_new_object_node (data));
   g_message ("thawed %u plugins left quiesced by the previous run (operation %s)%s",
-             batch->items->len, batch->operation, failed->len ? "; some failed" : "");
-  remember (q, batch->operation, "thawed", NULL);
+             batch->items->len, batch->operation,
+             failed->len || batch->dropped->len ? "; some did not thaw" : "");
+
+  if (failures->len > 0 || batch->dropped->len > 0)
+    {
+      g_autofree char *retried = failed->len > 0 ? thaw_retry_names (q->retry) : NULL;
+      g_autoptr(GString) text = g_string_new (NULL);
+      g_string_append_printf (text, "thaw of operation %s, left quiesced by the previous run, "
+                              "failed", batch->operation);
+      if (failures->len > 0)
+        g_string_append_printf (text, " for %s", failures->str);
+      if (retried != NULL)
+        g_string_append_printf (text, "; the agent retries the thaw of %s%s", retried,
+                                q->retry->timer_id != 0 ? " (`thaw` retries at once)"
+                                                        : " at its next start");
+      if (batch->dropped->len > 0)
+        g_string_append_printf (text, "; dropped (plugin removed, its thaw did not run): %s",
+                                dropped);
+      message = g_string_free (g_steal_pointer (&text), FALSE);
+      /* like a failed thaw while running: the retry's success moves it to `thawed` */
+      enter_state (q, MA_STATE_FAILED, batch->operation, message);
+      remember (q, batch->operation, "failed", message);
+      ma_agent_set_last_operation (q->agent, "thaw", batch->operation, "fail");
+    }
+  else
+    remember (q, batch->operation, "thawed", NULL);
   q->replaying = FALSE;
   batch_free (batch);
   shutdown_done (q);
@@ -1708,14 +1881,7 @@ replay_journal (gpointer user_data)
   batch = batch_new (q, set, MA_PLUGIN_PHASE_THAW, operation, 0);
   batch->reverse = TRUE;
   for (guint i = 0; names != NULL && names[i] != NULL; i++)
-    {
-      MaPlugin *p = ma_plugin_set_lookup (set, names[i]);
-      if (p == NULL || p->status != MA_PLUGIN_USABLE)
-        g_warning ("plugin %s was left quiesced by the previous run but cannot run now (%s)",
-                   names[i], p ? p->reason : "gone");
-      else
-        batch_add (batch, p, NULL);
-    }
+    batch_add_named_thaw (batch, set, names[i]);
   g_message ("the previous run left operation %s quiesced: thawing %u plugins", operation,
              batch->items->len);
   batch_start (batch, on_replayed, q);

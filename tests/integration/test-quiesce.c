@@ -2164,6 +2164,299 @@ test_thaw_retry_config_refused (Fixture *f, gconstpointer data)
   g_assert_cmpfloat (double_of (d, "next_retry_seconds"), <=, 5.0);
 }
 
+/* Holds its application ($DIR/held) from quiesce until a thaw that succeeds, which needs
+ * $DIR/thaw-ok; logs every phase. */
+static const char *const holder_body =
+  "case \"$1\" in\n"
+  "  quiesce) touch \"$DIR/held\"; echo \"$MA_PLUGIN quiesce\" >> \"$LOG\" ;;\n"
+  "  thaw) echo \"$MA_PLUGIN thaw\" >> \"$LOG\";"
+  " [ -e \"$DIR/thaw-ok\" ] || { echo 'resume refused' >&2; exit 4; }; rm -f \"$DIR/held\" ;;\n"
+  "esac\n"
+  "exit 0";
+
+/* The names in `plugins`.thaw_retry.plugins joined by ",", or NULL when none is pending. */
+static char *
+pending_retry (Fixture *f)
+{
+  g_autoptr(JsonNode) plugins = ma_test_execute (f->client, "plugins", NULL);
+  JsonNode *retry = json_object_get_member (json_node_get_object (plugins), "thaw_retry");
+  g_auto(GStrv) names = NULL;
+
+  g_assert_nonnull (retry);
+  if (JSON_NODE_HOLDS_NULL (retry))
+    return NULL;
+  g_assert_true (ma_json_get_strv (json_node_get_object (retry), "plugins", &names, NULL));
+  g_assert_nonnull (names);
+  return g_strjoinv (",", names);
+}
+
+/* The next PLUGIN_FAILED whose detail starts with prefix (earlier ones are skipped). */
+static JsonNode *
+wait_plugin_failed (Fixture *f, const char *prefix)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (WAIT_MS) * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(JsonNode) event = wait_event (f, "PLUGIN_FAILED");
+      const char *detail = NULL;
+      g_assert_true (ma_json_get_string (event_data (event), "detail", &detail, NULL));
+      if (detail != NULL && g_str_has_prefix (detail, prefix))
+        return g_steal_pointer (&event);
+    }
+  g_error ("no PLUGIN_FAILED with a detail starting '%s' within %d ms", prefix, WAIT_MS);
+  return NULL;
+}
+
+/* A thaw retry that cannot run the plugin's thaw (refused, masked, no thaw phase, now a
+ * session) keeps it pending: PluginFailed "cannot run now", the journal kept, the lifecycle
+ * failed, the application still held; once the manifest is right again the thaw runs and
+ * only then is it over. */
+static void
+test_thaw_retry_unusable_stays_pending (Fixture *f, gconstpointer data)
+{
+  static const struct
+  {
+    const char *manifest;
+    const char *says;
+  } broken[] = {
+    { "Timout=5", "holder: cannot run now: refused (" },      /* an admin's typo */
+    { "Enabled=false", "holder: cannot run now: masked (" },
+    { "Phases=check;quiesce", "holder: cannot run now: its manifest no longer declares a "
+                              "thaw phase" },
+    { "Protocol=session", "holder: cannot run now: it is now a session plugin" },
+  };
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *state = NULL;
+  g_autofree char *pending = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "holder", "", holder_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-keep\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  create_file (f, "thaw-ok"); /* the application would resume now: only the manifest is wrong */
+
+  for (guint i = 0; i < G_N_ELEMENTS (broken); i++)
+    {
+      g_autoptr(GError) again = NULL;
+      g_autoptr(JsonNode) event = NULL;
+      g_autofree char *now = NULL;
+      g_autofree char *still = NULL;
+      const char *detail = NULL;
+
+      g_test_message ("manifest with %s", broken[i].manifest);
+      write_plugin (f, "holder", broken[i].manifest, holder_body);
+      again = execute_error (f, "thaw", NULL);
+      g_assert_error (again, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+      g_assert_nonnull (strstr (again->message, broken[i].says));
+      g_assert_nonnull (strstr (again->message, "the agent retries it again"));
+      event = wait_plugin_failed (f, "cannot run now: ");
+      g_assert_true (ma_json_get_string (event_data (event), "detail", &detail, NULL));
+      g_assert_nonnull (strstr (again->message, detail)); /* the event says what thaw said */
+      g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+      g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+      now = lifecycle_state (f);
+      g_assert_cmpstr (now, ==, "failed");
+      still = pending_retry (f);
+      g_assert_cmpstr (still, ==, "holder");
+    }
+  /* the thaw never ran while the manifest was wrong */
+  assert_log (f, "holder quiesce\nholder thaw\n");
+
+  write_plugin (f, "holder", "", holder_body);
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==, (gint64) G_N_ELEMENTS (broken) + 1);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "thawed");
+  pending = pending_retry (f);
+  g_assert_null (pending);
+  assert_log (f, "holder quiesce\nholder thaw\nholder thaw\n");
+}
+
+/* A plugin whose manifest was deleted while its thaw was pending is given up on, said so:
+ * PluginFailed "was removed … its thaw did not run", PLUGIN_FAILED "dropped: plugin removed",
+ * THAWED with "dropped"; the lifecycle stays failed and the operation is remembered as
+ * failed, never as thawed. Nothing is pending afterwards. */
+static void
+test_thaw_retry_plugin_removed (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) event = NULL;
+  g_autoptr(JsonNode) thawed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) dropped = NULL;
+  g_autoptr(GError) reuse = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *manifest = g_build_filename (f->plugins, "holder.plugin", NULL);
+  g_autofree char *state = NULL;
+  g_autofree char *pending = NULL;
+  g_auto(GStrv) dropped_names = NULL;
+  const char *detail = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "holder", "", holder_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-gone\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_cmpint (g_unlink (manifest), ==, 0);
+
+  dropped = execute_error (f, "thaw", NULL);
+  g_assert_error (dropped, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (dropped->message, "plugin holder was removed"));
+  g_assert_nonnull (strstr (dropped->message, "its thaw did not run"));
+  event = wait_plugin_failed (f, "dropped: plugin removed");
+  g_assert_true (ma_json_get_string (event_data (event), "detail", &detail, NULL));
+  g_assert_nonnull (strstr (detail, "its thaw did not run"));
+  thawed = wait_thaw_retry (f, 1);
+  g_assert_true (ma_json_get_strv (event_data (thawed), "dropped", &dropped_names, NULL));
+  g_assert_nonnull (dropped_names);
+  g_assert_cmpstr (dropped_names[0], ==, "holder");
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  pending = pending_retry (f);
+  g_assert_null (pending);
+  /* the operation is remembered as failed: quiescing with its id repeats why */
+  reuse = execute_error (f, "quiesce", "{\"operation\": \"op-gone\"}");
+  g_assert_error (reuse, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (reuse->message, "was removed"));
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_true (json_object_has_member (json_node_get_object (t), "already"));
+  assert_log (f, "holder quiesce\nholder thaw\n");
+}
+
+/* While a retry is pending, a thaw naming an operation that is neither current nor recent
+ * is NotFound naming the operation being retried: never "already", which would tell the
+ * caller a thaw happened. */
+static void
+test_thaw_retry_wrong_operation (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) typo = NULL;
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *pending = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "holder", "", holder_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-a\"}");
+  error = execute_error (f, "thaw", NULL);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  typo = execute_error (f, "thaw", "{\"operation\": \"op-typo\"}");
+  g_assert_error (typo, MA_ERROR, MA_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (typo->message, "operation op-typo is neither current nor recent"));
+  g_assert_nonnull (strstr (typo->message, "the thaw of plugin holder (operation op-a) failed"));
+  pending = pending_retry (f);
+  g_assert_cmpstr (pending, ==, "holder");
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  assert_log (f, "holder quiesce\nholder thaw\n");
+
+  create_file (f, "thaw-ok");
+  t = ma_test_execute (f->client, "thaw", "{\"operation\": \"op-a\"}");
+  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==, 1);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+}
+
+/* A restart's replay whose thaw fails again: the lifecycle is failed with the reason (as for
+ * a failed thaw while running), the operation is remembered as failed and being retried (a
+ * quiesce reusing its id says so), and the retry's success makes it thawed. */
+static void
+test_thaw_retry_replay_fails (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) replayed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autoptr(GError) reuse = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *state = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *pending = NULL;
+  const char *failures = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "holder", "", holder_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rp\"}");
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0); /* its thaw fails */
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  start (f);
+  replayed = wait_buffered_event (f, "THAWED");
+  g_assert_true (ma_json_get_string (event_data (replayed), "failures", &failures, NULL));
+  g_assert_nonnull (failures);
+  g_assert_nonnull (strstr (failures, "holder: exited with status 4"));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  pending = pending_retry (f);
+  g_assert_cmpstr (pending, ==, "holder");
+  reuse = execute_error (f, "quiesce", "{\"operation\": \"op-rp\"}");
+  g_assert_error (reuse, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (reuse->message, "the agent retries the thaw of holder"));
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+
+  create_file (f, "thaw-ok");
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==, 1);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+  after = lifecycle_state (f);
+  g_assert_cmpstr (after, ==, "thawed");
+}
+
+/* A restart finds the journaled plugin present but refused (a typo in its manifest): its
+ * thaw cannot run, so it stays pending (journal, lifecycle failed) instead of being counted
+ * as thawed; once the manifest is fixed, thaw runs it. */
+static void
+test_thaw_retry_replay_unusable (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) replayed = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *held = g_build_filename (f->daemon->dir, "held", NULL);
+  g_autofree char *state = NULL;
+  g_autofree char *pending = NULL;
+  const char *failures = NULL;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "holder", "", holder_body);
+  start (f);
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-rpu\"}");
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  write_plugin (f, "holder", "Timout=5", holder_body);
+  create_file (f, "thaw-ok");
+  start (f);
+  replayed = wait_buffered_event (f, "THAWED");
+  g_assert_true (ma_json_get_string (event_data (replayed), "failures", &failures, NULL));
+  g_assert_nonnull (failures);
+  g_assert_nonnull (strstr (failures, "holder: cannot run now: refused ("));
+  g_assert_true (g_file_test (journal, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (held, G_FILE_TEST_EXISTS));
+  state = lifecycle_state (f);
+  g_assert_cmpstr (state, ==, "failed");
+  pending = pending_retry (f);
+  g_assert_cmpstr (pending, ==, "holder");
+
+  write_plugin (f, "holder", "", holder_body);
+  t = ma_test_execute (f->client, "thaw", NULL);
+  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==, 1);
+  g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2207,6 +2500,11 @@ main (int argc, char **argv)
   ADD ("/quiesce/thaw-retry-sigterm", test_thaw_retry_sigterm);
   ADD ("/quiesce/thaw-retry-bounded", test_thaw_retry_bounded);
   ADD ("/quiesce/thaw-retry-config-refused", test_thaw_retry_config_refused);
+  ADD ("/quiesce/thaw-retry-unusable-stays-pending", test_thaw_retry_unusable_stays_pending);
+  ADD ("/quiesce/thaw-retry-plugin-removed", test_thaw_retry_plugin_removed);
+  ADD ("/quiesce/thaw-retry-wrong-operation", test_thaw_retry_wrong_operation);
+  ADD ("/quiesce/thaw-retry-replay-fails", test_thaw_retry_replay_fails);
+  ADD ("/quiesce/thaw-retry-replay-unusable", test_thaw_retry_replay_unusable);
 #undef ADD
   return g_test_run ();
 }
