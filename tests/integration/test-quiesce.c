@@ -2271,7 +2271,8 @@ test_thaw_retry_unusable_stays_pending (Fixture *f, gconstpointer data)
 
   write_plugin (f, "holder", "", holder_body);
   t = ma_test_execute (f->client, "thaw", NULL);
-  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==, (gint64) G_N_ELEMENTS (broken) + 1);
+  g_assert_cmpint (int_of (json_node_get_object (t), "retry"), ==,
+                   (gint64) G_N_ELEMENTS (broken) + 1);
   g_assert_false (g_file_test (held, G_FILE_TEST_EXISTS));
   g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
   state = lifecycle_state (f);
