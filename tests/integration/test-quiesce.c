@@ -2458,6 +2458,188 @@ test_thaw_retry_replay_unusable (Fixture *f, gconstpointer data)
   g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
 }
 
+/* ---- SIGTERM while a thaw retry attempt runs ---- */
+
+/* The ThawTimeout of slow_thaw_body's plugin: the bound on how long a stop may wait for it. */
+#define SLOW_THAW_TIMEOUT_SECONDS 10
+
+/* Fails its thaw (exit 4) until $DIR/thaw-ok exists; while $DIR/thaw-slow exists its thaw
+ * first logs "NAME thaw-slow", takes 2 s (well under its ThawTimeout), then logs "NAME
+ * thaw-slow-done": a retry attempt that is still running when SIGTERM comes. */
+static const char *const slow_thaw_body =
+  "[ \"$1\" = thaw ] || { echo \"$MA_PLUGIN $1\" >> \"$LOG\"; exit 0; }\n"
+  "echo \"$MA_PLUGIN thaw\" >> \"$LOG\"\n"
+  "if [ -e \"$DIR/thaw-slow\" ]; then\n"
+  "  echo \"$MA_PLUGIN thaw-slow\" >> \"$LOG\"\n"
+  "  sleep 2\n"
+  "  echo \"$MA_PLUGIN thaw-slow-done\" >> \"$LOG\"\n"
+  "fi\n"
+  "[ -e \"$DIR/thaw-ok\" ] && exit 0\n"
+  "echo 'resume refused: service restarting' >&2\n"
+  "exit 4";
+
+/* Wait until the plugin log, from byte `from` on, contains needle. */
+static void
+wait_log_from (Fixture *f, gsize from, const char *needle)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) ma_test_timeout_ms (WAIT_MS) * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *text = read_log (f);
+      if (strlen (text) >= from && strstr (text + from, needle) != NULL)
+        return;
+      g_usleep (10 * 1000);
+    }
+  {
+    g_autofree char *text = read_log (f);
+    g_error ("plugin log never showed '%s' after byte %" G_GSIZE_FORMAT "; it holds:\n%s",
+             needle, from, text);
+  }
+}
+
+/* With the running agent: quiesce operation `id` (plugin "slow"), let its thaw fail, start
+ * a retry attempt with a `thaw` on a second connection and make that attempt slow (its thaw
+ * succeeds when `succeeds`), then SIGTERM the agent once the plugin log shows the attempt
+ * running. The stop lets the attempt finish (its thaw runs to its end, not killed), takes
+ * less than the plugin's ThawTimeout + 3 s, and exits 0. Returns the waiting thaw's reply,
+ * read after the agent exited. */
+static JsonNode *
+sigterm_mid_attempt (Fixture *f, const char *id, gboolean succeeds)
+{
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) failed = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(MaClient) waiter = NULL;
+  g_autofree char *args = g_strdup_printf ("{\"operation\": \"%s\"}", id);
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  g_autofree char *agent_text = NULL;
+  JsonNode *reply;
+  gint64 started, stop_ms;
+
+  q = ma_test_execute (f->client, "quiesce", args);
+  error = execute_error (f, "thaw", args);
+  g_assert_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED);
+  g_assert_nonnull (strstr (error->message, "slow: exited with status 4"));
+  /* skip a THAWED still queued on this connection from an earlier replay */
+  do
+    {
+      g_clear_pointer (&failed, json_node_unref);
+      failed = wait_event (f, "THAWED");
+    }
+  while (g_strcmp0 (string_of (json_object_get_member (json_node_get_object (failed), "data"),
+                               "operation"), id) != 0);
+  g_assert_cmpfloat (double_of (event_data (failed), "next_retry_seconds"), >, 500.0);
+
+  create_file (f, "thaw-slow");
+  if (succeeds)
+    create_file (f, "thaw-ok");
+  before = read_log (f);
+  waiter = ma_test_daemon_connect (f->daemon);
+  send_request (waiter, "thaw", args, "thaw-mid-attempt");
+  wait_log_from (f, strlen (before), "slow thaw-slow\n");
+
+  started = g_get_monotonic_time ();
+  g_assert_cmpint (ma_test_daemon_stop (f->daemon), ==, 0);
+  stop_ms = (g_get_monotonic_time () - started) / 1000;
+  g_test_message ("stop with a retry attempt running took %" G_GINT64_FORMAT " ms", stop_ms);
+  g_assert_cmpint (stop_ms, <,
+                   (gint64) ma_test_timeout_ms ((SLOW_THAW_TIMEOUT_SECONDS + 3) * 1000));
+  /* the attempt ran to its end: the stop waited for it instead of killing it */
+  after = read_log (f);
+  g_assert_cmpstr (after + strlen (before), ==,
+                   "slow thaw\nslow thaw-slow\nslow thaw-slow-done\n");
+  /* answered before the agent exited, never dropped */
+  reply = read_answer (waiter, "thaw-mid-attempt");
+  assert_agent_log_clean (f);
+  agent_text = agent_log (f);
+  g_assert_null (strstr (agent_text, "exiting anyway"));
+  remove_file (f, "thaw-slow");
+  return reply;
+}
+
+/* SIGTERM while a retry attempt's thaw is running: the agent waits for that attempt (bounded
+ * by the plugin's ThawTimeout) and exits 0. An attempt that fails keeps the plugin in the
+ * journal ("thaw-failed": true), the waiting thaw says the agent is stopping and the next
+ * start's replay thaws it; one that succeeds removes the journal, the waiting thaw succeeds
+ * and the next start replays nothing. */
+static void
+test_thaw_retry_sigterm_mid_attempt (Fixture *f, gconstpointer data)
+{
+  g_autoptr(JsonNode) failed_reply = NULL;
+  g_autoptr(JsonNode) ok_reply = NULL;
+  g_autoptr(JsonNode) replayed = NULL;
+  g_autoptr(JsonNode) events = NULL;
+  g_autoptr(JsonNode) q = NULL;
+  g_autoptr(JsonNode) t = NULL;
+  g_autofree char *journal = g_build_filename (f->daemon->state_dir, "quiesce.journal", NULL);
+  g_autofree char *journal_text = NULL;
+  g_autofree char *pending = NULL;
+  g_autofree char *pending_after = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *after = NULL;
+  JsonArray *list = NULL;
+  JsonObject *ret;
+  const char *desc = NULL;
+  gboolean was_replayed = FALSE;
+
+  set_thaw_retry (f, "600");
+  write_plugin (f, "slow", "ThawTimeout=" G_STRINGIFY (SLOW_THAW_TIMEOUT_SECONDS),
+                slow_thaw_body);
+  start (f);
+
+  /* the attempt fails: kept for the next start, which thaws it */
+  failed_reply = sigterm_mid_attempt (f, "op-mid-fail", FALSE);
+  g_assert_cmpstr (reply_error_class (failed_reply, &desc), ==, "PluginFailed");
+  g_assert_nonnull (strstr (desc, "thaw retry 1 of operation op-mid-fail failed for slow: "
+                                  "exited with status 4"));
+  g_assert_nonnull (strstr (desc, "the agent is stopping: the next start retries it"));
+  g_assert_true (g_file_get_contents (journal, &journal_text, NULL, NULL));
+  g_assert_nonnull (strstr (journal_text, "\"op-mid-fail\""));
+  g_assert_nonnull (strstr (journal_text, "\"slow\""));
+  g_assert_nonnull (strstr (journal_text, "\"thaw-failed\":true"));
+
+  create_file (f, "thaw-ok");
+  before = read_log (f);
+  start (f);
+  wait_file_gone (journal);
+  wait_log_from (f, strlen (before), "slow thaw\n");
+  replayed = wait_buffered_event (f, "THAWED");
+  g_assert_true (ma_json_get_bool (event_data (replayed), "replayed", &was_replayed, NULL));
+  g_assert_true (was_replayed);
+  g_assert_false (json_object_has_member (event_data (replayed), "failures"));
+  g_assert_cmpstr (string_of (json_object_get_member (json_node_get_object (replayed), "data"),
+                              "operation"), ==, "op-mid-fail");
+  pending = pending_retry (f);
+  g_assert_null (pending);
+
+  /* the attempt succeeds: the journal is gone and the next start replays nothing */
+  remove_file (f, "thaw-ok");
+  ok_reply = sigterm_mid_attempt (f, "op-mid-ok", TRUE);
+  ret = reply_return (ok_reply);
+  g_assert_cmpstr (json_object_get_string_member (ret, "operation"), ==, "op-mid-ok");
+  g_assert_cmpint (int_of (ret, "retry"), ==, 1);
+  g_assert_false (g_file_test (journal, G_FILE_TEST_EXISTS));
+
+  g_clear_pointer (&before, g_free);
+  before = read_log (f);
+  start (f);
+  pending_after = pending_retry (f);
+  g_assert_null (pending_after);
+  events = ma_test_execute (f->client, "events", "{\"after\": 0}");
+  g_assert_true (ma_json_get_array (json_node_get_object (events), "events", &list, NULL));
+  g_assert_nonnull (list);
+  for (guint i = 0; i < json_array_get_length (list); i++)
+    g_assert_cmpstr (string_of (json_array_get_element (list, i), "event"), !=, "THAWED");
+  /* nothing pending: a new operation quiesces and thaws normally, and no thaw ran before it */
+  q = ma_test_execute (f->client, "quiesce", "{\"operation\": \"op-mid-after\"}");
+  t = ma_test_execute (f->client, "thaw", NULL);
+  after = read_log (f);
+  g_assert_cmpstr (after + strlen (before), ==, "slow quiesce\nslow thaw\n");
+  assert_agent_log_clean (f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2506,6 +2688,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/thaw-retry-wrong-operation", test_thaw_retry_wrong_operation);
   ADD ("/quiesce/thaw-retry-replay-fails", test_thaw_retry_replay_fails);
   ADD ("/quiesce/thaw-retry-replay-unusable", test_thaw_retry_replay_unusable);
+  ADD ("/quiesce/thaw-retry-sigterm-mid-attempt", test_thaw_retry_sigterm_mid_attempt);
 #undef ADD
   return g_test_run ();
 }
