@@ -572,3 +572,33 @@ harness_agent_thaw (HarnessAgent *agent, const char *operation)
   g_assert_no_error (error);
   g_assert_nonnull (ret);
 }
+
+void
+harness_agent_declare_shipped_phases (HarnessAgent *agent, const char *name)
+{
+  g_autofree char *shipped_name = g_strdup_printf ("%s.plugin.in", name);
+  g_autofree char *manifest_name = g_strdup_printf ("%s.plugin", name);
+  g_autofree char *shipped = g_build_filename (g_getenv ("MA_PLUGINS_SRCDIR"), name,
+                                               shipped_name, NULL);
+  g_autofree char *manifest = g_build_filename (agent->daemon->dir, "plugins", manifest_name,
+                                                NULL);
+  g_autoptr(GKeyFile) kf = g_key_file_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *phases = NULL;
+  g_autofree char *renew_timeout = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *extended = NULL;
+
+  g_assert_true (g_key_file_load_from_file (kf, shipped, G_KEY_FILE_NONE, &error));
+  g_assert_no_error (error);
+  phases = g_key_file_get_string (kf, "Plugin", "Phases", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (phases, "renew"));
+  renew_timeout = g_key_file_get_string (kf, "Plugin", "RenewTimeout", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (manifest, &text, NULL, &error));
+  extended = g_strdup_printf ("%sPhases=%s\nRenewTimeout=%s\n", text, phases, renew_timeout);
+  g_assert_true (g_file_set_contents_full (manifest, extended, -1, G_FILE_SET_CONTENTS_NONE, 0644,
+                                           &error));
+  g_assert_no_error (error);
+}

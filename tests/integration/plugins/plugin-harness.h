@@ -111,5 +111,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (HarnessAgent, harness_agent_free)
 gboolean harness_agent_quiesce (HarnessAgent *agent, const char *operation, guint lease_seconds,
                                 char **error_desc);
 void harness_agent_thaw (HarnessAgent *agent, const char *operation);
+/* Append the shipped NAME.plugin.in's Phases= (which must include renew) and RenewTimeout= to
+ * the installed manifest, so the agent runs the phases a packaged install declares. */
+void harness_agent_declare_shipped_phases (HarnessAgent *agent, const char *name);
 
 G_END_DECLS

@@ -509,35 +509,6 @@ test_through_agent (void)
   g_assert_true (g_subprocess_get_successful (second));
 }
 
-/* The shipped manifest's Phases= and RenewTimeout=, appended to the harness's manifest. */
-static void
-declare_shipped_phases (HarnessAgent *agent)
-{
-  g_autofree char *shipped = g_build_filename (g_getenv ("MA_PLUGINS_SRCDIR"), "mariadb",
-                                               "mariadb.plugin.in", NULL);
-  g_autofree char *manifest = g_build_filename (agent->daemon->dir, "plugins", "mariadb.plugin",
-                                                NULL);
-  g_autoptr(GKeyFile) kf = g_key_file_new ();
-  g_autoptr(GError) error = NULL;
-  g_autofree char *phases = NULL;
-  g_autofree char *renew_timeout = NULL;
-  g_autofree char *text = NULL;
-  g_autofree char *extended = NULL;
-
-  g_assert_true (g_key_file_load_from_file (kf, shipped, G_KEY_FILE_NONE, &error));
-  g_assert_no_error (error);
-  phases = g_key_file_get_string (kf, "Plugin", "Phases", &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (strstr (phases, "renew"));
-  renew_timeout = g_key_file_get_string (kf, "Plugin", "RenewTimeout", &error);
-  g_assert_no_error (error);
-  g_assert_true (g_file_get_contents (manifest, &text, NULL, &error));
-  extended = g_strdup_printf ("%sPhases=%s\nRenewTimeout=%s\n", text, phases, renew_timeout);
-  g_assert_true (g_file_set_contents_full (manifest, extended, -1, G_FILE_SET_CONTENTS_NONE, 0644,
-                                           &error));
-  g_assert_no_error (error);
-}
-
 static void
 test_renew_through_agent (void)
 {
@@ -553,7 +524,7 @@ test_renew_through_agent (void)
   const char *status = NULL, *detail = NULL;
   gint64 renewed_at;
 
-  declare_shipped_phases (agent);
+  harness_agent_declare_shipped_phases (agent, "mariadb");
   /* lease 2 + margin 1: without the renew reaching the plugin its session ends 3 s idle */
   g_assert_true (harness_agent_quiesce (agent, "op-mariadb-renew", 2, NULL));
   json_object_set_string_member (args, "operation", "op-mariadb-renew");

@@ -218,35 +218,6 @@ test_renew_extends_pause (void)
   g_assert_cmpstr (value, ==, "after");
 }
 
-/* The shipped manifest's Phases= and RenewTimeout=, appended to the harness's manifest. */
-static void
-declare_shipped_phases (HarnessAgent *agent)
-{
-  g_autofree char *shipped = g_build_filename (g_getenv ("MA_PLUGINS_SRCDIR"), "redis",
-                                               "redis.plugin.in", NULL);
-  g_autofree char *manifest = g_build_filename (agent->daemon->dir, "plugins", "redis.plugin",
-                                                NULL);
-  g_autoptr(GKeyFile) kf = g_key_file_new ();
-  g_autoptr(GError) error = NULL;
-  g_autofree char *phases = NULL;
-  g_autofree char *renew_timeout = NULL;
-  g_autofree char *text = NULL;
-  g_autofree char *extended = NULL;
-
-  g_assert_true (g_key_file_load_from_file (kf, shipped, G_KEY_FILE_NONE, &error));
-  g_assert_no_error (error);
-  phases = g_key_file_get_string (kf, "Plugin", "Phases", &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (strstr (phases, "renew"));
-  renew_timeout = g_key_file_get_string (kf, "Plugin", "RenewTimeout", &error);
-  g_assert_no_error (error);
-  g_assert_true (g_file_get_contents (manifest, &text, NULL, &error));
-  extended = g_strdup_printf ("%sPhases=%s\nRenewTimeout=%s\n", text, phases, renew_timeout);
-  g_assert_true (g_file_set_contents_full (manifest, extended, -1, G_FILE_SET_CONTENTS_NONE, 0644,
-                                           &error));
-  g_assert_no_error (error);
-}
-
 static void
 test_renew_through_agent (void)
 {
@@ -262,7 +233,7 @@ test_renew_through_agent (void)
   const char *status = NULL, *detail = NULL;
   gint64 first_end;
 
-  declare_shipped_phases (agent);
+  harness_agent_declare_shipped_phases (agent, "redis");
   g_free (redis ("SET", "agent-renew", "before", NULL));
   g_assert_true (harness_agent_quiesce (agent, "op-redis-renew", 2, NULL));
   first_end = g_get_monotonic_time () + 2 * G_USEC_PER_SEC;
