@@ -57,7 +57,7 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")" && pwd)
 build=${1:-${MA_BUILD_DIR:-build}}
 agent=${MIGRATION_AGENT:-$build/agent/migration-agent}
-migctl=${MIGCTL:-$build/agent/migctl}
+migctl=${MIGCTL:-$build/agent/client/migctl}
 nproc=${NPROC:-1000}
 nfiles=${NFILES:-100}
 nlocks=${NLOCKS:-10}

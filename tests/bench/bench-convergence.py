@@ -21,10 +21,10 @@ Result (2026-11-24, 2-CPU Debian 12 machine shared with other work, load 3-9, de
 The agent's run converged where plain pre-copy and auto-converge did not within 45 s, with the
 service at 3.12x its throughput under auto-converge (1.80x no help: the throttled dirtier no
 longer competes for the single vCPU). dirty-rate ranked the dirtier first (soft-dirty, 115.8 of
-the guest's 116.2 MiB/s). Reproduce: `MIGCTL=BUILD/agent/migctl tests/bench/bench-convergence.py`
+the guest's 116.2 MiB/s). Reproduce: `MIGCTL=BUILD/agent/client/migctl tests/bench/bench-convergence.py`
 (about 5 minutes).
 
-usage: MIGCTL=BUILD/agent/migctl bench-convergence.py [--limit 45] [--bandwidth-mib 32]
+usage: MIGCTL=BUILD/agent/client/migctl bench-convergence.py [--limit 45] [--bandwidth-mib 32]
            [--downtime-ms 300] [--mib 128] [--quota 1000] [--period 1000000]
            [--modes none,auto-converge,agent]
 """
@@ -157,7 +157,7 @@ def main():
     vmlib.require_host_tools(agent=True)
     migctl = vmlib.find_migctl()
     if not migctl:
-        vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+        vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
     h = vmlib.Harness("bench-convergence")
     st = {}
     failed = True

@@ -7,7 +7,7 @@ connect. Boots one TCG guest built by tests/vm (the agent from the .deb), runs
 the guest scenario `idle-wakeups` (context switches of both over 10 s, counted
 in the guest from /proc/PID/status), prints both and their ratio.
 
-usage: MIGCTL=BUILD/agent/migctl tests/bench/bench-idle-vm.py
+usage: MIGCTL=BUILD/agent/client/migctl tests/bench/bench-idle-vm.py
 (MA_VM_CACHE, MA_DEB and the other tests/vm variables apply.)
 """
 import os

@@ -15,7 +15,7 @@ set -euo pipefail
 BUILD="${1:-$(dirname "$0")/../../build}"
 ROUNDS="${2:-20}"
 AGENT="$BUILD/agent/migration-agent"
-MIGCTL="$BUILD/agent/migctl"
+MIGCTL="$BUILD/agent/client/migctl"
 HOOK=/etc/qemu/fsfreeze-hook
 
 [ -x "$AGENT" ] && [ -x "$MIGCTL" ] || { echo "build first: $AGENT, $MIGCTL" >&2; exit 2; }

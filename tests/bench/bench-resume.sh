@@ -16,7 +16,7 @@ set -euo pipefail
 BUILD="${1:-$(dirname "$0")/../../build}"
 RUNS="${2:-21}"
 AGENT="$BUILD/agent/migration-agent"
-MIGCTL="$BUILD/agent/migctl"
+MIGCTL="$BUILD/agent/client/migctl"
 [ -x "$AGENT" ] && [ -x "$MIGCTL" ] || { echo "build first: $AGENT, $MIGCTL" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
 

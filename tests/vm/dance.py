@@ -646,7 +646,7 @@ def main():
     import sys
     migctl = vmlib.find_migctl()
     if not migctl:
-        print("migctl not found: set MIGCTL=BUILD/agent/migctl (tests/vm/demo does)")
+        print("migctl not found: set MIGCTL=BUILD/agent/client/migctl (tests/vm/demo does)")
         return 2
     h = vmlib.Harness("demo")
 

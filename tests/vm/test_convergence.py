@@ -26,7 +26,7 @@ SHORT = 0.5            # seconds: the interval for the free/throttled comparison
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("convergence")
 st = {}

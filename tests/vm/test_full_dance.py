@@ -30,7 +30,7 @@ KILL_LEASE = 600
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("full-dance")
 d = dance.Dance(h, MIGCTL, dance.Narrator(vmlib.log, h.workdir))

@@ -28,7 +28,7 @@ HOST_STAYS = 1.0  # s a host stays after queueing behind the 3 s dirty-rate (lea
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("port-replug")
 st = {}

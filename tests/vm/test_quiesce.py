@@ -30,7 +30,7 @@ ORDER = ["vmprobe", "example", "vmfail"]
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("quiesce")
 st = {"seq": 0}

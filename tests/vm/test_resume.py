@@ -26,7 +26,7 @@ MUST_PASS = ["link:eth0", "addresses:eth0", "default-route:ipv4", "gateway:10.0.
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("resume")
 st = {}

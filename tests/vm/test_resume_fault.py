@@ -22,7 +22,7 @@ OPERATION = "vm-fault-1"
 vmlib.require_host_tools(agent=True)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("resume-fault")
 st = {}

@@ -42,7 +42,7 @@ for tool in ("/lib/systemd/systemd", "/bin/udevadm", "/bin/systemctl"):
         vmlib.skip_all("%s not on the host (the guest borrows the host's systemd)" % tool)
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/migctl)")
+    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
 
 h = vmlib.Harness("systemd-unit")
 st = {}

@@ -12,7 +12,7 @@ Environment:
   MA_VM_KVM=1   use KVM instead of TCG
   MA_VM_KEEP=1  keep each test's work directory (it is kept on failure anyway)
   MA_DEB        use this .deb instead of building one from the source tree
-  MIGCTL        path of the migctl client (the build dir's agent/migctl)
+  MIGCTL        path of the migctl client (the build dir's agent/client/migctl)
   MA_VM_TIMEOUT_SCALE  multiply every deadline (slow machines)
 """
 
@@ -183,7 +183,7 @@ def find_migctl():
     p = os.environ.get("MIGCTL")
     if p:
         return p if os.access(p, os.X_OK) else None
-    for cand in ("build/agent/migctl", "builddir/agent/migctl", "_build/agent/migctl"):
+    for cand in ("build/agent/client/migctl", "builddir/agent/client/migctl", "_build/agent/client/migctl"):
         q = os.path.join(SRCROOT, cand)
         if os.access(q, os.X_OK):
             return q
