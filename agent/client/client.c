@@ -14,7 +14,7 @@
 
 struct _MaClient
 {
-  int fd;
+  MaTransport *transport;
   guint timeout_ms;
   GByteArray *in;
   GQueue events; /* JsonNode* */
@@ -29,18 +29,105 @@ set_io_error (GError **error, int err, const char *what)
   return FALSE;
 }
 
-MaClient *
-ma_client_connect (const char *uri, guint timeout_ms, GError **error)
+/* The unix-socket transport: a connected stream socket, read with poll () and a deadline. */
+typedef struct
 {
-  g_autoptr(MaClient) self = g_new0 (MaClient, 1);
+  MaTransport parent;
+  int fd;
+} UnixTransport;
+
+static gssize
+unix_transport_read (MaTransport *transport, guint8 *buf, gsize len, gint64 deadline,
+                     gboolean *timed_out, GError **error)
+{
+  UnixTransport *self = (UnixTransport *) transport;
+
+  *timed_out = FALSE;
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
+      int wait_ms = -1;
+      ssize_t n;
+      int rc;
+
+      if (deadline >= 0)
+        {
+          gint64 left = deadline - g_get_monotonic_time ();
+          if (left <= 0)
+            {
+              *timed_out = TRUE;
+              return -1;
+            }
+          wait_ms = (int) ((left + 999) / 1000);
+        }
+      rc = poll (&pfd, 1, wait_ms);
+      if (rc < 0 && errno == EINTR)
+        continue;
+      if (rc < 0)
+        {
+          set_io_error (error, errno, "poll");
+          return -1;
+        }
+      if (rc == 0)
+        continue;
+      n = read (self->fd, buf, len);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          set_io_error (error, errno, "read");
+          return -1;
+        }
+      return n;
+    }
+}
+
+static gboolean
+unix_transport_write (MaTransport *transport, const char *data, gsize len, GError **error)
+{
+  UnixTransport *self = (UnixTransport *) transport;
+
+  while (len > 0)
+    {
+      ssize_t n = send (self->fd, data, len, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return set_io_error (error, errno, "write");
+      data += n;
+      len -= (gsize) n;
+    }
+  return TRUE;
+}
+
+static void
+unix_transport_free (MaTransport *transport)
+{
+  UnixTransport *self = (UnixTransport *) transport;
+
+  if (self->fd >= 0)
+    close (self->fd);
+  g_free (self);
+}
+
+static const MaTransportClass unix_transport_class = {
+  .name = "unix",
+  .read = unix_transport_read,
+  .write = unix_transport_write,
+  .free = unix_transport_free,
+};
+
+static MaTransport *
+unix_transport_connect (const char *uri, GError **error)
+{
+  g_autoptr(MaTransport) transport = NULL;
+  UnixTransport *self = g_new0 (UnixTransport, 1);
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
   const char *path = g_str_has_prefix (uri, "unix:") ? uri + 5 : uri;
 
+  self->parent.klass = &unix_transport_class;
   self->fd = -1;
-  self->in = g_byte_array_new ();
-  self->timeout_ms = timeout_ms;
-  self->next_id = 1;
-  g_queue_init (&self->events);
+  transport = &self->parent;
   if (*path == '\0' || strlen (path) >= sizeof addr.sun_path)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "bad address '%s'", uri);
@@ -59,7 +146,35 @@ ma_client_connect (const char *uri, guint timeout_ms, GError **error)
       set_io_error (error, errno, what);
       return NULL;
     }
-  return g_steal_pointer (&self);
+  return g_steal_pointer (&transport);
+}
+
+void
+ma_transport_free (MaTransport *transport)
+{
+  if (transport != NULL)
+    transport->klass->free (transport);
+}
+
+MaClient *
+ma_client_new (MaTransport *transport, guint timeout_ms)
+{
+  MaClient *self = g_new0 (MaClient, 1);
+
+  self->transport = transport;
+  self->in = g_byte_array_new ();
+  self->timeout_ms = timeout_ms;
+  self->next_id = 1;
+  g_queue_init (&self->events);
+  return self;
+}
+
+MaClient *
+ma_client_connect (const char *uri, guint timeout_ms, GError **error)
+{
+  MaTransport *transport = unix_transport_connect (uri, error);
+
+  return transport != NULL ? ma_client_new (transport, timeout_ms) : NULL;
 }
 
 void
@@ -67,8 +182,7 @@ ma_client_free (MaClient *self)
 {
   if (self == NULL)
     return;
-  if (self->fd >= 0)
-    close (self->fd);
+  ma_transport_free (self->transport);
   g_byte_array_unref (self->in);
   g_queue_clear_full (&self->events, (GDestroyNotify) json_node_unref);
   g_free (self);
@@ -83,17 +197,7 @@ ma_client_set_timeout (MaClient *self, guint timeout_ms)
 gboolean
 ma_client_write_raw (MaClient *self, const char *data, gsize len, GError **error)
 {
-  while (len > 0)
-    {
-      ssize_t n = send (self->fd, data, len, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return set_io_error (error, errno, "write");
-      data += n;
-      len -= (gsize) n;
-    }
-  return TRUE;
+  return self->transport->klass->write (self->transport, data, len, error);
 }
 
 /* Read more bytes into the buffer before the deadline (monotonic µs, -1 = none). */
@@ -101,52 +205,25 @@ static gboolean
 client_fill (MaClient *self, gint64 deadline, gboolean *timed_out, GError **error)
 {
   guint8 buf[65536];
+  gssize n = self->transport->klass->read (self->transport, buf, sizeof buf, deadline, timed_out,
+                                           error);
 
-  *timed_out = FALSE;
-  for (;;)
+  if (n < 0)
+    return FALSE;
+  if (n == 0)
     {
-      struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
-      int wait_ms = -1;
-      ssize_t n;
-      int rc;
-
-      if (deadline >= 0)
-        {
-          gint64 left = deadline - g_get_monotonic_time ();
-          if (left <= 0)
-            {
-              *timed_out = TRUE;
-              return FALSE;
-            }
-          wait_ms = (int) ((left + 999) / 1000);
-        }
-      rc = poll (&pfd, 1, wait_ms);
-      if (rc < 0 && errno == EINTR)
-        continue;
-      if (rc < 0)
-        return set_io_error (error, errno, "poll");
-      if (rc == 0)
-        continue;
-      n = read (self->fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return set_io_error (error, errno, "read");
-      if (n == 0)
-        {
-          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                               "the agent closed the connection");
-          return FALSE;
-        }
-      g_byte_array_append (self->in, buf, (guint) n);
-      if (self->in->len > MA_CLIENT_MAX_REPLY_BYTES)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
-                       "reply larger than %d bytes", MA_CLIENT_MAX_REPLY_BYTES);
-          return FALSE;
-        }
-      return TRUE;
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                           "the agent closed the connection");
+      return FALSE;
     }
+  g_byte_array_append (self->in, buf, (guint) n);
+  if (self->in->len > MA_CLIENT_MAX_REPLY_BYTES)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                   "reply larger than %d bytes", MA_CLIENT_MAX_REPLY_BYTES);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gint64

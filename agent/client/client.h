@@ -11,6 +11,28 @@ G_BEGIN_DECLS
 
 typedef struct _MaClient MaClient;
 
+/* A transport carries the protocol's bytes to one agent: a UNIX socket (below) or a libvirt
+ * channel stream (virt-channel.h). read () returns bytes read, 0 at end of stream, -1 on an
+ * error or when the deadline (monotonic µs, -1 = none) passed (then *timed_out is TRUE). */
+typedef struct _MaTransport MaTransport;
+typedef struct
+{
+  const char *name;
+  gssize (*read) (MaTransport *self, guint8 *buf, gsize len, gint64 deadline,
+                  gboolean *timed_out, GError **error);
+  gboolean (*write) (MaTransport *self, const char *data, gsize len, GError **error);
+  void (*free) (MaTransport *self);
+} MaTransportClass;
+struct _MaTransport
+{
+  const MaTransportClass *klass;
+};
+void ma_transport_free (MaTransport *transport);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaTransport, ma_transport_free)
+
+/* A client over any transport (it takes ownership). */
+MaClient *ma_client_new (MaTransport *transport, guint timeout_ms);
+
 /* uri: unix:PATH (or a bare path). Connection errors are G_IO_ERROR. */
 MaClient *ma_client_connect (const char *uri, guint timeout_ms, GError **error);
 void ma_client_free (MaClient *self);
