@@ -1,19 +1,20 @@
-/* migctl.c — the command-line client: connects to the agent (control socket in the guest,
- * or the virtio chardev's host end), resynchronises, runs one command and prints it. */
+/* migctl.c — the command-line client: connects to the agent (control socket in the guest, the
+ * virtio chardev's host end, or a libvirt domain's channel through the libvirt module),
+ * resynchronises, runs one command and prints it; `migrate` runs in the libvirt module. */
 #include "buildconfig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <gmodule.h>
+
 #include "client.h"
 #include "error.h"
 #include "json.h"
+#include "migctl-error.h"
+#include "migctl-libvirt.h"
 #include "migctl-output.h"
 
-#define MIGCTL_EXIT_OK 0
-#define MIGCTL_EXIT_ERROR_REPLY 1
-#define MIGCTL_EXIT_USAGE 2
-#define MIGCTL_EXIT_VALIDATION_FAILED 3
 #define MIGCTL_DEFAULT_CONNECT "unix:" MA_STATEDIR "/control.sock"
 
 static const char usage_text[] =
@@ -32,11 +33,81 @@ static const char usage_text[] =
   "  prepare operation=ID           snapshot + blockers + plugin checks: ready to migrate?\n"
   "  snapshot [take=true] | validate | resumed operation=ID | announce\n"
   "  dirty-rate [seconds=N] [top=N] | throttle class=NAME|auto | unthrottle\n"
-  "  freeze-guard                   the frozen-filesystem watchdog's state\n\n"
+  "  freeze-guard                   the frozen-filesystem watchdog's state\n"
+  "  migrate DOMAIN DEST-URI [OPTIONS]   the whole live migration through libvirt\n"
+  "                       (migctl migrate --help lists its options)\n\n"
+  "With --domain NAME, --connect is a libvirt URI (qemu:///system, qemu+ssh://HOST/system…)\n"
+  "and the agent is reached through the domain's org.migration_agent.0 channel; this needs\n"
+  "the host package (migctl-libvirt).\n\n"
   "KEY=VALUE becomes an argument; VALUE is read as JSON when it parses (42, true,\n"
   "[\"a\",\"b\"]) and as a string otherwise. --args '{...}' gives all arguments at once.\n\n"
   "Exit status: 0 success, 1 the agent answered with an error, 2 usage or connection error,\n"
-  "3 `validate` returned the verdict \"fail\".";
+  "3 `validate` (or migrate's destination validation) returned the verdict \"fail\",\n"
+  "4 no such domain, 5 the domain is not running, 6 the domain has no agent channel,\n"
+  "7 another client holds the channel (--force), 8 nothing answered on the channel,\n"
+  "9 the libvirt connection failed or was lost, 10 migrate: preflight verdict blocked,\n"
+  "11 migrate: refused or failed (the guest runs on the source, thawed and released),\n"
+  "12 migrate: interrupted (aborted, thawed, released), 13 migrate: the guest has no agent,\n"
+  "14 no libvirt module installed.";
+
+/* The libvirt module (host package), loaded only when a command needs libvirt. */
+static const MigctlLibvirtModule *
+load_libvirt_module (GError **error)
+{
+  const char *dir = g_getenv ("MIGCTL_MODULE_DIR");
+  g_autofree char *path = g_build_filename (dir != NULL ? dir : MA_PKGLIBDIR "/migctl",
+                                            MIGCTL_LIBVIRT_MODULE_NAME ".so", NULL);
+  GModule *module;
+  MigctlLibvirtEntry entry = NULL;
+  const MigctlLibvirtModule *m;
+
+  module = g_module_open (path, G_MODULE_BIND_LOCAL);
+  if (module == NULL)
+    {
+      g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_NO_LIBVIRT,
+                   "libvirt support is not installed (%s); install the migctl-libvirt "
+                   "package on the host", g_module_error ());
+      return NULL;
+    }
+  if (!g_module_symbol (module, MIGCTL_LIBVIRT_ENTRY, (gpointer *) &entry) || entry == NULL
+      || (m = entry ()) == NULL || g_strcmp0 (m->version, MA_VERSION) != 0)
+    {
+      g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_NO_LIBVIRT,
+                   "%s is not the libvirt module of migctl %s", path, MA_VERSION);
+      g_module_close (module);
+      return NULL;
+    }
+  g_module_make_resident (module);
+  return m;
+}
+
+/* The exit status for an error from connecting or executing. */
+static int
+exit_status_for (const GError *error)
+{
+  if (error->domain == MIGCTL_ERROR)
+    return error->code;
+  return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+}
+
+/* The index of the command word in argv (the first word that is not an option or an option's
+ * value), or argc. */
+static int
+find_command_word (int argc, char **argv)
+{
+  static const char *const with_value[] = { "-c", "--connect", "-a", "--args", "-t", "--timeout",
+                                            "-d", "--domain", NULL };
+  for (int i = 1; i < argc; i++)
+    {
+      if (g_strcmp0 (argv[i], "--") == 0)
+        return i + 1;
+      if (argv[i][0] != '-')
+        return i;
+      if (g_strv_contains (with_value, argv[i]))
+        i++;
+    }
+  return argc;
+}
 
 static gboolean
 parse_arguments (char **words, const char *args_json, JsonObject *args, GError **error)
@@ -96,7 +167,7 @@ run_watch (MaClient *client, JsonObject *args, gboolean json_output)
       if (backlog == NULL)
         {
           g_printerr ("migctl: %s\n", error->message);
-          return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+          return exit_status_for (error);
         }
       if (JSON_NODE_HOLDS_OBJECT (backlog)
           && ma_json_get_array (json_node_get_object (backlog), "events", &events, NULL) && events)
@@ -114,7 +185,7 @@ run_watch (MaClient *client, JsonObject *args, gboolean json_output)
       if (event == NULL)
         {
           g_printerr ("migctl: %s\n", error != NULL ? error->message : "connection lost");
-          return MIGCTL_EXIT_USAGE;
+          return error != NULL ? exit_status_for (error) : MIGCTL_EXIT_USAGE;
         }
       if (json_output)
         ma_out_print_json (event, FALSE);
@@ -134,14 +205,22 @@ main (int argc, char **argv)
   g_autoptr(JsonNode) ret = NULL;
   g_autofree char *connect_uri = NULL;
   g_autofree char *args_json = NULL;
+  g_autofree char *domain = NULL;
   g_auto(GStrv) rest = NULL;
-  gboolean json_output = FALSE, no_color = FALSE, version = FALSE;
+  gboolean json_output = FALSE, no_color = FALSE, version = FALSE, force = FALSE;
+  int command_at = find_command_word (argc, argv);
+  int global_argc = command_at;
   double timeout = MA_CLIENT_DEFAULT_TIMEOUT_MS / 1000.0;
   const char *command;
   MaFormatter formatter;
   const GOptionEntry entries[] = {
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &connect_uri,
-      "Agent address (default " MIGCTL_DEFAULT_CONNECT ")", "unix:PATH" },
+      "Agent address (default " MIGCTL_DEFAULT_CONNECT "); with --domain or migrate, a libvirt "
+      "URI", "unix:PATH|URI" },
+    { "domain", 'd', 0, G_OPTION_ARG_STRING, &domain,
+      "Reach the agent of this libvirt domain through its channel", "NAME" },
+    { "force", 0, 0, G_OPTION_ARG_NONE, &force,
+      "With --domain: take the channel over from another client", NULL },
     { "json", 'j', 0, G_OPTION_ARG_NONE, &json_output, "Print the raw return as JSON", NULL },
     { "args", 'a', 0, G_OPTION_ARG_STRING, &args_json, "Arguments as one JSON object", "JSON" },
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Seconds to wait for the answer (60)",
@@ -156,6 +235,27 @@ main (int argc, char **argv)
   g_option_context_set_summary (context, "Talk to migration-agent.");
   g_option_context_set_description (context, usage_text);
   g_option_context_add_main_entries (context, entries, NULL);
+  /* `migrate` has options of its own: only what precedes it is migctl's */
+  if (command_at < argc && g_strcmp0 (argv[command_at], "migrate") == 0)
+    {
+      if (!g_option_context_parse (context, &global_argc, &argv, &error))
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return MIGCTL_EXIT_USAGE;
+        }
+      if (domain != NULL)
+        {
+          g_printerr ("migctl: migrate takes the domain as its first argument, not --domain\n");
+          return MIGCTL_EXIT_USAGE;
+        }
+      const MigctlLibvirtModule *m = load_libvirt_module (&error);
+      if (m == NULL)
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return exit_status_for (error);
+        }
+      return m->migrate (connect_uri, argc - command_at, argv + command_at);
+    }
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {
       g_printerr ("migctl: %s\n", error->message);
@@ -190,12 +290,28 @@ main (int argc, char **argv)
       return MIGCTL_EXIT_USAGE;
     }
 
-  client = ma_client_connect (connect_uri != NULL ? connect_uri : MIGCTL_DEFAULT_CONNECT,
-                              (guint) (timeout * 1000), &error);
-  if (client == NULL || !ma_client_sync (client, &error))
+  if (force && domain == NULL)
+    {
+      g_printerr ("migctl: --force is for --domain\n");
+      return MIGCTL_EXIT_USAGE;
+    }
+  if (domain != NULL)
+    {
+      const MigctlLibvirtModule *m = load_libvirt_module (&error);
+      if (m != NULL)
+        client = m->agent_connect (connect_uri, domain, force, (guint) (timeout * 1000), &error);
+    }
+  else
+    {
+      client = ma_client_connect (connect_uri != NULL ? connect_uri : MIGCTL_DEFAULT_CONNECT,
+                                  (guint) (timeout * 1000), &error);
+      if (client != NULL && !ma_client_sync (client, &error))
+        g_clear_pointer (&client, ma_client_free);
+    }
+  if (client == NULL)
     {
       g_printerr ("migctl: %s\n", error->message);
-      return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+      return exit_status_for (error);
     }
 
   if (g_strcmp0 (command, "watch") == 0)
@@ -209,7 +325,7 @@ main (int argc, char **argv)
       if (text == NULL)
         {
           g_printerr ("migctl: %s\n", error->message);
-          return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+          return exit_status_for (error);
         }
       fputs (text, stdout);
       fputc ('\n', stdout);
@@ -219,7 +335,7 @@ main (int argc, char **argv)
   if (ret == NULL)
     {
       g_printerr ("migctl: %s\n", error->message);
-      return error->domain == MA_ERROR ? MIGCTL_EXIT_ERROR_REPLY : MIGCTL_EXIT_USAGE;
+      return exit_status_for (error);
     }
   formatter = ma_out_find_formatter (command);
   if (json_output || formatter == NULL)

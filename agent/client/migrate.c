@@ -1,0 +1,1042 @@
+/* migrate.c — `migctl migrate`: preflight → quiesce (lease renewed) → migrate (job statistics,
+ * late freeze) → thaw and release on the destination → RESUMED and validation → timeline.
+ * Every state records what it did; every exit path undoes it where the guest then runs. */
+#include "buildconfig.h"
+
+#include "migrate.h"
+
+#include <glib-unix.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "migctl-error.h"
+#include "migctl-output.h"
+#include "timeline.h"
+#include "virt.h"
+
+#include <libvirt/virterror.h>
+
+typedef struct
+{
+  /* options */
+  const char *src_uri;
+  char *domain_name, *dest_uri, *migrateuri, *listen_address, *timeline_path, *operation;
+  gboolean unsafe, copy_storage_all, p2p, persistent, undefinesource, json, no_agent, force;
+  gboolean quiesce, no_quiesce, freeze;
+  int bandwidth_mib, downtime_limit_ms, freeze_retries, lease_s;
+  double freeze_timeout_s, validation_timeout_s;
+
+  /* connections */
+  virConnectPtr src, dst;
+  virDomainPtr dom;     /* on the source */
+  virDomainPtr dst_dom; /* on the destination, once it runs there */
+  MaClient *agent;      /* the agent where the guest runs now */
+  char uuid[VIR_UUID_STRING_BUFLEN];
+
+  /* what was done, for the undo */
+  gboolean quiesced, frozen, freeze_in_flight, freeze_attempted;
+  gint64 quiesced_at, frozen_at, next_renew_us;
+  gint64 last_event_seq;
+
+  /* the migration thread and friends */
+  GThread *migrate_thread, *freeze_thread;
+  gint migrate_done, freeze_done;
+  int migrate_rc, freeze_rc;
+  char *migrate_error, *freeze_error;
+  gint64 migration_started, migration_ended, freeze_started;
+  guint64 iteration;
+
+  /* signals */
+  gint interrupted; /* the signal number */
+  gboolean abort_sent;
+
+  MaTimeline *timeline;
+  JsonObject *result; /* the --json document */
+} Migration;
+
+static Migration *the_migration; /* for the libvirt event callbacks */
+
+/* ---------------------------------------------------------------- output */
+
+static void G_GNUC_PRINTF (2, 3)
+say (Migration *m, const char *fmt, ...)
+{
+  g_autofree char *text = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  text = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  fprintf (m->json ? stderr : stdout, "%s\n", text);
+  fflush (m->json ? stderr : stdout);
+}
+
+static void
+step (Migration *m, const char *who, const char *what, const char *detail)
+{
+  ma_timeline_add (m->timeline, g_get_real_time (), who, what, detail);
+}
+
+static void
+progress_line (Migration *m, guint64 iteration, guint64 remaining, guint64 rate, guint64 downtime)
+{
+  if (!isatty (STDERR_FILENO))
+    return;
+  fprintf (stderr, "\r  iteration %" G_GUINT64_FORMAT ", remaining %.1f MiB, dirty %.1f MiB/s, "
+           "expected downtime %" G_GUINT64_FORMAT " ms   ",
+           iteration, (double) remaining / 1048576.0, (double) rate / 1048576.0, downtime);
+  fflush (stderr);
+}
+
+static void
+progress_end (void)
+{
+  if (isatty (STDERR_FILENO))
+    fputs ("\n", stderr);
+}
+
+/* ---------------------------------------------------------------- the agent */
+
+static JsonNode *
+agent_call (Migration *m, const char *command, JsonObject *args, guint timeout_s, GError **error)
+{
+  if (m->agent == NULL)
+    {
+      g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_AGENT_SILENT, "no agent connection");
+      return NULL;
+    }
+  ma_client_set_timeout (m->agent, timeout_s * 1000);
+  return ma_client_execute (m->agent, command, args, error);
+}
+
+static JsonObject *
+args_operation (Migration *m)
+{
+  JsonObject *args = json_object_new ();
+
+  json_object_set_string_member (args, "operation", m->operation);
+  return args;
+}
+
+/* The agent's events after last_event_seq, into the timeline (who: the side). */
+static void
+agent_collect_events (Migration *m, const char *who)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *events = NULL;
+
+  json_object_set_int_member (args, "after", m->last_event_seq);
+  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
+      || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
+    return;
+  for (guint i = 0; i < json_array_get_length (events); i++)
+    {
+      JsonNode *ev = json_array_get_element (events, i);
+      gint64 seq = 0;
+      if (JSON_NODE_HOLDS_OBJECT (ev)
+          && ma_json_get_int (json_node_get_object (ev), "seq", &seq, NULL))
+        m->last_event_seq = MAX (m->last_event_seq, seq);
+      ma_timeline_add_event (m->timeline, who, ev);
+    }
+}
+
+/* Release the applications where the guest runs now (no error is fatal: the lease is the
+ * safety net, and the failure is said). */
+static void
+agent_release (Migration *m, const char *where)
+{
+  g_autoptr(JsonObject) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (!m->quiesced)
+    return;
+  args = args_operation (m);
+  ret = agent_call (m, "thaw", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  if (ret == NULL)
+    {
+      say (m, "migctl: warning: releasing the applications on the %s failed: %s; the agent "
+           "releases them when the %d s lease ends", where, error->message, m->lease_s);
+      step (m, "host", "release failed", error->message);
+      return;
+    }
+  m->quiesced = FALSE;
+  ma_timeline_phase (m->timeline, "quiesced", m->quiesced_at, g_get_real_time ());
+  step (m, "host", "released", where);
+  say (m, "released the applications on the %s (quiesced %.2f s)", where,
+       (double) (g_get_real_time () - m->quiesced_at) / G_USEC_PER_SEC);
+}
+
+/* ---------------------------------------------------------------- qemu-ga through libvirt */
+
+static gboolean
+qga_is_frozen (virDomainPtr dom)
+{
+  g_autofree char *reply = ma_virt_qga_command (dom, "{\"execute\":\"guest-fsfreeze-status\"}",
+                                                MA_MIGRATE_QGA_TIMEOUT_S, NULL);
+
+  return reply != NULL && strstr (reply, "\"frozen\"") != NULL;
+}
+
+/* Thaw the filesystems of the guest on `dom` when they are frozen (or a freeze was ever in
+ * flight): never leave a half-frozen guest. */
+static void
+thaw_filesystems (Migration *m, virDomainPtr dom, const char *where)
+{
+  int n;
+
+  if (!m->freeze_attempted || dom == NULL)
+    return;
+  if (!m->frozen && !m->freeze_in_flight && !qga_is_frozen (dom))
+    return;
+  n = virDomainFSThaw (dom, NULL, 0, 0);
+  if (n < 0)
+    {
+      const char *msg = virGetLastErrorMessage ();
+      say (m, "migctl: warning: thawing the filesystems on the %s failed: %s; the agent's freeze "
+           "watchdog thaws them", where, msg);
+      step (m, "host", "thaw failed", msg);
+      return;
+    }
+  if (m->frozen)
+    ma_timeline_phase (m->timeline, "frozen", m->frozen_at, g_get_real_time ());
+  say (m, "thawed %d filesystem(s) on the %s%s", n, where,
+       m->frozen ? "" : " (a freeze had been in flight)");
+  if (m->frozen)
+    say (m, "frozen window: %.3f s", (double) (g_get_real_time () - m->frozen_at) / G_USEC_PER_SEC);
+  m->frozen = FALSE;
+  step (m, "host", "thawed", where);
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static gpointer
+migrate_thread_run (gpointer data)
+{
+  Migration *m = data;
+  virTypedParameterPtr params = NULL;
+  int nparams = 0, maxparams = 0;
+  unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_ABORT_ON_ERROR;
+  g_autoptr(virConnect) conn = virConnectOpen (m->src_uri);
+  g_autoptr(virDomain) dom = NULL;
+  int rc = -1;
+
+  if (m->p2p)
+    flags |= VIR_MIGRATE_PEER2PEER;
+  if (m->unsafe)
+    flags |= VIR_MIGRATE_UNSAFE;
+  if (m->copy_storage_all)
+    flags |= VIR_MIGRATE_NON_SHARED_DISK;
+  if (m->persistent)
+    flags |= VIR_MIGRATE_PERSIST_DEST;
+  if (m->undefinesource)
+    flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (m->migrateuri != NULL)
+    virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI, m->migrateuri);
+  if (m->listen_address != NULL)
+    virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_LISTEN_ADDRESS,
+                             m->listen_address);
+  if (m->bandwidth_mib > 0)
+    virTypedParamsAddULLong (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
+                             (unsigned long long) m->bandwidth_mib);
+  if (conn != NULL)
+    dom = virDomainLookupByUUIDString (conn, m->uuid);
+  if (dom != NULL && m->p2p)
+    rc = virDomainMigrateToURI3 (dom, m->dest_uri, params, (unsigned int) nparams, flags);
+  else if (dom != NULL)
+    {
+      g_autoptr(virConnect) dconn = virConnectOpen (m->dest_uri);
+      if (dconn != NULL)
+        {
+          virDomainPtr ddom = virDomainMigrate3 (dom, dconn, params, (unsigned int) nparams, flags);
+          rc = ddom != NULL ? 0 : -1;
+          if (ddom != NULL)
+            virDomainFree (ddom);
+        }
+    }
+  if (rc < 0)
+    m->migrate_error = g_strdup (virGetLastErrorMessage ());
+  m->migrate_rc = rc;
+  virTypedParamsFree (params, nparams);
+  g_atomic_int_set (&m->migrate_done, 1);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+static gpointer
+freeze_thread_run (gpointer data)
+{
+  Migration *m = data;
+  g_autoptr(virConnect) conn = virConnectOpen (m->src_uri);
+  g_autoptr(virDomain) dom = conn != NULL ? virDomainLookupByUUIDString (conn, m->uuid) : NULL;
+  int rc = dom != NULL ? virDomainFSFreeze (dom, NULL, 0, 0) : -1;
+
+  if (rc < 0)
+    m->freeze_error = g_strdup (virGetLastErrorMessage ());
+  m->freeze_rc = rc;
+  g_atomic_int_set (&m->freeze_done, 1);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+static gpointer
+abort_thread_run (gpointer data)
+{
+  virDomainPtr dom = data;
+
+  virDomainAbortJob (dom);
+  virDomainFree (dom);
+  return NULL;
+}
+
+/* libvirt can hang: the abort runs on a thread of its own, and the loop goes on. */
+static void
+abort_job (Migration *m, const char *why)
+{
+  if (m->abort_sent || m->migrate_thread == NULL || g_atomic_int_get (&m->migrate_done))
+    return;
+  m->abort_sent = TRUE;
+  say (m, "aborting the migration (%s)", why);
+  step (m, "host", "abort", why);
+  virDomainRef (m->dom);
+  g_thread_unref (g_thread_new ("abort", abort_thread_run, m->dom));
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  Migration *m = data;
+
+  if (m->interrupted == 0)
+    m->interrupted = SIGINT;
+  g_main_context_wakeup (NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_sigterm (gpointer data)
+{
+  Migration *m = data;
+
+  m->interrupted = SIGTERM;
+  g_main_context_wakeup (NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+on_migration_iteration (virConnectPtr conn, virDomainPtr dom, int iteration, void *opaque)
+{
+  Migration *m = the_migration;
+  g_autofree char *detail = g_strdup_printf ("iteration %d", iteration);
+
+  if (m == NULL)
+    return;
+  m->iteration = MAX (m->iteration, (guint64) iteration);
+  step (m, "libvirt", "MIGRATION_ITERATION", detail);
+  g_main_context_wakeup (NULL);
+}
+
+/* ---------------------------------------------------------------- the steps */
+
+static void
+blockers_explain (Migration *m, JsonNode *report)
+{
+  MaFormatter format = ma_out_find_formatter ("blockers");
+
+  if (report == NULL || !JSON_NODE_HOLDS_OBJECT (report))
+    return;
+  if (m->json || format == NULL)
+    ma_out_print_json (report, TRUE);
+  else
+    format (report);
+}
+
+static int
+preflight (Migration *m)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) info = NULL, prepared = NULL, status = NULL;
+  g_autoptr(JsonObject) args = NULL;
+  g_autofree char *ping = NULL;
+  gboolean ready = FALSE;
+  JsonObject *obj;
+
+  m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, &error);
+  if (m->agent == NULL)
+    {
+      if (error->domain == MIGCTL_ERROR
+          && (error->code == MIGCTL_EXIT_NO_CHANNEL || error->code == MIGCTL_EXIT_AGENT_SILENT))
+        {
+          if (!m->no_agent)
+            {
+              g_printerr ("migctl: %s\nmigctl: refusing to migrate '%s' without its agent "
+                          "(--no-agent migrates it plainly)\n", error->message, m->domain_name);
+              return MIGCTL_EXIT_NO_AGENT;
+            }
+          say (m, "migctl: warning: %s; migrating without the agent (--no-agent): no quiesce, no "
+               "validation", error->message);
+          step (m, "host", "no agent", error->message);
+          return MIGCTL_EXIT_OK;
+        }
+      g_printerr ("migctl: %s\n", error->message);
+      return error->domain == MIGCTL_ERROR ? error->code : MIGCTL_EXIT_USAGE;
+    }
+  if (m->no_agent)
+    say (m, "migctl: note: the agent answers; --no-agent ignored");
+  info = agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  args = args_operation (m);
+  if (info != NULL)
+    prepared = agent_call (m, "prepare", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  if (prepared == NULL || !JSON_NODE_HOLDS_OBJECT (prepared))
+    {
+      g_printerr ("migctl: preflight: %s\n", error != NULL ? error->message : "bad answer");
+      return error != NULL && error->domain == MIGCTL_ERROR ? error->code
+                                                            : MIGCTL_EXIT_ERROR_REPLY;
+    }
+  obj = json_node_get_object (prepared);
+  ma_json_get_bool (obj, "ready", &ready, NULL);
+  step (m, "host", "prepare", ready ? "ready" : "not ready");
+  if (!ready)
+    {
+      JsonObject *blockers = NULL;
+      const char *verdict = NULL;
+      g_auto(GStrv) reasons = NULL;
+
+      ma_json_get_strv (obj, "not-ready", &reasons, NULL);
+      if (ma_json_get_object (obj, "blockers", &blockers, NULL) && blockers != NULL)
+        ma_json_get_string (blockers, "verdict", &verdict, NULL);
+      g_autofree char *joined = reasons != NULL ? g_strjoinv ("; ", reasons) : g_strdup ("");
+      say (m, "preflight: not ready: %s", joined);
+      if (g_strcmp0 (verdict, "blocked") == 0)
+        {
+          blockers_explain (m, json_object_get_member (obj, "blockers"));
+          if (!m->force)
+            {
+              g_printerr ("migctl: the agent's verdict is blocked: nothing was changed; fix "
+                          "what it names, or --force to migrate anyway\n");
+              return MIGCTL_EXIT_BLOCKED;
+            }
+          say (m, "migctl: warning: --force: migrating despite the blocked verdict");
+        }
+    }
+  else
+    say (m, "preflight: the agent is ready (operation %s)", m->operation);
+  ping = ma_virt_qga_command (m->dom, "{\"execute\":\"guest-ping\"}", MA_MIGRATE_QGA_TIMEOUT_S,
+                              &error);
+  if (ping == NULL)
+    {
+      if (m->freeze)
+        {
+          g_printerr ("migctl: --freeze needs qemu-ga, which does not answer: %s\n",
+                      error->message);
+          return MIGCTL_EXIT_ERROR_REPLY;
+        }
+      say (m, "preflight: qemu-ga does not answer (%s); no freeze is possible", error->message);
+      g_clear_error (&error);
+    }
+  else
+    step (m, "host", "qemu-ga ping", "ok");
+  status = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  if (status != NULL && JSON_NODE_HOLDS_OBJECT (status))
+    ma_json_get_int (json_node_get_object (status), "last-event-seq", &m->last_event_seq, NULL);
+  /* the journal before this operation is not this migration's */
+  m->last_event_seq = MAX (0, m->last_event_seq - 8);
+  return MIGCTL_EXIT_OK;
+}
+
+static gboolean
+has_enabled_plugins (Migration *m)
+{
+  g_autoptr(JsonNode) ret = agent_call (m, "plugins", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  JsonArray *plugins = NULL;
+
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
+      || !ma_json_get_array (json_node_get_object (ret), "plugins", &plugins, NULL) || !plugins)
+    return FALSE;
+  return json_array_get_length (plugins) > 0;
+}
+
+static int
+quiesce (Migration *m)
+{
+  g_autoptr(JsonObject) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (m->agent == NULL || m->no_quiesce || (!m->quiesce && !has_enabled_plugins (m)))
+    return MIGCTL_EXIT_OK;
+  args = args_operation (m);
+  json_object_set_int_member (args, "lease_seconds", m->lease_s);
+  ret = agent_call (m, "quiesce", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  if (ret == NULL)
+    {
+      /* all or nothing: a failed quiesce left nothing quiesced */
+      g_printerr ("migctl: quiesce failed, nothing is quiesced: %s\n", error->message);
+      return MIGCTL_EXIT_ERROR_REPLY;
+    }
+  m->quiesced = TRUE;
+  m->quiesced_at = g_get_real_time ();
+  m->next_renew_us = g_get_monotonic_time () + (gint64) m->lease_s * G_USEC_PER_SEC / 3;
+  step (m, "host", "quiesced", NULL);
+  say (m, "quiesced the applications (lease %d s, renewed every %d s)", m->lease_s,
+       MAX (1, m->lease_s / 3));
+  return MIGCTL_EXIT_OK;
+}
+
+static void
+renew_if_due (Migration *m)
+{
+  g_autoptr(JsonObject) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (!m->quiesced || g_get_monotonic_time () < m->next_renew_us)
+    return;
+  args = json_object_new ();
+  json_object_set_int_member (args, "lease_seconds", m->lease_s);
+  ret = agent_call (m, "renew", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  m->next_renew_us = g_get_monotonic_time () + (gint64) m->lease_s * G_USEC_PER_SEC / 3;
+  if (ret == NULL)
+    {
+      progress_end ();
+      say (m, "migctl: warning: renewing the lease failed: %s", error->message);
+      step (m, "host", "renew failed", error->message);
+    }
+}
+
+static void
+read_job_stats (Migration *m)
+{
+  virTypedParameterPtr params = NULL;
+  int nparams = 0, type = 0;
+  unsigned long long remaining = 0, rate = 0, page = 4096, iteration = 0, downtime = 0;
+
+  if (virDomainGetJobStats (m->dom, &type, &params, &nparams, 0) < 0)
+    return;
+  if (type != VIR_DOMAIN_JOB_NONE)
+    {
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_REMAINING, &remaining);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, &rate);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, &page);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_ITERATION, &iteration);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DOWNTIME, &downtime);
+      m->iteration = MAX (m->iteration, iteration);
+      ma_timeline_sample (m->timeline, g_get_real_time (), remaining, rate * page, iteration,
+                          downtime);
+      progress_line (m, iteration, remaining, rate * page, downtime);
+    }
+  virTypedParamsFree (params, nparams);
+}
+
+/* The late freeze: once the first pass is copied (libvirt's iteration 2), the frozen window
+ * is only what is left of the migration. */
+static void
+freeze_if_due (Migration *m)
+{
+  if (!m->freeze || m->frozen || m->freeze_in_flight || m->freeze_retries < 0
+      || m->iteration < 2 || g_atomic_int_get (&m->migrate_done))
+    return;
+  m->freeze_attempted = TRUE;
+  m->freeze_in_flight = TRUE;
+  m->freeze_started = g_get_monotonic_time ();
+  g_atomic_int_set (&m->freeze_done, 0);
+  step (m, "host", "freeze", "guest-fsfreeze-freeze (first pass copied)");
+  m->freeze_thread = g_thread_new ("freeze", freeze_thread_run, m);
+}
+
+static void
+freeze_check (Migration *m)
+{
+  if (!m->freeze_in_flight)
+    return;
+  if (g_atomic_int_get (&m->freeze_done))
+    {
+      g_thread_join (g_steal_pointer (&m->freeze_thread));
+      m->freeze_in_flight = FALSE;
+      progress_end ();
+      if (m->freeze_rc >= 0 && m->freeze_started > 0)
+        {
+          m->frozen = TRUE;
+          m->frozen_at = g_get_real_time ();
+          say (m, "froze %d filesystem(s) in %.3f s", m->freeze_rc,
+               (double) (g_get_monotonic_time () - m->freeze_started) / G_USEC_PER_SEC);
+          step (m, "host", "frozen", NULL);
+        }
+      else if (m->freeze_rc >= 0)
+        {
+          /* a freeze that outlived its timeout finished late: undo it, maybe retry */
+          m->frozen = TRUE;
+          thaw_filesystems (m, m->dom, "source");
+        }
+      else
+        {
+          say (m, "migctl: warning: the freeze failed: %s; going on unfrozen",
+               m->freeze_error != NULL ? m->freeze_error : "?");
+          step (m, "host", "freeze failed", m->freeze_error);
+          m->freeze_retries--;
+        }
+      g_clear_pointer (&m->freeze_error, g_free);
+      return;
+    }
+  if (m->freeze_started > 0
+      && g_get_monotonic_time () - m->freeze_started > (gint64) (m->freeze_timeout_s * G_USEC_PER_SEC))
+    {
+      g_autoptr(JsonNode) report = NULL;
+
+      progress_end ();
+      say (m, "migctl: the freeze did not finish within %.0f s (--freeze-timeout): what holds it, "
+           "as the agent sees it:", m->freeze_timeout_s);
+      step (m, "host", "freeze timeout", NULL);
+      report = agent_call (m, "blockers", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+      blockers_explain (m, report);
+      m->freeze_started = 0; /* late completion is undone in freeze_check */
+      m->freeze_retries--;
+      say (m, "%s", m->freeze_retries >= 0 ? "the freeze is retried once this one ends"
+                                           : "going on unfrozen (--freeze-retries exhausted)");
+    }
+}
+
+static int
+run_migration (Migration *m)
+{
+  g_autofree char *what = g_strdup_printf ("to %s", m->dest_uri);
+  gboolean downtime_set = m->downtime_limit_ms <= 0;
+  gint64 next_stats = 0, abort_deadline = 0;
+
+  say (m, "migrating %s to %s%s", m->domain_name, m->dest_uri, m->p2p ? " (peer to peer)" : "");
+  m->migration_started = g_get_real_time ();
+  step (m, "host", "migration started", what);
+  m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
+  while (!g_atomic_int_get (&m->migrate_done))
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      if (m->interrupted != 0)
+        {
+          abort_job (m, m->interrupted == SIGTERM ? "SIGTERM" : "SIGINT");
+          if (abort_deadline == 0)
+            abort_deadline = now + MA_MIGRATE_ABORT_WAIT_S * G_USEC_PER_SEC;
+        }
+      if (ma_virt_connection_lost (m->src))
+        break;
+      if (now >= next_stats)
+        {
+          if (!downtime_set)
+            downtime_set = virDomainMigrateSetMaxDowntime (m->dom,
+                                                           (unsigned long long) m->downtime_limit_ms,
+                                                           0) == 0;
+          read_job_stats (m);
+          renew_if_due (m);
+          freeze_if_due (m);
+          next_stats = now + MA_MIGRATE_TICK_MS * 1000;
+        }
+      freeze_check (m);
+      if (abort_deadline != 0 && now > abort_deadline)
+        break;
+      {
+        gboolean tick = FALSE;
+        ma_virt_wait_flag (m->src, &tick, MIN (next_stats, now + 100 * 1000));
+      }
+    }
+  progress_end ();
+  m->migration_ended = g_get_real_time ();
+  if (!g_atomic_int_get (&m->migrate_done))
+    {
+      /* the connection is gone or the abort never returned: the thread is left behind; the
+       * guest's lease and freeze watchdog release it */
+      g_printerr ("migctl: %s; the guest's lease (%d s) and freeze watchdog release it\n",
+                  ma_virt_connection_lost (m->src) ? "the libvirt connection to the source was lost"
+                                                   : "the aborted migration did not end",
+                  m->lease_s);
+      return MIGCTL_EXIT_CONNECTION;
+    }
+  g_thread_join (g_steal_pointer (&m->migrate_thread));
+  ma_timeline_phase (m->timeline, "migration", m->migration_started, m->migration_ended);
+  if (m->migrate_rc < 0)
+    {
+      step (m, "host", "migration failed", m->migrate_error);
+      return m->interrupted != 0 ? MIGCTL_EXIT_INTERRUPTED : MIGCTL_EXIT_MIGRATION_FAILED;
+    }
+  step (m, "host", "migration completed", NULL);
+  say (m, "migration completed in %.2f s",
+       (double) (m->migration_ended - m->migration_started) / G_USEC_PER_SEC);
+  return MIGCTL_EXIT_OK;
+}
+
+/* Wait for a freeze thread still running before the undo; bounded by libvirt's own timeout. */
+static void
+freeze_settle (Migration *m)
+{
+  if (m->freeze_thread == NULL)
+    return;
+  while (!g_atomic_int_get (&m->freeze_done) && !ma_virt_connection_lost (m->src))
+    g_main_context_iteration (NULL, TRUE);
+  if (g_atomic_int_get (&m->freeze_done))
+    {
+      m->freeze_started = 1; /* counts as done: the thaw below undoes it */
+      freeze_check (m);
+    }
+}
+
+/* The guest still runs on the source: thaw and release there. */
+static void
+undo_on_source (Migration *m)
+{
+  freeze_settle (m);
+  thaw_filesystems (m, m->dom, "source");
+  agent_release (m, "source");
+}
+
+static void
+print_validation (Migration *m, JsonNode *report)
+{
+  MaFormatter format = ma_out_find_formatter ("validate");
+
+  if (report == NULL)
+    return;
+  if (m->result != NULL)
+    json_object_set_member (m->result, "validation", json_node_copy (report));
+  if (!m->json && format != NULL)
+    format (report);
+}
+
+/* On the destination: thaw, release, wait for the agent's RESUMED and its validation. */
+static int
+finish_on_destination (Migration *m)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) resumed = NULL;
+  g_autoptr(JsonObject) args = NULL;
+  JsonObject *report_obj = NULL;
+  const char *verdict = NULL;
+  gint64 deadline;
+  gboolean seen_resumed = FALSE;
+
+  m->dst_dom = virDomainLookupByUUIDString (m->dst, m->uuid);
+  if (m->dst_dom == NULL)
+    {
+      g_printerr ("migctl: the migration completed but the destination does not show the "
+                  "domain: %s\n", virGetLastErrorMessage ());
+      return MIGCTL_EXIT_CONNECTION;
+    }
+  freeze_settle (m);
+  thaw_filesystems (m, m->dst_dom, "destination");
+  if (m->agent == NULL)
+    return MIGCTL_EXIT_OK;
+  g_clear_pointer (&m->agent, ma_client_free);
+  m->agent = ma_virt_agent_connect (m->dst_dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 3000, &error);
+  if (m->agent == NULL)
+    {
+      g_printerr ("migctl: the agent on the destination: %s\n", error->message);
+      return error->domain == MIGCTL_ERROR ? error->code : MIGCTL_EXIT_CONNECTION;
+    }
+  step (m, "host", "agent reconnected", "destination");
+  agent_release (m, "destination");
+
+  /* the agent notices the resume by itself (QEMU's announce); `resumed` only if it did not */
+  deadline = g_get_monotonic_time () + MA_MIGRATE_RESUMED_WAIT_S * G_USEC_PER_SEC;
+  while (!seen_resumed && g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(JsonNode) ev = ma_client_next_event (m->agent, 500, NULL);
+      const char *name = NULL;
+      if (ev != NULL && JSON_NODE_HOLDS_OBJECT (ev)
+          && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL))
+        seen_resumed = g_strcmp0 (name, "RESUMED") == 0;
+      if (ev == NULL)
+        {
+          g_autoptr(JsonNode) st = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+          const char *state = NULL;
+          if (st != NULL && JSON_NODE_HOLDS_OBJECT (st))
+            ma_json_get_string (json_node_get_object (st), "state", &state, NULL);
+          seen_resumed = g_strcmp0 (state, "resumed") == 0 || g_strcmp0 (state, "validated") == 0
+                         || g_strcmp0 (state, "failed") == 0;
+        }
+    }
+  if (!seen_resumed)
+    say (m, "migctl: the agent did not report a resume within %d s; telling it",
+         MA_MIGRATE_RESUMED_WAIT_S);
+  args = args_operation (m);
+  json_object_set_boolean_member (args, "wait", TRUE);
+  resumed = agent_call (m, "resumed", args, (guint) m->validation_timeout_s, &error);
+  agent_collect_events (m, "guest");
+  if (resumed == NULL || !JSON_NODE_HOLDS_OBJECT (resumed))
+    {
+      g_printerr ("migctl: validation on the destination: %s\n",
+                  error != NULL ? error->message : "no report");
+      return MIGCTL_EXIT_VALIDATION_FAILED;
+    }
+  if (ma_json_get_object (json_node_get_object (resumed), "report", &report_obj, NULL)
+      && report_obj != NULL)
+    {
+      g_autoptr(JsonNode) report = ma_json_new_object_node (json_object_ref (report_obj));
+      ma_json_get_string (report_obj, "verdict", &verdict, NULL);
+      say (m, "validation on the destination: %s", verdict != NULL ? verdict : "?");
+      print_validation (m, report);
+    }
+  else
+    say (m, "validation on the destination: not run (disabled in the guest)");
+  if (g_strcmp0 (verdict, "fail") == 0)
+    {
+      g_autoptr(JsonNode) announced = agent_call (m, "announce", NULL, MA_MIGRATE_AGENT_TIMEOUT_S,
+                                                  NULL);
+      say (m, "the validation failed; announce %s", announced != NULL ? "sent" : "failed too");
+      return MIGCTL_EXIT_VALIDATION_FAILED;
+    }
+  return MIGCTL_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void
+migration_clear (Migration *m)
+{
+  g_clear_pointer (&m->agent, ma_client_free);
+  if (m->dst_dom != NULL)
+    virDomainFree (m->dst_dom);
+  if (m->dom != NULL)
+    virDomainFree (m->dom);
+  if (m->dst != NULL)
+    virConnectClose (m->dst);
+  if (m->src != NULL)
+    virConnectClose (m->src);
+  g_free (m->domain_name);
+  g_free (m->dest_uri);
+  g_free (m->migrateuri);
+  g_free (m->listen_address);
+  g_free (m->timeline_path);
+  g_free (m->operation);
+  g_free (m->migrate_error);
+  g_free (m->freeze_error);
+  g_clear_pointer (&m->timeline, ma_timeline_free);
+  g_clear_pointer (&m->result, json_object_unref);
+}
+
+static void
+report (Migration *m, int status)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (m->timeline_path != NULL)
+    {
+      if (g_str_has_suffix (m->timeline_path, ".svg"))
+        {
+          if (!ma_timeline_write_svg (m->timeline, m->timeline_path, &error))
+            g_printerr ("migctl: %s\n", error->message);
+        }
+      else
+        {
+          g_autoptr(JsonNode) tl = ma_timeline_to_json (m->timeline);
+          g_autofree char *text = ma_json_to_string (tl);
+          if (!g_file_set_contents (m->timeline_path, text, -1, &error))
+            g_printerr ("migctl: %s\n", error->message);
+        }
+    }
+  if (m->json)
+    {
+      json_object_set_string_member (m->result, "operation", m->operation);
+      json_object_set_string_member (m->result, "domain", m->domain_name);
+      json_object_set_int_member (m->result, "exit", status);
+      json_object_set_member (m->result, "timeline", ma_timeline_to_json (m->timeline));
+      g_autoptr(JsonNode) node = ma_json_new_object_node (json_object_ref (m->result));
+      ma_out_print_json (node, FALSE);
+    }
+  else
+    {
+      printf ("\ntimeline (host and guest on one clock):\n");
+      ma_timeline_print (m->timeline, stdout);
+    }
+}
+
+static const char migrate_description[] =
+  "Migrates DOMAIN live from the --connect libvirt (the source) to DEST-URI, with the guest's\n"
+  "agent: preflight (the agent's prepare: snapshot, blockers verdict, plugin checks; qemu-ga\n"
+  "ping), application quiesce under a lease renewed while the migration runs, an optional late\n"
+  "filesystem freeze (once the first pass is copied; thawed on the destination), the migration\n"
+  "by libvirt with its progress, then thaw and release on the destination, the agent's own\n"
+  "RESUMED and its validation, and a timeline. Every way out (a refused or failed migration,\n"
+  "a lost connection, Ctrl-C or SIGTERM) leaves the guest running, thawed and released; a\n"
+  "killed migctl is covered by the agent's lease and freeze watchdog.\n\n"
+  "Exit status: 0 migrated and validated, 3 the destination's validation failed, 9 libvirt\n"
+  "connection failed or lost, 10 the preflight verdict is blocked, 11 the migration was refused\n"
+  "or failed (the guest runs on the source), 12 interrupted, 13 the guest has no agent.";
+
+static int
+migrate_parse (Migration *m, int argc, char **argv)
+{
+  g_autoptr(GOptionContext) context = g_option_context_new (NULL);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) rest = NULL;
+  const GOptionEntry entries[] = {
+    { "migrateuri", 0, 0, G_OPTION_ARG_STRING, &m->migrateuri, "Migration URI (as virsh)", "URI" },
+    { "listen-address", 0, 0, G_OPTION_ARG_STRING, &m->listen_address,
+      "Address the destination listens on for the migration", "ADDR" },
+    { "p2p", 0, 0, G_OPTION_ARG_NONE, &m->p2p, "Peer-to-peer migration", NULL },
+    { "unsafe", 0, 0, G_OPTION_ARG_NONE, &m->unsafe, "Force the migration even if unsafe", NULL },
+    { "copy-storage-all", 0, 0, G_OPTION_ARG_NONE, &m->copy_storage_all,
+      "Copy the non-shared disks", NULL },
+    { "persistent", 0, 0, G_OPTION_ARG_NONE, &m->persistent, "Persist the domain on the "
+      "destination", NULL },
+    { "undefinesource", 0, 0, G_OPTION_ARG_NONE, &m->undefinesource,
+      "Undefine the domain on the source", NULL },
+    { "bandwidth", 0, 0, G_OPTION_ARG_INT, &m->bandwidth_mib, "Bandwidth limit in MiB/s", "MiB" },
+    { "downtime-limit", 0, 0, G_OPTION_ARG_INT, &m->downtime_limit_ms,
+      "Maximum tolerable downtime in milliseconds", "MS" },
+    { "quiesce", 0, 0, G_OPTION_ARG_NONE, &m->quiesce,
+      "Quiesce the applications (default when the guest has plugins)", NULL },
+    { "no-quiesce", 0, 0, G_OPTION_ARG_NONE, &m->no_quiesce, "Never quiesce", NULL },
+    { "lease", 0, 0, G_OPTION_ARG_INT, &m->lease_s, "Quiesce lease in seconds (60)", "S" },
+    { "freeze", 0, 0, G_OPTION_ARG_NONE, &m->freeze,
+      "Freeze the filesystems through qemu-ga once the first pass is copied", NULL },
+    { "freeze-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &m->freeze_timeout_s,
+      "Seconds a freeze may take before the agent's blockers are shown (30)", "S" },
+    { "freeze-retries", 0, 0, G_OPTION_ARG_INT, &m->freeze_retries,
+      "Freezes tried again after a timeout, then go on unfrozen (0)", "N" },
+    { "validation-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &m->validation_timeout_s,
+      "Seconds to wait for the destination's validation (180)", "S" },
+    { "operation", 0, 0, G_OPTION_ARG_STRING, &m->operation, "Operation id (generated)", "ID" },
+    { "force", 0, 0, G_OPTION_ARG_NONE, &m->force, "Migrate despite a blocked verdict", NULL },
+    { "no-agent", 0, 0, G_OPTION_ARG_NONE, &m->no_agent,
+      "Migrate a guest without the agent plainly, with a warning", NULL },
+    { "json", 'j', 0, G_OPTION_ARG_NONE, &m->json, "One JSON document on stdout", NULL },
+    { "timeline", 0, 0, G_OPTION_ARG_FILENAME, &m->timeline_path,
+      "Write the timeline: FILE.svg a picture, else JSON", "FILE" },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, "DOMAIN DEST-URI" },
+    { NULL }
+  };
+
+  g_option_context_set_summary (context, "migctl migrate: the whole live migration through "
+                                         "libvirt, with the guest's agent.");
+  g_option_context_set_description (context, migrate_description);
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("migctl migrate: %s\n", error->message);
+      return MIGCTL_EXIT_USAGE;
+    }
+  if (rest == NULL || g_strv_length (rest) != 2)
+    {
+      g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
+      g_printerr ("%s", help);
+      return MIGCTL_EXIT_USAGE;
+    }
+  if ((m->quiesce && m->no_quiesce) || m->lease_s < 5 || m->lease_s > 3600
+      || m->freeze_timeout_s <= 0 || m->freeze_retries < 0 || m->validation_timeout_s <= 0
+      || m->bandwidth_mib < 0 || m->downtime_limit_ms < 0)
+    {
+      g_printerr ("migctl migrate: conflicting or out-of-range options (--lease 5-3600, "
+                  "timeouts > 0, counts >= 0)\n");
+      return MIGCTL_EXIT_USAGE;
+    }
+  m->domain_name = g_strdup (rest[0]);
+  m->dest_uri = g_strdup (rest[1]);
+  if (m->operation == NULL)
+    m->operation = g_strdup_printf ("migrate-%s-%" G_GINT64_FORMAT, m->domain_name,
+                                    g_get_real_time () / G_USEC_PER_SEC);
+  return MIGCTL_EXIT_OK;
+}
+
+static int
+migrate_run (Migration *m)
+{
+  g_autoptr(GError) error = NULL;
+  int status;
+
+  m->src = ma_virt_open (m->src_uri, &error);
+  if (m->src == NULL)
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return MIGCTL_EXIT_CONNECTION;
+    }
+  m->dom = ma_virt_lookup_running (m->src, m->domain_name, &error);
+  if (m->dom == NULL)
+    {
+      g_printerr ("migctl: %s\n", error->message);
+      return error->code;
+    }
+  virDomainGetUUIDString (m->dom, m->uuid);
+  /* the destination is reached before anything is changed */
+  m->dst = ma_virt_open (m->dest_uri, &error);
+  if (m->dst == NULL)
+    {
+      g_printerr ("migctl: the destination: %s; nothing was changed\n", error->message);
+      return MIGCTL_EXIT_CONNECTION;
+    }
+  virConnectDomainEventRegisterAny (m->src, m->dom, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+                                    VIR_DOMAIN_EVENT_CALLBACK (on_migration_iteration), NULL, NULL);
+  step (m, "host", "start", m->operation);
+
+  status = preflight (m);
+  if (status != MIGCTL_EXIT_OK || m->interrupted != 0)
+    return status != MIGCTL_EXIT_OK ? status : MIGCTL_EXIT_INTERRUPTED;
+  status = quiesce (m);
+  if (status != MIGCTL_EXIT_OK)
+    return status;
+  if (m->interrupted != 0)
+    {
+      undo_on_source (m);
+      return MIGCTL_EXIT_INTERRUPTED;
+    }
+  status = run_migration (m);
+  if (status == MIGCTL_EXIT_CONNECTION)
+    return status;
+  if (status != MIGCTL_EXIT_OK)
+    {
+      /* an abort can lose the race with the switch-over: ask where the guest runs */
+      virDomainPtr there = virDomainLookupByUUIDString (m->dst, m->uuid);
+      gboolean on_destination = there != NULL && virDomainIsActive (there) == 1
+                                && virDomainIsActive (m->dom) != 1;
+      if (there != NULL)
+        virDomainFree (there);
+      if (!on_destination)
+        {
+          g_printerr ("migctl: the migration %s: %s\n",
+                      status == MIGCTL_EXIT_INTERRUPTED ? "was interrupted" : "failed",
+                      m->migrate_error != NULL ? m->migrate_error : "unknown error");
+          undo_on_source (m);
+          agent_collect_events (m, "guest");
+          say (m, "the guest runs on the source, thawed and released");
+          return status;
+        }
+      say (m, "the abort came too late: the guest already runs on the destination");
+    }
+  return finish_on_destination (m);
+}
+
+int
+ma_migrate_main (const char *uri, int argc, char **argv)
+{
+  Migration m = { 0 };
+  int status;
+  guint sigint, sigterm, sighup;
+
+  m.src_uri = uri;
+  m.lease_s = MA_MIGRATE_DEFAULT_LEASE_S;
+  m.freeze_timeout_s = MA_MIGRATE_DEFAULT_FREEZE_TIMEOUT_S;
+  m.validation_timeout_s = MA_MIGRATE_DEFAULT_VALIDATION_TIMEOUT_S;
+  m.timeline = ma_timeline_new ();
+  m.result = json_object_new ();
+  status = migrate_parse (&m, argc, argv);
+  if (status != MIGCTL_EXIT_OK)
+    {
+      migration_clear (&m);
+      return status;
+    }
+  ma_virt_init ();
+  the_migration = &m;
+  sigint = g_unix_signal_add (SIGINT, on_signal, &m);
+  sighup = g_unix_signal_add (SIGHUP, on_signal, &m);
+  sigterm = g_unix_signal_add (SIGTERM, on_sigterm, &m);
+  status = migrate_run (&m);
+  if (m.src != NULL && m.dom != NULL)
+    report (&m, status);
+  g_source_remove (sigint);
+  g_source_remove (sighup);
+  g_source_remove (sigterm);
+  the_migration = NULL;
+  migration_clear (&m);
+  return status;
+}
