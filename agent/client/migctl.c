@@ -14,6 +14,7 @@
 #include "migctl-error.h"
 #include "migctl-libvirt.h"
 #include "migctl-output.h"
+#include "migrate-options.h"
 
 #define MIGCTL_DEFAULT_CONNECT "unix:" MA_STATEDIR "/control.sock"
 
@@ -209,6 +210,7 @@ main (int argc, char **argv)
   g_auto(GStrv) rest = NULL;
   gboolean json_output = FALSE, no_color = FALSE, version = FALSE, force = FALSE;
   int command_at = find_command_word (argc, argv);
+  MaMigrateOptions help_options = { 0 };
   int global_argc = command_at;
   double timeout = MA_CLIENT_DEFAULT_TIMEOUT_MS / 1000.0;
   const char *command;
@@ -235,6 +237,14 @@ main (int argc, char **argv)
   g_option_context_set_summary (context, "Talk to migration-agent.");
   g_option_context_set_description (context, usage_text);
   g_option_context_add_main_entries (context, entries, NULL);
+  /* migrate's options are parsed by the libvirt module; --help-all lists them too */
+  for (int i = 1; i < argc; i++)
+    if (g_strcmp0 (argv[i], "--help-all") == 0 || g_strcmp0 (argv[i], "--help-migrate") == 0)
+      {
+        ma_migrate_options_init (&help_options);
+        g_option_context_add_group (context, ma_migrate_options_group (&help_options));
+        break;
+      }
   /* `migrate` has options of its own: only what precedes it is migctl's */
   if (command_at < argc && g_strcmp0 (argv[command_at], "migrate") == 0)
     {

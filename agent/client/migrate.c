@@ -13,6 +13,7 @@
 #include "json.h"
 #include "migctl-error.h"
 #include "migctl-output.h"
+#include "migrate-options.h"
 #include "timeline.h"
 #include "virt.h"
 
@@ -20,13 +21,8 @@
 
 typedef struct
 {
-  /* options */
   const char *src_uri;
-  char *domain_name, *dest_uri, *migrateuri, *listen_address, *timeline_path, *operation;
-  gboolean unsafe, copy_storage_all, p2p, persistent, undefinesource, json, no_agent, force;
-  gboolean quiesce, no_quiesce, freeze;
-  int bandwidth_mib, downtime_limit_ms, freeze_retries, lease_s;
-  double freeze_timeout_s, validation_timeout_s;
+  MaMigrateOptions opt;
 
   /* connections */
   virConnectPtr src, dst;
@@ -69,8 +65,8 @@ say (Migration *m, const char *fmt, ...)
   va_start (ap, fmt);
   text = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  fprintf (m->json ? stderr : stdout, "%s\n", text);
-  fflush (m->json ? stderr : stdout);
+  fprintf (m->opt.json ? stderr : stdout, "%s\n", text);
+  fflush (m->opt.json ? stderr : stdout);
 }
 
 static void
@@ -116,7 +112,7 @@ args_operation (Migration *m)
 {
   JsonObject *args = json_object_new ();
 
-  json_object_set_string_member (args, "operation", m->operation);
+  json_object_set_string_member (args, "operation", m->opt.operation);
   return args;
 }
 
@@ -160,7 +156,7 @@ agent_release (Migration *m, const char *where)
   if (ret == NULL)
     {
       say (m, "migctl: warning: releasing the applications on the %s failed: %s; the agent "
-           "releases them when the %d s lease ends", where, error->message, m->lease_s);
+           "releases them when the %d s lease ends", where, error->message, m->opt.lease_s);
       step (m, "host", "release failed", error->message);
       return;
     }
@@ -225,31 +221,31 @@ migrate_thread_run (gpointer data)
   g_autoptr(virDomain) dom = NULL;
   int rc = -1;
 
-  if (m->p2p)
+  if (m->opt.p2p)
     flags |= VIR_MIGRATE_PEER2PEER;
-  if (m->unsafe)
+  if (m->opt.unsafe)
     flags |= VIR_MIGRATE_UNSAFE;
-  if (m->copy_storage_all)
+  if (m->opt.copy_storage_all)
     flags |= VIR_MIGRATE_NON_SHARED_DISK;
-  if (m->persistent)
+  if (m->opt.persistent)
     flags |= VIR_MIGRATE_PERSIST_DEST;
-  if (m->undefinesource)
+  if (m->opt.undefinesource)
     flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
-  if (m->migrateuri != NULL)
-    virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI, m->migrateuri);
-  if (m->listen_address != NULL)
+  if (m->opt.migrateuri != NULL)
+    virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI, m->opt.migrateuri);
+  if (m->opt.listen_address != NULL)
     virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_LISTEN_ADDRESS,
-                             m->listen_address);
-  if (m->bandwidth_mib > 0)
+                             m->opt.listen_address);
+  if (m->opt.bandwidth_mib > 0)
     virTypedParamsAddULLong (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
-                             (unsigned long long) m->bandwidth_mib);
+                             (unsigned long long) m->opt.bandwidth_mib);
   if (conn != NULL)
     dom = virDomainLookupByUUIDString (conn, m->uuid);
-  if (dom != NULL && m->p2p)
-    rc = virDomainMigrateToURI3 (dom, m->dest_uri, params, (unsigned int) nparams, flags);
+  if (dom != NULL && m->opt.p2p)
+    rc = virDomainMigrateToURI3 (dom, m->opt.dest_uri, params, (unsigned int) nparams, flags);
   else if (dom != NULL)
     {
-      g_autoptr(virConnect) dconn = virConnectOpen (m->dest_uri);
+      g_autoptr(virConnect) dconn = virConnectOpen (m->opt.dest_uri);
       if (dconn != NULL)
         {
           virDomainPtr ddom = virDomainMigrate3 (dom, dconn, params, (unsigned int) nparams, flags);
@@ -349,7 +345,7 @@ blockers_explain (Migration *m, JsonNode *report)
 
   if (report == NULL || !JSON_NODE_HOLDS_OBJECT (report))
     return;
-  if (m->json || format == NULL)
+  if (m->opt.json || format == NULL)
     ma_out_print_json (report, TRUE);
   else
     format (report);
@@ -371,10 +367,10 @@ preflight (Migration *m)
       if (error->domain == MIGCTL_ERROR
           && (error->code == MIGCTL_EXIT_NO_CHANNEL || error->code == MIGCTL_EXIT_AGENT_SILENT))
         {
-          if (!m->no_agent)
+          if (!m->opt.no_agent)
             {
               g_printerr ("migctl: %s\nmigctl: refusing to migrate '%s' without its agent "
-                          "(--no-agent migrates it plainly)\n", error->message, m->domain_name);
+                          "(--no-agent migrates it plainly)\n", error->message, m->opt.domain_name);
               return MIGCTL_EXIT_NO_AGENT;
             }
           say (m, "migctl: warning: %s; migrating without the agent (--no-agent): no quiesce, no "
@@ -385,7 +381,7 @@ preflight (Migration *m)
       g_printerr ("migctl: %s\n", error->message);
       return error->domain == MIGCTL_ERROR ? error->code : MIGCTL_EXIT_USAGE;
     }
-  if (m->no_agent)
+  if (m->opt.no_agent)
     say (m, "migctl: note: the agent answers; --no-agent ignored");
   info = agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
   args = args_operation (m);
@@ -414,7 +410,7 @@ preflight (Migration *m)
       if (g_strcmp0 (verdict, "blocked") == 0)
         {
           blockers_explain (m, json_object_get_member (obj, "blockers"));
-          if (!m->force)
+          if (!m->opt.force)
             {
               g_printerr ("migctl: the agent's verdict is blocked: nothing was changed; fix "
                           "what it names, or --force to migrate anyway\n");
@@ -424,12 +420,12 @@ preflight (Migration *m)
         }
     }
   else
-    say (m, "preflight: the agent is ready (operation %s)", m->operation);
+    say (m, "preflight: the agent is ready (operation %s)", m->opt.operation);
   ping = ma_virt_qga_command (m->dom, "{\"execute\":\"guest-ping\"}", MA_MIGRATE_QGA_TIMEOUT_S,
                               &error);
   if (ping == NULL)
     {
-      if (m->freeze)
+      if (m->opt.freeze)
         {
           g_printerr ("migctl: --freeze needs qemu-ga, which does not answer: %s\n",
                       error->message);
@@ -467,10 +463,10 @@ quiesce (Migration *m)
   g_autoptr(JsonNode) ret = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (m->agent == NULL || m->no_quiesce || (!m->quiesce && !has_enabled_plugins (m)))
+  if (m->agent == NULL || m->opt.no_quiesce || (!m->opt.quiesce && !has_enabled_plugins (m)))
     return MIGCTL_EXIT_OK;
   args = args_operation (m);
-  json_object_set_int_member (args, "lease_seconds", m->lease_s);
+  json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
   ret = agent_call (m, "quiesce", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
   if (ret == NULL)
     {
@@ -480,10 +476,10 @@ quiesce (Migration *m)
     }
   m->quiesced = TRUE;
   m->quiesced_at = g_get_real_time ();
-  m->next_renew_us = g_get_monotonic_time () + (gint64) m->lease_s * G_USEC_PER_SEC / 3;
+  m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
   step (m, "host", "quiesced", NULL);
-  say (m, "quiesced the applications (lease %d s, renewed every %d s)", m->lease_s,
-       MAX (1, m->lease_s / 3));
+  say (m, "quiesced the applications (lease %d s, renewed every %d s)", m->opt.lease_s,
+       MAX (1, m->opt.lease_s / 3));
   return MIGCTL_EXIT_OK;
 }
 
@@ -497,9 +493,9 @@ renew_if_due (Migration *m)
   if (!m->quiesced || g_get_monotonic_time () < m->next_renew_us)
     return;
   args = json_object_new ();
-  json_object_set_int_member (args, "lease_seconds", m->lease_s);
+  json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
   ret = agent_call (m, "renew", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
-  m->next_renew_us = g_get_monotonic_time () + (gint64) m->lease_s * G_USEC_PER_SEC / 3;
+  m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
   if (ret == NULL)
     {
       progress_end ();
@@ -537,7 +533,7 @@ read_job_stats (Migration *m)
 static void
 freeze_if_due (Migration *m)
 {
-  if (!m->freeze || m->frozen || m->freeze_in_flight || m->freeze_retries < 0
+  if (!m->opt.freeze || m->frozen || m->freeze_in_flight || m->opt.freeze_retries < 0
       || m->iteration < 2 || g_atomic_int_get (&m->migrate_done))
     return;
   m->freeze_attempted = TRUE;
@@ -577,25 +573,25 @@ freeze_check (Migration *m)
           say (m, "migctl: warning: the freeze failed: %s; going on unfrozen",
                m->freeze_error != NULL ? m->freeze_error : "?");
           step (m, "host", "freeze failed", m->freeze_error);
-          m->freeze_retries--;
+          m->opt.freeze_retries--;
         }
       g_clear_pointer (&m->freeze_error, g_free);
       return;
     }
   if (m->freeze_started > 0
-      && g_get_monotonic_time () - m->freeze_started > (gint64) (m->freeze_timeout_s * G_USEC_PER_SEC))
+      && g_get_monotonic_time () - m->freeze_started > (gint64) (m->opt.freeze_timeout_s * G_USEC_PER_SEC))
     {
       g_autoptr(JsonNode) report = NULL;
 
       progress_end ();
       say (m, "migctl: the freeze did not finish within %.0f s (--freeze-timeout): what holds it, "
-           "as the agent sees it:", m->freeze_timeout_s);
+           "as the agent sees it:", m->opt.freeze_timeout_s);
       step (m, "host", "freeze timeout", NULL);
       report = agent_call (m, "blockers", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
       blockers_explain (m, report);
       m->freeze_started = 0; /* late completion is undone in freeze_check */
-      m->freeze_retries--;
-      say (m, "%s", m->freeze_retries >= 0 ? "the freeze is retried once this one ends"
+      m->opt.freeze_retries--;
+      say (m, "%s", m->opt.freeze_retries >= 0 ? "the freeze is retried once this one ends"
                                            : "going on unfrozen (--freeze-retries exhausted)");
     }
 }
@@ -603,11 +599,11 @@ freeze_check (Migration *m)
 static int
 run_migration (Migration *m)
 {
-  g_autofree char *what = g_strdup_printf ("to %s", m->dest_uri);
-  gboolean downtime_set = m->downtime_limit_ms <= 0;
+  g_autofree char *what = g_strdup_printf ("to %s", m->opt.dest_uri);
+  gboolean downtime_set = m->opt.downtime_limit_ms <= 0;
   gint64 next_stats = 0, abort_deadline = 0;
 
-  say (m, "migrating %s to %s%s", m->domain_name, m->dest_uri, m->p2p ? " (peer to peer)" : "");
+  say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
   m->migration_started = g_get_real_time ();
   step (m, "host", "migration started", what);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
@@ -627,7 +623,7 @@ run_migration (Migration *m)
         {
           if (!downtime_set)
             downtime_set = virDomainMigrateSetMaxDowntime (m->dom,
-                                                           (unsigned long long) m->downtime_limit_ms,
+                                                           (unsigned long long) m->opt.downtime_limit_ms,
                                                            0) == 0;
           read_job_stats (m);
           renew_if_due (m);
@@ -651,7 +647,7 @@ run_migration (Migration *m)
       g_printerr ("migctl: %s; the guest's lease (%d s) and freeze watchdog release it\n",
                   ma_virt_connection_lost (m->src) ? "the libvirt connection to the source was lost"
                                                    : "the aborted migration did not end",
-                  m->lease_s);
+                  m->opt.lease_s);
       return MIGCTL_EXIT_CONNECTION;
     }
   g_thread_join (g_steal_pointer (&m->migrate_thread));
@@ -700,7 +696,7 @@ print_validation (Migration *m, JsonNode *report)
     return;
   if (m->result != NULL)
     json_object_set_member (m->result, "validation", json_node_copy (report));
-  if (!m->json && format != NULL)
+  if (!m->opt.json && format != NULL)
     format (report);
 }
 
@@ -761,7 +757,7 @@ finish_on_destination (Migration *m)
          MA_MIGRATE_RESUMED_WAIT_S);
   args = args_operation (m);
   json_object_set_boolean_member (args, "wait", TRUE);
-  resumed = agent_call (m, "resumed", args, (guint) m->validation_timeout_s, &error);
+  resumed = agent_call (m, "resumed", args, (guint) m->opt.validation_timeout_s, &error);
   agent_collect_events (m, "guest");
   if (resumed == NULL || !JSON_NODE_HOLDS_OBJECT (resumed))
     {
@@ -803,12 +799,7 @@ migration_clear (Migration *m)
     virConnectClose (m->dst);
   if (m->src != NULL)
     virConnectClose (m->src);
-  g_free (m->domain_name);
-  g_free (m->dest_uri);
-  g_free (m->migrateuri);
-  g_free (m->listen_address);
-  g_free (m->timeline_path);
-  g_free (m->operation);
+  ma_migrate_options_clear (&m->opt);
   g_free (m->migrate_error);
   g_free (m->freeze_error);
   g_clear_pointer (&m->timeline, ma_timeline_free);
@@ -820,25 +811,25 @@ report (Migration *m, int status)
 {
   g_autoptr(GError) error = NULL;
 
-  if (m->timeline_path != NULL)
+  if (m->opt.timeline_path != NULL)
     {
-      if (g_str_has_suffix (m->timeline_path, ".svg"))
+      if (g_str_has_suffix (m->opt.timeline_path, ".svg"))
         {
-          if (!ma_timeline_write_svg (m->timeline, m->timeline_path, &error))
+          if (!ma_timeline_write_svg (m->timeline, m->opt.timeline_path, &error))
             g_printerr ("migctl: %s\n", error->message);
         }
       else
         {
           g_autoptr(JsonNode) tl = ma_timeline_to_json (m->timeline);
           g_autofree char *text = ma_json_to_string (tl);
-          if (!g_file_set_contents (m->timeline_path, text, -1, &error))
+          if (!g_file_set_contents (m->opt.timeline_path, text, -1, &error))
             g_printerr ("migctl: %s\n", error->message);
         }
     }
-  if (m->json)
+  if (m->opt.json)
     {
-      json_object_set_string_member (m->result, "operation", m->operation);
-      json_object_set_string_member (m->result, "domain", m->domain_name);
+      json_object_set_string_member (m->result, "operation", m->opt.operation);
+      json_object_set_string_member (m->result, "domain", m->opt.domain_name);
       json_object_set_int_member (m->result, "exit", status);
       json_object_set_member (m->result, "timeline", ma_timeline_to_json (m->timeline));
       g_autoptr(JsonNode) node = ma_json_new_object_node (json_object_ref (m->result));
@@ -849,94 +840,6 @@ report (Migration *m, int status)
       printf ("\ntimeline (host and guest on one clock):\n");
       ma_timeline_print (m->timeline, stdout);
     }
-}
-
-static const char migrate_description[] =
-  "Migrates DOMAIN live from the --connect libvirt (the source) to DEST-URI, with the guest's\n"
-  "agent: preflight (the agent's prepare: snapshot, blockers verdict, plugin checks; qemu-ga\n"
-  "ping), application quiesce under a lease renewed while the migration runs, an optional late\n"
-  "filesystem freeze (once the first pass is copied; thawed on the destination), the migration\n"
-  "by libvirt with its progress, then thaw and release on the destination, the agent's own\n"
-  "RESUMED and its validation, and a timeline. Every way out (a refused or failed migration,\n"
-  "a lost connection, Ctrl-C or SIGTERM) leaves the guest running, thawed and released; a\n"
-  "killed migctl is covered by the agent's lease and freeze watchdog.\n\n"
-  "Exit status: 0 migrated and validated, 3 the destination's validation failed, 9 libvirt\n"
-  "connection failed or lost, 10 the preflight verdict is blocked, 11 the migration was refused\n"
-  "or failed (the guest runs on the source), 12 interrupted, 13 the guest has no agent.";
-
-static int
-migrate_parse (Migration *m, int argc, char **argv)
-{
-  g_autoptr(GOptionContext) context = g_option_context_new (NULL);
-  g_autoptr(GError) error = NULL;
-  g_auto(GStrv) rest = NULL;
-  const GOptionEntry entries[] = {
-    { "migrateuri", 0, 0, G_OPTION_ARG_STRING, &m->migrateuri, "Migration URI (as virsh)", "URI" },
-    { "listen-address", 0, 0, G_OPTION_ARG_STRING, &m->listen_address,
-      "Address the destination listens on for the migration", "ADDR" },
-    { "p2p", 0, 0, G_OPTION_ARG_NONE, &m->p2p, "Peer-to-peer migration", NULL },
-    { "unsafe", 0, 0, G_OPTION_ARG_NONE, &m->unsafe, "Force the migration even if unsafe", NULL },
-    { "copy-storage-all", 0, 0, G_OPTION_ARG_NONE, &m->copy_storage_all,
-      "Copy the non-shared disks", NULL },
-    { "persistent", 0, 0, G_OPTION_ARG_NONE, &m->persistent, "Persist the domain on the "
-      "destination", NULL },
-    { "undefinesource", 0, 0, G_OPTION_ARG_NONE, &m->undefinesource,
-      "Undefine the domain on the source", NULL },
-    { "bandwidth", 0, 0, G_OPTION_ARG_INT, &m->bandwidth_mib, "Bandwidth limit in MiB/s", "MiB" },
-    { "downtime-limit", 0, 0, G_OPTION_ARG_INT, &m->downtime_limit_ms,
-      "Maximum tolerable downtime in milliseconds", "MS" },
-    { "quiesce", 0, 0, G_OPTION_ARG_NONE, &m->quiesce,
-      "Quiesce the applications (default when the guest has plugins)", NULL },
-    { "no-quiesce", 0, 0, G_OPTION_ARG_NONE, &m->no_quiesce, "Never quiesce", NULL },
-    { "lease", 0, 0, G_OPTION_ARG_INT, &m->lease_s, "Quiesce lease in seconds (60)", "S" },
-    { "freeze", 0, 0, G_OPTION_ARG_NONE, &m->freeze,
-      "Freeze the filesystems through qemu-ga once the first pass is copied", NULL },
-    { "freeze-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &m->freeze_timeout_s,
-      "Seconds a freeze may take before the agent's blockers are shown (30)", "S" },
-    { "freeze-retries", 0, 0, G_OPTION_ARG_INT, &m->freeze_retries,
-      "Freezes tried again after a timeout, then go on unfrozen (0)", "N" },
-    { "validation-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &m->validation_timeout_s,
-      "Seconds to wait for the destination's validation (180)", "S" },
-    { "operation", 0, 0, G_OPTION_ARG_STRING, &m->operation, "Operation id (generated)", "ID" },
-    { "force", 0, 0, G_OPTION_ARG_NONE, &m->force, "Migrate despite a blocked verdict", NULL },
-    { "no-agent", 0, 0, G_OPTION_ARG_NONE, &m->no_agent,
-      "Migrate a guest without the agent plainly, with a warning", NULL },
-    { "json", 'j', 0, G_OPTION_ARG_NONE, &m->json, "One JSON document on stdout", NULL },
-    { "timeline", 0, 0, G_OPTION_ARG_FILENAME, &m->timeline_path,
-      "Write the timeline: FILE.svg a picture, else JSON", "FILE" },
-    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, "DOMAIN DEST-URI" },
-    { NULL }
-  };
-
-  g_option_context_set_summary (context, "migctl migrate: the whole live migration through "
-                                         "libvirt, with the guest's agent.");
-  g_option_context_set_description (context, migrate_description);
-  g_option_context_add_main_entries (context, entries, NULL);
-  if (!g_option_context_parse (context, &argc, &argv, &error))
-    {
-      g_printerr ("migctl migrate: %s\n", error->message);
-      return MIGCTL_EXIT_USAGE;
-    }
-  if (rest == NULL || g_strv_length (rest) != 2)
-    {
-      g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
-      g_printerr ("%s", help);
-      return MIGCTL_EXIT_USAGE;
-    }
-  if ((m->quiesce && m->no_quiesce) || m->lease_s < 5 || m->lease_s > 3600
-      || m->freeze_timeout_s <= 0 || m->freeze_retries < 0 || m->validation_timeout_s <= 0
-      || m->bandwidth_mib < 0 || m->downtime_limit_ms < 0)
-    {
-      g_printerr ("migctl migrate: conflicting or out-of-range options (--lease 5-3600, "
-                  "timeouts > 0, counts >= 0)\n");
-      return MIGCTL_EXIT_USAGE;
-    }
-  m->domain_name = g_strdup (rest[0]);
-  m->dest_uri = g_strdup (rest[1]);
-  if (m->operation == NULL)
-    m->operation = g_strdup_printf ("migrate-%s-%" G_GINT64_FORMAT, m->domain_name,
-                                    g_get_real_time () / G_USEC_PER_SEC);
-  return MIGCTL_EXIT_OK;
 }
 
 static int
@@ -951,7 +854,7 @@ migrate_run (Migration *m)
       g_printerr ("migctl: %s\n", error->message);
       return MIGCTL_EXIT_CONNECTION;
     }
-  m->dom = ma_virt_lookup_running (m->src, m->domain_name, &error);
+  m->dom = ma_virt_lookup_running (m->src, m->opt.domain_name, &error);
   if (m->dom == NULL)
     {
       g_printerr ("migctl: %s\n", error->message);
@@ -959,7 +862,7 @@ migrate_run (Migration *m)
     }
   virDomainGetUUIDString (m->dom, m->uuid);
   /* the destination is reached before anything is changed */
-  m->dst = ma_virt_open (m->dest_uri, &error);
+  m->dst = ma_virt_open (m->opt.dest_uri, &error);
   if (m->dst == NULL)
     {
       g_printerr ("migctl: the destination: %s; nothing was changed\n", error->message);
@@ -967,7 +870,7 @@ migrate_run (Migration *m)
     }
   virConnectDomainEventRegisterAny (m->src, m->dom, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
                                     VIR_DOMAIN_EVENT_CALLBACK (on_migration_iteration), NULL, NULL);
-  step (m, "host", "start", m->operation);
+  step (m, "host", "start", m->opt.operation);
 
   status = preflight (m);
   if (status != MIGCTL_EXIT_OK || m->interrupted != 0)
@@ -1014,12 +917,10 @@ ma_migrate_main (const char *uri, int argc, char **argv)
   guint sigint, sigterm, sighup;
 
   m.src_uri = uri;
-  m.lease_s = MA_MIGRATE_DEFAULT_LEASE_S;
-  m.freeze_timeout_s = MA_MIGRATE_DEFAULT_FREEZE_TIMEOUT_S;
-  m.validation_timeout_s = MA_MIGRATE_DEFAULT_VALIDATION_TIMEOUT_S;
   m.timeline = ma_timeline_new ();
   m.result = json_object_new ();
-  status = migrate_parse (&m, argc, argv);
+  ma_migrate_options_init (&m.opt);
+  status = ma_migrate_options_parse (&m.opt, argc, argv);
   if (status != MIGCTL_EXIT_OK)
     {
       migration_clear (&m);

@@ -10,10 +10,7 @@ G_BEGIN_DECLS
 /* Deadlines and periods, named (seconds unless said otherwise). */
 #define MA_MIGRATE_AGENT_TIMEOUT_S 20      /* the agent's answer to one command */
 #define MA_MIGRATE_PREPARE_TIMEOUT_S 120   /* prepare runs blockers and plugin checks */
-#define MA_MIGRATE_DEFAULT_LEASE_S 60      /* the quiesce lease, renewed every third of it */
 #define MA_MIGRATE_TICK_MS 500             /* job statistics, lease and signals are read */
-#define MA_MIGRATE_DEFAULT_FREEZE_TIMEOUT_S 30
-#define MA_MIGRATE_DEFAULT_VALIDATION_TIMEOUT_S 180
 #define MA_MIGRATE_RESUMED_WAIT_S 30       /* the agent's own RESUMED before `resumed` is sent */
 #define MA_MIGRATE_ABORT_WAIT_S 120        /* an aborted job must end within this */
 #define MA_MIGRATE_QGA_TIMEOUT_S 30
