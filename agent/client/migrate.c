@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "converge.h"
 #include "json.h"
 #include "migctl-error.h"
 #include "migctl-output.h"
@@ -47,6 +48,11 @@ typedef struct
   /* signals */
   gint interrupted; /* the signal number */
   gboolean abort_sent;
+
+  /* the convergence controller and what it did */
+  MaConverge *converge;
+  GPtrArray *throttled; /* class names the agent throttled for this migration */
+  gboolean converge_aborted, suspended;
 
   MaTimeline *timeline;
   JsonObject *result; /* the --json document */
@@ -231,6 +237,8 @@ migrate_thread_run (gpointer data)
     flags |= VIR_MIGRATE_PERSIST_DEST;
   if (m->opt.undefinesource)
     flags |= VIR_MIGRATE_UNDEFINE_SOURCE;
+  if (m->opt.postcopy)
+    flags |= VIR_MIGRATE_POSTCOPY;
   if (m->opt.migrateuri != NULL)
     virTypedParamsAddString (&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI, m->opt.migrateuri);
   if (m->opt.listen_address != NULL)
@@ -483,6 +491,179 @@ quiesce (Migration *m)
   return MIGCTL_EXIT_OK;
 }
 
+typedef struct
+{
+  gboolean valid;
+  unsigned long long remaining, rate, iteration, downtime, bps;
+} JobSample;
+
+static JobSample
+read_job_stats (Migration *m)
+{
+  virTypedParameterPtr params = NULL;
+  int nparams = 0, type = 0;
+  unsigned long long remaining = 0, rate = 0, page = 4096, iteration = 0, downtime = 0, bps = 0;
+  JobSample sample = { FALSE };
+
+  if (virDomainGetJobStats (m->dom, &type, &params, &nparams, 0) < 0)
+    return sample;
+  if (type != VIR_DOMAIN_JOB_NONE)
+    {
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_BPS, &bps);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_REMAINING, &remaining);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, &rate);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, &page);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_ITERATION, &iteration);
+      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DOWNTIME, &downtime);
+      m->iteration = MAX (m->iteration, iteration);
+      ma_timeline_sample (m->timeline, g_get_real_time (), remaining, rate * page, iteration,
+                          downtime);
+      progress_line (m, iteration, remaining, rate * page, downtime);
+      sample = (JobSample) { TRUE, remaining, rate * page, iteration, downtime, bps };
+    }
+  virTypedParamsFree (params, nparams);
+  return sample;
+}
+
+/* ---------------------------------------------------------------- convergence */
+
+static gboolean
+throttled_contains (Migration *m, const char *klass)
+{
+  for (guint i = 0; i < m->throttled->len; i++)
+    if (g_strcmp0 (g_ptr_array_index (m->throttled, i), klass) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Ask the agent to throttle the classes of its top writers; TRUE when a new class was. */
+static gboolean
+converge_throttle (Migration *m, const char *why)
+{
+  g_autoptr(JsonObject) args = args_operation (m);
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+  JsonArray *throttled = NULL, *skipped = NULL;
+  gboolean added = FALSE;
+
+  json_object_set_string_member (args, "class", "auto");
+  json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
+  progress_end ();
+  say (m, "not converging (%s): asking the guest to throttle its top writers", why);
+  ret = agent_call (m, "throttle", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret))
+    {
+      say (m, "  the agent throttled nothing: %s", error != NULL ? error->message : "bad answer");
+      step (m, "host", "throttle refused", error != NULL ? error->message : NULL);
+      return FALSE;
+    }
+  if (ma_json_get_array (json_node_get_object (ret), "throttled", &throttled, NULL) && throttled)
+    for (guint i = 0; i < json_array_get_length (throttled); i++)
+      {
+        JsonNode *c = json_array_get_element (throttled, i);
+        const char *klass = NULL, *policy = NULL;
+        g_autofree char *detail = NULL;
+        if (!JSON_NODE_HOLDS_OBJECT (c)
+            || !ma_json_get_string (json_node_get_object (c), "class", &klass, NULL) || !klass)
+          continue;
+        ma_json_get_string (json_node_get_object (c), "policy", &policy, NULL);
+        detail = g_strdup_printf ("class %s (%s): %s", klass, policy != NULL ? policy : "?", why);
+        say (m, "  throttled class %s (%s)", klass, policy != NULL ? policy : "?");
+        step (m, "guest", "throttled", detail);
+        if (!throttled_contains (m, klass))
+          {
+            g_ptr_array_add (m->throttled, g_strdup (klass));
+            added = TRUE;
+          }
+      }
+  if (ma_json_get_array (json_node_get_object (ret), "skipped", &skipped, NULL) && skipped
+      && json_array_get_length (skipped) > 0)
+    {
+      g_autoptr(JsonNode) node = ma_json_new_array_node (json_array_ref (skipped));
+      g_autofree char *text = ma_json_to_string (node);
+      say (m, "  left alone (outside every throttle class the guest allows): %s", text);
+    }
+  return added;
+}
+
+static void
+converge_renew (Migration *m)
+{
+  for (guint i = 0; i < m->throttled->len; i++)
+    {
+      g_autoptr(JsonObject) args = args_operation (m);
+      g_autoptr(JsonNode) ret = NULL;
+      json_object_set_string_member (args, "class", g_ptr_array_index (m->throttled, i));
+      json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
+      ret = agent_call (m, "throttle", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+    }
+}
+
+/* Release every throttle of this migration where the guest runs now (its lease is the net). */
+static void
+converge_release (Migration *m, const char *where)
+{
+  g_autoptr(JsonObject) args = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (m->throttled == NULL || m->throttled->len == 0 || m->agent == NULL)
+    return;
+  args = args_operation (m);
+  ret = agent_call (m, "unthrottle", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  if (ret == NULL)
+    {
+      say (m, "migctl: warning: unthrottling on the %s failed: %s; the throttle's %d s lease "
+           "ends it", where, error->message, m->opt.lease_s);
+      return;
+    }
+  say (m, "unthrottled %u class(es) on the %s", m->throttled->len, where);
+  step (m, "host", "unthrottled", where);
+  g_ptr_array_set_size (m->throttled, 0);
+}
+
+static void
+converge_tick (Migration *m, const JobSample *s)
+{
+  g_autofree char *why = NULL;
+  MaConvergeAction action;
+
+  if (m->converge == NULL || !s->valid)
+    return;
+  action = ma_converge_observe (m->converge, (double) g_get_monotonic_time () / G_USEC_PER_SEC,
+                                s->iteration, s->remaining, s->rate, s->bps, &why);
+  switch (action)
+    {
+    case MA_CONVERGE_THROTTLE:
+      if (m->agent == NULL || !converge_throttle (m, why))
+        ma_converge_throttle_exhausted (m->converge);
+      break;
+    case MA_CONVERGE_POSTCOPY:
+      progress_end ();
+      say (m, "switching to post-copy: %s", why);
+      step (m, "host", "post-copy", why);
+      if (virDomainMigrateStartPostCopy (m->dom, 0) < 0)
+        say (m, "  refused: %s", virGetLastErrorMessage ());
+      break;
+    case MA_CONVERGE_SUSPEND:
+      progress_end ();
+      say (m, "pausing the guest: %s", why);
+      step (m, "host", "suspend", why);
+      if (virDomainSuspend (m->dom) < 0)
+        say (m, "  refused: %s", virGetLastErrorMessage ());
+      else
+        m->suspended = TRUE;
+      break;
+    case MA_CONVERGE_ABORT:
+      m->converge_aborted = TRUE;
+      abort_job (m, why);
+      break;
+    case MA_CONVERGE_NOTHING:
+    default:
+      break;
+    }
+}
+
 static void
 renew_if_due (Migration *m)
 {
@@ -490,7 +671,11 @@ renew_if_due (Migration *m)
   g_autoptr(JsonNode) ret = NULL;
   g_autoptr(GError) error = NULL;
 
-  if (!m->quiesced || g_get_monotonic_time () < m->next_renew_us)
+  if ((!m->quiesced && m->throttled->len == 0) || g_get_monotonic_time () < m->next_renew_us)
+    return;
+  converge_renew (m);
+  m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
+  if (!m->quiesced)
     return;
   args = json_object_new ();
   json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
@@ -502,30 +687,6 @@ renew_if_due (Migration *m)
       say (m, "migctl: warning: renewing the lease failed: %s", error->message);
       step (m, "host", "renew failed", error->message);
     }
-}
-
-static void
-read_job_stats (Migration *m)
-{
-  virTypedParameterPtr params = NULL;
-  int nparams = 0, type = 0;
-  unsigned long long remaining = 0, rate = 0, page = 4096, iteration = 0, downtime = 0;
-
-  if (virDomainGetJobStats (m->dom, &type, &params, &nparams, 0) < 0)
-    return;
-  if (type != VIR_DOMAIN_JOB_NONE)
-    {
-      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_REMAINING, &remaining);
-      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE, &rate);
-      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, &page);
-      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_ITERATION, &iteration);
-      virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DOWNTIME, &downtime);
-      m->iteration = MAX (m->iteration, iteration);
-      ma_timeline_sample (m->timeline, g_get_real_time (), remaining, rate * page, iteration,
-                          downtime);
-      progress_line (m, iteration, remaining, rate * page, downtime);
-    }
-  virTypedParamsFree (params, nparams);
 }
 
 /* The late freeze: once the first pass is copied (libvirt's iteration 2), the frozen window
@@ -605,6 +766,17 @@ run_migration (Migration *m)
 
   say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
   m->migration_started = g_get_real_time ();
+  {
+    MaConvergePolicy policy = {
+      .use_agent = g_strcmp0 (m->opt.converge, "agent") == 0 && m->agent != NULL,
+      .postcopy_allowed = m->opt.postcopy,
+      .suspend_after_s = m->opt.suspend_after_s,
+      .progress_timeout_s = m->opt.progress_timeout_s,
+      .step_wait_s = MA_CONVERGE_DEFAULT_STEP_WAIT_S,
+      .max_steps = MA_CONVERGE_DEFAULT_MAX_STEPS,
+    };
+    m->converge = ma_converge_new (&policy, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
+  }
   step (m, "host", "migration started", what);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
   while (!g_atomic_int_get (&m->migrate_done))
@@ -625,7 +797,10 @@ run_migration (Migration *m)
             downtime_set = virDomainMigrateSetMaxDowntime (m->dom,
                                                            (unsigned long long) m->opt.downtime_limit_ms,
                                                            0) == 0;
-          read_job_stats (m);
+          JobSample sample = read_job_stats (m);
+          if (m->throttled->len > 0 && m->next_renew_us == 0)
+            m->next_renew_us = now + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
+          converge_tick (m, &sample);
           renew_if_due (m);
           freeze_if_due (m);
           next_stats = now + MA_MIGRATE_TICK_MS * 1000;
@@ -655,6 +830,8 @@ run_migration (Migration *m)
   if (m->migrate_rc < 0)
     {
       step (m, "host", "migration failed", m->migrate_error);
+      if (m->converge_aborted)
+        say (m, "the migration did not converge and was aborted");
       return m->interrupted != 0 ? MIGCTL_EXIT_INTERRUPTED : MIGCTL_EXIT_MIGRATION_FAILED;
     }
   step (m, "host", "migration completed", NULL);
@@ -683,8 +860,11 @@ static void
 undo_on_source (Migration *m)
 {
   freeze_settle (m);
+  if (m->suspended && virDomainResume (m->dom) == 0)
+    say (m, "resumed the paused guest on the source");
   thaw_filesystems (m, m->dom, "source");
   agent_release (m, "source");
+  converge_release (m, "source");
 }
 
 static void
@@ -720,6 +900,16 @@ finish_on_destination (Migration *m)
       return MIGCTL_EXIT_CONNECTION;
     }
   freeze_settle (m);
+  {
+    int state = 0, reason = 0;
+    /* a guest paused to finish the migration (--suspend-after) runs again */
+    if (virDomainGetState (m->dst_dom, &state, &reason, 0) == 0 && state == VIR_DOMAIN_PAUSED
+        && m->suspended)
+      {
+        if (virDomainResume (m->dst_dom) == 0)
+          say (m, "resumed the guest on the destination (it was paused to finish)");
+      }
+  }
   thaw_filesystems (m, m->dst_dom, "destination");
   if (m->agent == NULL)
     return MIGCTL_EXIT_OK;
@@ -732,6 +922,7 @@ finish_on_destination (Migration *m)
     }
   step (m, "host", "agent reconnected", "destination");
   agent_release (m, "destination");
+  converge_release (m, "destination");
 
   /* the agent notices the resume by itself (QEMU's announce); `resumed` only if it did not */
   deadline = g_get_monotonic_time () + MA_MIGRATE_RESUMED_WAIT_S * G_USEC_PER_SEC;
@@ -803,6 +994,8 @@ migration_clear (Migration *m)
   g_free (m->migrate_error);
   g_free (m->freeze_error);
   g_clear_pointer (&m->timeline, ma_timeline_free);
+  g_clear_pointer (&m->converge, ma_converge_free);
+  g_clear_pointer (&m->throttled, g_ptr_array_unref);
   g_clear_pointer (&m->result, json_object_unref);
 }
 
@@ -918,6 +1111,7 @@ ma_migrate_main (const char *uri, int argc, char **argv)
 
   m.src_uri = uri;
   m.timeline = ma_timeline_new ();
+  m.throttled = g_ptr_array_new_with_free_func (g_free);
   m.result = json_object_new ();
   ma_migrate_options_init (&m.opt);
   status = ma_migrate_options_parse (&m.opt, argc, argv);
