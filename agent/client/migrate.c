@@ -20,6 +20,14 @@
 
 #include <libvirt/virterror.h>
 
+/* One sample of libvirt's job statistics. */
+typedef struct
+{
+  gboolean valid;
+  gint64 wall_us;
+  unsigned long long remaining, rate, iteration, downtime, bps;
+} JobSample;
+
 typedef struct
 {
   const char *src_uri;
@@ -36,6 +44,7 @@ typedef struct
   gboolean quiesced, frozen, freeze_in_flight, freeze_attempted;
   gint64 quiesced_at, frozen_at, next_renew_us;
   gint64 last_event_seq;
+  gint64 guest_offset_us; /* the guest's clock minus the host's, estimated at the connect */
 
   /* the migration thread and friends */
   GThread *migrate_thread, *freeze_thread;
@@ -44,6 +53,16 @@ typedef struct
   char *migrate_error, *freeze_error;
   gint64 migration_started, migration_ended, freeze_started;
   guint64 iteration;
+  JobSample last_sample;
+  /* --freeze holds the switch-over (a 1 ms downtime limit keeps pre-copy iterating) until
+   * the filesystems are frozen, then restores the limit so that the migration completes */
+  gint holding;
+  gint clamping; /* the first pass is ending: the bandwidth is clamped until the freeze */
+  gboolean downtime_known, clamp_applied; /* stats thread only */
+  unsigned long long downtime_applied, downtime_wanted;
+  unsigned long speed_wanted;
+  GThread *stats_thread;
+  GAsyncQueue *samples; /* JobSample*, from the stats thread */
 
   /* signals */
   gint interrupted; /* the signal number */
@@ -142,7 +161,7 @@ agent_collect_events (Migration *m, const char *who)
       if (JSON_NODE_HOLDS_OBJECT (ev)
           && ma_json_get_int (json_node_get_object (ev), "seq", &seq, NULL))
         m->last_event_seq = MAX (m->last_event_seq, seq);
-      ma_timeline_add_event (m->timeline, who, ev);
+      ma_timeline_add_event (m->timeline, who, ev, m->guest_offset_us);
     }
 }
 
@@ -359,6 +378,42 @@ blockers_explain (Migration *m, JsonNode *report)
     format (report);
 }
 
+/* The guest's HOST_CONNECTED for this connection happened between connect_start and
+ * connect_end on the host's clock: outside that window, the difference is the clocks'. */
+static void
+estimate_guest_clock (Migration *m, gint64 connect_start, gint64 connect_end)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *events = NULL;
+  gint64 guest = -1;
+  g_autofree char *detail = NULL;
+
+  json_object_set_int_member (args, "after", MAX (0, m->last_event_seq - 4));
+  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
+      || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
+    return;
+  for (guint i = 0; i < json_array_get_length (events); i++)
+    {
+      JsonNode *ev = json_array_get_element (events, i);
+      const char *name = NULL;
+      if (JSON_NODE_HOLDS_OBJECT (ev)
+          && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL)
+          && g_strcmp0 (name, "HOST_CONNECTED") == 0)
+        guest = ma_timeline_event_time (ev);
+    }
+  if (guest < 0)
+    return;
+  if (guest < connect_start)
+    m->guest_offset_us = guest - connect_start;
+  else if (guest > connect_end)
+    m->guest_offset_us = guest - connect_end;
+  detail = g_strdup_printf ("guest clock %+.3f s against the host's (corrected in the timeline)",
+                            (double) m->guest_offset_us / G_USEC_PER_SEC);
+  step (m, "host", "clocks", detail);
+}
+
 static int
 preflight (Migration *m)
 {
@@ -369,7 +424,10 @@ preflight (Migration *m)
   gboolean ready = FALSE;
   JsonObject *obj;
 
+  gint64 connect_start = g_get_real_time (), connect_end;
+
   m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, &error);
+  connect_end = g_get_real_time ();
   if (m->agent == NULL)
     {
       if (error->domain == MIGCTL_ERROR
@@ -391,6 +449,12 @@ preflight (Migration *m)
     }
   if (m->opt.no_agent)
     say (m, "migctl: note: the agent answers; --no-agent ignored");
+  /* this migration's events are those after now; the guest greeted this connection with
+   * HOST_CONNECTED, whose timestamp places the guest's clock against the host's */
+  status = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  if (status != NULL && JSON_NODE_HOLDS_OBJECT (status))
+    ma_json_get_int (json_node_get_object (status), "last-event-seq", &m->last_event_seq, NULL);
+  estimate_guest_clock (m, connect_start, connect_end);
   info = agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
   args = args_operation (m);
   if (info != NULL)
@@ -444,11 +508,6 @@ preflight (Migration *m)
     }
   else
     step (m, "host", "qemu-ga ping", "ok");
-  status = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-  if (status != NULL && JSON_NODE_HOLDS_OBJECT (status))
-    ma_json_get_int (json_node_get_object (status), "last-event-seq", &m->last_event_seq, NULL);
-  /* the journal before this operation is not this migration's */
-  m->last_event_seq = MAX (0, m->last_event_seq - 8);
   return MIGCTL_EXIT_OK;
 }
 
@@ -491,21 +550,17 @@ quiesce (Migration *m)
   return MIGCTL_EXIT_OK;
 }
 
-typedef struct
-{
-  gboolean valid;
-  unsigned long long remaining, rate, iteration, downtime, bps;
-} JobSample;
 
+/* One job sample from libvirt (on the stats thread's own connection). */
 static JobSample
-read_job_stats (Migration *m)
+read_job_stats (virDomainPtr dom)
 {
   virTypedParameterPtr params = NULL;
   int nparams = 0, type = 0;
   unsigned long long remaining = 0, rate = 0, page = 4096, iteration = 0, downtime = 0, bps = 0;
   JobSample sample = { FALSE };
 
-  if (virDomainGetJobStats (m->dom, &type, &params, &nparams, 0) < 0)
+  if (virDomainGetJobStats (dom, &type, &params, &nparams, 0) < 0)
     return sample;
   if (type != VIR_DOMAIN_JOB_NONE)
     {
@@ -515,14 +570,21 @@ read_job_stats (Migration *m)
       virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE, &page);
       virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_MEMORY_ITERATION, &iteration);
       virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DOWNTIME, &downtime);
-      m->iteration = MAX (m->iteration, iteration);
-      ma_timeline_sample (m->timeline, g_get_real_time (), remaining, rate * page, iteration,
-                          downtime);
-      progress_line (m, iteration, remaining, rate * page, downtime);
-      sample = (JobSample) { TRUE, remaining, rate * page, iteration, downtime, bps };
+      sample = (JobSample) { TRUE, g_get_real_time (), remaining, rate * page, iteration, downtime,
+                             bps };
     }
   virTypedParamsFree (params, nparams);
   return sample;
+}
+
+/* A sample reaches the main loop: the timeline, the progress line, the controller. */
+static void
+take_sample (Migration *m, const JobSample *s)
+{
+  m->iteration = MAX (m->iteration, s->iteration);
+  m->last_sample = *s;
+  ma_timeline_sample (m->timeline, s->wall_us, s->remaining, s->rate, s->iteration, s->downtime);
+  progress_line (m, s->iteration, s->remaining, s->rate, s->downtime);
 }
 
 /* ---------------------------------------------------------------- convergence */
@@ -689,19 +751,98 @@ renew_if_due (Migration *m)
     }
 }
 
-/* The late freeze: once the first pass is copied (libvirt's iteration 2), the frozen window
- * is only what is left of the migration. */
+/* Holding the switch-over: QEMU switches over when what is left fits in bandwidth × downtime
+ * limit; 1 ms at 1 MiB/s is under one page, so pre-copy iterates while the guest dirties any
+ * page at all. The clamp starts only when the first pass is ending. */
+#define MA_MIGRATE_HOLD_DOWNTIME_MS 1ULL
+#define MA_MIGRATE_HOLD_SPEED_MIB 1UL
+
+/* Apply the downtime limit the migration should have now (retried each tick: it can only be
+ * set once libvirt's job exists). */
+static void
+apply_downtime (Migration *m, virDomainPtr dom)
+{
+  gboolean holding = g_atomic_int_get (&m->holding);
+  unsigned long long want = holding ? MA_MIGRATE_HOLD_DOWNTIME_MS : m->downtime_wanted;
+
+  gboolean clamp = holding && g_atomic_int_get (&m->clamping);
+
+  if (clamp != m->clamp_applied
+      && virDomainMigrateSetMaxSpeed (dom, clamp ? MA_MIGRATE_HOLD_SPEED_MIB : m->speed_wanted,
+                                      0) == 0)
+    m->clamp_applied = clamp;
+  if ((want == 0 && !holding) || (want == m->downtime_applied && m->downtime_known))
+    return;
+  if (virDomainMigrateSetMaxDowntime (dom, want, 0) == 0)
+    {
+      m->downtime_applied = want;
+      m->downtime_known = TRUE;
+    }
+}
+
+/* The stats thread: libvirt's job statistics every tick and the downtime limit the
+ * migration should have, on a connection of its own (a statistics call can wait for the
+ * migration's own job phases: the main loop never does). */
+static gpointer
+stats_thread_run (gpointer data)
+{
+  Migration *m = data;
+  g_autoptr(virConnect) conn = virConnectOpen (m->src_uri);
+  g_autoptr(virDomain) dom = conn != NULL ? virDomainLookupByUUIDString (conn, m->uuid) : NULL;
+  gint64 next_sample = 0;
+
+  while (dom != NULL && !g_atomic_int_get (&m->migrate_done))
+    {
+      apply_downtime (m, dom);
+      if (g_get_monotonic_time () >= next_sample)
+        {
+          JobSample sample = read_job_stats (dom);
+          next_sample = g_get_monotonic_time () + MA_MIGRATE_TICK_MS * 1000;
+          if (sample.valid)
+            {
+              g_async_queue_push (m->samples, g_memdup2 (&sample, sizeof sample));
+              g_main_context_wakeup (NULL);
+            }
+        }
+      g_usleep (MA_MIGRATE_STATS_POLL_MS * 1000);
+    }
+  return NULL;
+}
+
+static void
+release_hold (Migration *m, const char *why)
+{
+  g_autofree char *detail = NULL;
+
+  if (!g_atomic_int_get (&m->holding))
+    return;
+  g_atomic_int_set (&m->holding, FALSE);
+  detail = g_strdup_printf ("%s; downtime limit back to %llu ms, bandwidth to %lu MiB/s", why,
+                            m->downtime_wanted, m->speed_wanted);
+  step (m, "host", "switch-over released", detail);
+}
+
+/* The late freeze: when the first pass is about to end (what it has left takes at most
+ * MA_MIGRATE_FREEZE_LEAD_MS at the current bandwidth) or has ended (libvirt's iteration 2),
+ * while the switch-over is held: the frozen window is only the end of the migration. */
 static void
 freeze_if_due (Migration *m)
 {
+  const JobSample *s = &m->last_sample;
+  unsigned long long bps = MAX (s->bps, (unsigned long long) m->opt.bandwidth_mib << 20);
+  gboolean first_pass_ending = s->valid && s->iteration == 1 && bps > 0
+                               && s->remaining * 1000 <= bps * MA_MIGRATE_FREEZE_LEAD_MS;
+
   if (!m->opt.freeze || m->frozen || m->freeze_in_flight || m->opt.freeze_retries < 0
-      || m->iteration < 2 || g_atomic_int_get (&m->migrate_done))
+      || (m->iteration < 2 && !first_pass_ending) || g_atomic_int_get (&m->migrate_done))
     return;
+  g_atomic_int_set (&m->clamping, TRUE);
   m->freeze_attempted = TRUE;
   m->freeze_in_flight = TRUE;
   m->freeze_started = g_get_monotonic_time ();
   g_atomic_int_set (&m->freeze_done, 0);
-  step (m, "host", "freeze", "guest-fsfreeze-freeze (first pass copied)");
+  step (m, "host", "freeze", m->iteration >= 2 ? "guest-fsfreeze-freeze (first pass copied)"
+                                               : "guest-fsfreeze-freeze (first pass ending)");
   m->freeze_thread = g_thread_new ("freeze", freeze_thread_run, m);
 }
 
@@ -722,6 +863,7 @@ freeze_check (Migration *m)
           say (m, "froze %d filesystem(s) in %.3f s", m->freeze_rc,
                (double) (g_get_monotonic_time () - m->freeze_started) / G_USEC_PER_SEC);
           step (m, "host", "frozen", NULL);
+          release_hold (m, "frozen");
         }
       else if (m->freeze_rc >= 0)
         {
@@ -731,10 +873,13 @@ freeze_check (Migration *m)
         }
       else
         {
-          say (m, "migctl: warning: the freeze failed: %s; going on unfrozen",
-               m->freeze_error != NULL ? m->freeze_error : "?");
-          step (m, "host", "freeze failed", m->freeze_error);
           m->opt.freeze_retries--;
+          say (m, "migctl: warning: the freeze failed: %s; %s",
+               m->freeze_error != NULL ? m->freeze_error : "?",
+               m->opt.freeze_retries >= 0 ? "trying again" : "going on unfrozen");
+          step (m, "host", "freeze failed", m->freeze_error);
+          if (m->opt.freeze_retries < 0)
+            release_hold (m, "the freeze failed");
         }
       g_clear_pointer (&m->freeze_error, g_free);
       return;
@@ -753,7 +898,9 @@ freeze_check (Migration *m)
       m->freeze_started = 0; /* late completion is undone in freeze_check */
       m->opt.freeze_retries--;
       say (m, "%s", m->opt.freeze_retries >= 0 ? "the freeze is retried once this one ends"
-                                           : "going on unfrozen (--freeze-retries exhausted)");
+                                               : "going on unfrozen (--freeze-retries exhausted)");
+      if (m->opt.freeze_retries < 0)
+        release_hold (m, "the freeze timed out");
     }
 }
 
@@ -761,7 +908,6 @@ static int
 run_migration (Migration *m)
 {
   g_autofree char *what = g_strdup_printf ("to %s", m->opt.dest_uri);
-  gboolean downtime_set = m->opt.downtime_limit_ms <= 0;
   gint64 next_stats = 0, abort_deadline = 0;
 
   say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
@@ -778,7 +924,18 @@ run_migration (Migration *m)
     m->converge = ma_converge_new (&policy, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
   }
   step (m, "host", "migration started", what);
+  m->downtime_wanted = (unsigned long long) m->opt.downtime_limit_ms;
+  if (m->opt.freeze && m->downtime_wanted == 0
+      && virDomainMigrateGetMaxDowntime (m->dom, &m->downtime_wanted, 0) < 0)
+    m->downtime_wanted = 300; /* QEMU's default */
+  m->speed_wanted = (unsigned long) m->opt.bandwidth_mib;
+  if (m->opt.freeze && m->speed_wanted == 0
+      && virDomainMigrateGetMaxSpeed (m->dom, &m->speed_wanted, 0) < 0)
+    m->speed_wanted = 8796093022207UL; /* libvirt's "unlimited" */
+  g_atomic_int_set (&m->holding, m->opt.freeze);
+  m->samples = g_async_queue_new_full (g_free);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
+  m->stats_thread = g_thread_new ("stats", stats_thread_run, m);
   while (!g_atomic_int_get (&m->migrate_done))
     {
       gint64 now = g_get_monotonic_time ();
@@ -791,20 +948,24 @@ run_migration (Migration *m)
         }
       if (ma_virt_connection_lost (m->src))
         break;
+      {
+        JobSample *sample;
+        while ((sample = g_async_queue_try_pop (m->samples)) != NULL)
+          {
+            take_sample (m, sample);
+            if (!g_atomic_int_get (&m->holding))
+              converge_tick (m, sample);
+            g_free (sample);
+          }
+      }
       if (now >= next_stats)
         {
-          if (!downtime_set)
-            downtime_set = virDomainMigrateSetMaxDowntime (m->dom,
-                                                           (unsigned long long) m->opt.downtime_limit_ms,
-                                                           0) == 0;
-          JobSample sample = read_job_stats (m);
           if (m->throttled->len > 0 && m->next_renew_us == 0)
             m->next_renew_us = now + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
-          converge_tick (m, &sample);
           renew_if_due (m);
-          freeze_if_due (m);
           next_stats = now + MA_MIGRATE_TICK_MS * 1000;
         }
+      freeze_if_due (m);
       freeze_check (m);
       if (abort_deadline != 0 && now > abort_deadline)
         break;
@@ -815,6 +976,8 @@ run_migration (Migration *m)
     }
   progress_end ();
   m->migration_ended = g_get_real_time ();
+  if (g_atomic_int_get (&m->migrate_done))
+    g_thread_join (g_steal_pointer (&m->stats_thread));
   if (!g_atomic_int_get (&m->migrate_done))
     {
       /* the connection is gone or the abort never returned: the thread is left behind; the
@@ -880,6 +1043,31 @@ print_validation (Migration *m, JsonNode *report)
     format (report);
 }
 
+/* Does the agent's journal hold this event after the migration's first sequence number? */
+static gboolean
+journal_has_event (Migration *m, const char *wanted)
+{
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *events = NULL;
+
+  json_object_set_int_member (args, "after", m->last_event_seq);
+  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
+      || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
+    return FALSE;
+  for (guint i = 0; i < json_array_get_length (events); i++)
+    {
+      JsonNode *ev = json_array_get_element (events, i);
+      const char *name = NULL;
+      if (JSON_NODE_HOLDS_OBJECT (ev)
+          && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL)
+          && g_strcmp0 (name, wanted) == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 /* On the destination: thaw, release, wait for the agent's RESUMED and its validation. */
 static int
 finish_on_destination (Migration *m)
@@ -924,8 +1112,10 @@ finish_on_destination (Migration *m)
   agent_release (m, "destination");
   converge_release (m, "destination");
 
-  /* the agent notices the resume by itself (QEMU's announce); `resumed` only if it did not */
+  /* the agent notices the resume by itself (QEMU's announce); `resumed` only if it did not.
+   * The journal holds a RESUMED that came before this connection; live events the rest. */
   deadline = g_get_monotonic_time () + MA_MIGRATE_RESUMED_WAIT_S * G_USEC_PER_SEC;
+  seen_resumed = journal_has_event (m, "RESUMED");
   while (!seen_resumed && g_get_monotonic_time () < deadline)
     {
       g_autoptr(JsonNode) ev = ma_client_next_event (m->agent, 500, NULL);
@@ -933,15 +1123,6 @@ finish_on_destination (Migration *m)
       if (ev != NULL && JSON_NODE_HOLDS_OBJECT (ev)
           && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL))
         seen_resumed = g_strcmp0 (name, "RESUMED") == 0;
-      if (ev == NULL)
-        {
-          g_autoptr(JsonNode) st = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-          const char *state = NULL;
-          if (st != NULL && JSON_NODE_HOLDS_OBJECT (st))
-            ma_json_get_string (json_node_get_object (st), "state", &state, NULL);
-          seen_resumed = g_strcmp0 (state, "resumed") == 0 || g_strcmp0 (state, "validated") == 0
-                         || g_strcmp0 (state, "failed") == 0;
-        }
     }
   if (!seen_resumed)
     say (m, "migctl: the agent did not report a resume within %d s; telling it",
@@ -996,6 +1177,7 @@ migration_clear (Migration *m)
   g_clear_pointer (&m->timeline, ma_timeline_free);
   g_clear_pointer (&m->converge, ma_converge_free);
   g_clear_pointer (&m->throttled, g_ptr_array_unref);
+  g_clear_pointer (&m->samples, g_async_queue_unref);
   g_clear_pointer (&m->result, json_object_unref);
 }
 

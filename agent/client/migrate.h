@@ -10,7 +10,9 @@ G_BEGIN_DECLS
 /* Deadlines and periods, named (seconds unless said otherwise). */
 #define MA_MIGRATE_AGENT_TIMEOUT_S 20      /* the agent's answer to one command */
 #define MA_MIGRATE_PREPARE_TIMEOUT_S 120   /* prepare runs blockers and plugin checks */
-#define MA_MIGRATE_TICK_MS 500             /* job statistics, lease and signals are read */
+#define MA_MIGRATE_TICK_MS 200             /* job statistics are read, the lease renewed */
+#define MA_MIGRATE_STATS_POLL_MS 50        /* the stats thread looks for work */
+#define MA_MIGRATE_FREEZE_LEAD_MS 1500     /* freeze when the first pass has this long left */
 #define MA_MIGRATE_RESUMED_WAIT_S 30       /* the agent's own RESUMED before `resumed` is sent */
 #define MA_MIGRATE_ABORT_WAIT_S 120        /* an aborted job must end within this */
 #define MA_MIGRATE_QGA_TIMEOUT_S 30

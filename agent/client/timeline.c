@@ -84,22 +84,34 @@ ma_timeline_add (MaTimeline *self, gint64 wall_us, const char *who, const char *
   g_array_append_val (self->steps, s);
 }
 
-void
-ma_timeline_add_event (MaTimeline *self, const char *who, JsonNode *event)
+gint64
+ma_timeline_event_time (JsonNode *event)
 {
-  JsonObject *obj, *ts = NULL, *data = NULL;
-  const char *name = NULL;
+  JsonObject *ts = NULL;
   gint64 seconds = 0, micro = 0;
+
+  if (event == NULL || !JSON_NODE_HOLDS_OBJECT (event)
+      || !ma_json_get_object (json_node_get_object (event), "timestamp", &ts, NULL) || ts == NULL
+      || !ma_json_get_int (ts, "seconds", &seconds, NULL))
+    return -1;
+  ma_json_get_int (ts, "microseconds", &micro, NULL);
+  return seconds * G_USEC_PER_SEC + micro;
+}
+
+void
+ma_timeline_add_event (MaTimeline *self, const char *who, JsonNode *event,
+                       gint64 guest_offset_us)
+{
+  JsonObject *obj, *data = NULL;
+  const char *name = NULL;
+  gint64 wall_us = ma_timeline_event_time (event);
   g_autofree char *detail = NULL;
 
-  if (event == NULL || !JSON_NODE_HOLDS_OBJECT (event))
+  if (wall_us < 0)
     return;
   obj = json_node_get_object (event);
-  if (!ma_json_get_string (obj, "event", &name, NULL) || name == NULL
-      || !ma_json_get_object (obj, "timestamp", &ts, NULL) || ts == NULL)
+  if (!ma_json_get_string (obj, "event", &name, NULL) || name == NULL)
     return;
-  ma_json_get_int (ts, "seconds", &seconds, NULL);
-  ma_json_get_int (ts, "microseconds", &micro, NULL);
   if (ma_json_get_object (obj, "data", &data, NULL) && data != NULL)
     {
       g_autoptr(JsonNode) node = ma_json_new_object_node (json_object_ref (data));
@@ -107,7 +119,7 @@ ma_timeline_add_event (MaTimeline *self, const char *who, JsonNode *event)
       if (strlen (detail) > 120)
         strcpy (detail + 117, "...");
     }
-  ma_timeline_add (self, seconds * G_USEC_PER_SEC + micro, who, name, detail);
+  ma_timeline_add (self, wall_us - guest_offset_us, who, name, detail);
 }
 
 void

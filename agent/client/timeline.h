@@ -17,8 +17,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaTimeline, ma_timeline_free)
 /* A step at wall-clock time wall_us (g_get_real_time ()): who is "host", "source guest"... */
 void ma_timeline_add (MaTimeline *self, gint64 wall_us, const char *who, const char *what,
                       const char *detail);
-/* A guest event as the agent sent it ({"event", "data", "timestamp"}); who names the side. */
-void ma_timeline_add_event (MaTimeline *self, const char *who, JsonNode *event);
+/* A guest event as the agent sent it ({"event", "data", "timestamp"}); who names the side;
+ * guest_offset_us (the guest's clock minus the host's) is taken off its timestamp. */
+void ma_timeline_add_event (MaTimeline *self, const char *who, JsonNode *event,
+                            gint64 guest_offset_us);
+/* The guest's timestamp of an event (µs), or -1. */
+gint64 ma_timeline_event_time (JsonNode *event);
 /* A phase [start, end) drawn as a band in the picture. */
 void ma_timeline_phase (MaTimeline *self, const char *name, gint64 start_us, gint64 end_us);
 /* One libvirt job sample. */

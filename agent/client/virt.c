@@ -171,11 +171,16 @@ channel_wait (ChannelTransport *self, int want, gint64 deadline)
 static gboolean
 channel_set_error (ChannelTransport *self, GError **error, const char *what)
 {
+  /* read libvirt's error first: every later API call resets it */
+  g_autofree char *msg = g_strdup (virGetLastErrorMessage ());
+
   if (ma_virt_connection_lost (self->conn))
     g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_CONNECTION,
                  "the libvirt connection was lost (%s)", what);
   else
-    ma_virt_set_error (error, MIGCTL_EXIT_CONNECTION, what);
+    g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_CONNECTION, "%s: %s%s", what, msg,
+                 strstr (msg, "I/O") != NULL ? " (another client may have taken the channel "
+                                               "over with --force)" : "");
   self->broken = TRUE;
   return FALSE;
 }
@@ -286,8 +291,7 @@ ma_virt_open_agent_channel (virDomainPtr dom, gboolean force, GError **error)
   if (virDomainOpenChannel (dom, MA_VIRT_AGENT_CHANNEL, self->stream,
                             force ? VIR_DOMAIN_CHANNEL_FORCE : 0) < 0)
     {
-      virErrorPtr err = virGetLastError ();
-      const char *msg = err != NULL && err->message != NULL ? err->message : "unknown error";
+      g_autofree char *msg = g_strdup (virGetLastErrorMessage ());
 
       self->broken = TRUE;
       if (strstr (msg, "Active channel stream exists") != NULL)

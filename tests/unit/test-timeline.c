@@ -28,8 +28,8 @@ test_merged_on_one_clock (void)
 
   ma_timeline_add (tl, T0, "host", "start", "op-1");
   ma_timeline_add (tl, T0 + 3000000, "host", "migration completed", NULL);
-  ma_timeline_add_event (tl, "guest", resumed);
-  ma_timeline_add_event (tl, "guest", quiesced);
+  ma_timeline_add_event (tl, "guest", resumed, 0);
+  ma_timeline_add_event (tl, "guest", quiesced, -1000000); /* guest 1 s behind */
   ma_timeline_phase (tl, "migration", T0 + 500000, T0 + 3000000);
   ma_timeline_sample (tl, T0 + 1000000, 100 << 20, 10 << 20, 1, 300);
   json = ma_timeline_to_json (tl);
@@ -40,6 +40,9 @@ test_merged_on_one_clock (void)
                    ==, "start");
   g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (steps, 1), "what"),
                    ==, "QUIESCED");
+  /* at the guest's 0.25 s, 1 s behind the host: 1.25 s on the host's clock */
+  t = json_object_get_double_member (json_array_get_object_element (steps, 1), "t");
+  g_assert_cmpfloat_with_epsilon (t, 1.25, 1e-6);
   g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (steps, 2), "who"),
                    ==, "host");
   g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (steps, 3), "what"),
@@ -59,8 +62,8 @@ test_event_without_timestamp_is_ignored (void)
   g_autoptr(JsonNode) bad = ma_json_parse ("{\"event\": \"X\"}", 15, NULL);
   g_autoptr(JsonNode) json = NULL;
 
-  ma_timeline_add_event (tl, "guest", bad);
-  ma_timeline_add_event (tl, "guest", NULL);
+  ma_timeline_add_event (tl, "guest", bad, 0);
+  ma_timeline_add_event (tl, "guest", NULL, 0);
   json = ma_timeline_to_json (tl);
   g_assert_cmpuint (json_array_get_length (json_object_get_array_member (
                       json_node_get_object (json), "steps")), ==, 0);
