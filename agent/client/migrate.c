@@ -753,9 +753,10 @@ renew_if_due (Migration *m)
 
 /* Holding the switch-over: QEMU switches over when what is left fits in bandwidth × downtime
  * limit; 1 ms at 1 MiB/s is under one page, so pre-copy iterates while the guest dirties any
- * page at all. The clamp starts only when the first pass is ending. */
+ * page at all. Both start only when the first pass is ending and end once frozen. */
 #define MA_MIGRATE_HOLD_DOWNTIME_MS 1ULL
 #define MA_MIGRATE_HOLD_SPEED_MIB 1UL
+#define MA_MIGRATE_QEMU_DEFAULT_DOWNTIME_MS 300ULL
 
 /* Apply the downtime limit the migration should have now (retried each tick: it can only be
  * set once libvirt's job exists). */
@@ -771,7 +772,8 @@ apply_downtime (Migration *m, virDomainPtr dom)
       && virDomainMigrateSetMaxSpeed (dom, clamp ? MA_MIGRATE_HOLD_SPEED_MIB : m->speed_wanted,
                                       0) == 0)
     m->clamp_applied = clamp;
-  if ((want == 0 && !holding) || (want == m->downtime_applied && m->downtime_known))
+  if ((!holding && !m->downtime_known && m->opt.downtime_limit_ms == 0)
+      || (want == m->downtime_applied && m->downtime_known))
     return;
   if (virDomainMigrateSetMaxDowntime (dom, want, 0) == 0)
     {
@@ -837,6 +839,7 @@ freeze_if_due (Migration *m)
       || (m->iteration < 2 && !first_pass_ending) || g_atomic_int_get (&m->migrate_done))
     return;
   g_atomic_int_set (&m->clamping, TRUE);
+  g_atomic_int_set (&m->holding, TRUE);
   m->freeze_attempted = TRUE;
   m->freeze_in_flight = TRUE;
   m->freeze_started = g_get_monotonic_time ();
@@ -924,15 +927,14 @@ run_migration (Migration *m)
     m->converge = ma_converge_new (&policy, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
   }
   step (m, "host", "migration started", what);
-  m->downtime_wanted = (unsigned long long) m->opt.downtime_limit_ms;
-  if (m->opt.freeze && m->downtime_wanted == 0
-      && virDomainMigrateGetMaxDowntime (m->dom, &m->downtime_wanted, 0) < 0)
-    m->downtime_wanted = 300; /* QEMU's default */
+  /* the limit the switch-over returns to after a hold: the user's, else QEMU's default (what
+   * QEMU reports now may be a value a previous migration left) */
+  m->downtime_wanted = m->opt.downtime_limit_ms > 0 ? (unsigned long long) m->opt.downtime_limit_ms
+                                                    : MA_MIGRATE_QEMU_DEFAULT_DOWNTIME_MS;
   m->speed_wanted = (unsigned long) m->opt.bandwidth_mib;
   if (m->opt.freeze && m->speed_wanted == 0
       && virDomainMigrateGetMaxSpeed (m->dom, &m->speed_wanted, 0) < 0)
     m->speed_wanted = 8796093022207UL; /* libvirt's "unlimited" */
-  g_atomic_int_set (&m->holding, m->opt.freeze);
   m->samples = g_async_queue_new_full (g_free);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
   m->stats_thread = g_thread_new ("stats", stats_thread_run, m);
@@ -1018,10 +1020,23 @@ freeze_settle (Migration *m)
     }
 }
 
+/* A migration that ended while the switch-over was held must not leave its limits to the
+ * next migration of this domain (libvirt keeps the bandwidth, QEMU the downtime limit). */
+static void
+restore_limits (Migration *m)
+{
+  if (m->clamp_applied && virDomainMigrateSetMaxSpeed (m->dom, m->speed_wanted, 0) == 0)
+    m->clamp_applied = FALSE;
+  if (m->downtime_known && m->downtime_applied != m->downtime_wanted && m->downtime_wanted > 0
+      && virDomainMigrateSetMaxDowntime (m->dom, m->downtime_wanted, 0) == 0)
+    m->downtime_applied = m->downtime_wanted;
+}
+
 /* The guest still runs on the source: thaw and release there. */
 static void
 undo_on_source (Migration *m)
 {
+  restore_limits (m);
   freeze_settle (m);
   if (m->suspended && virDomainResume (m->dom) == 0)
     say (m, "resumed the paused guest on the source");

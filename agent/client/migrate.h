@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 #define MA_MIGRATE_TICK_MS 200             /* job statistics are read, the lease renewed */
 #define MA_MIGRATE_STATS_POLL_MS 50        /* the stats thread looks for work */
 #define MA_MIGRATE_FREEZE_LEAD_MS 1500     /* freeze when the first pass has this long left */
-#define MA_MIGRATE_RESUMED_WAIT_S 30       /* the agent's own RESUMED before `resumed` is sent */
+#define MA_MIGRATE_RESUMED_WAIT_S 10       /* the agent's own RESUMED before `resumed` is sent */
 #define MA_MIGRATE_ABORT_WAIT_S 120        /* an aborted job must end within this */
 #define MA_MIGRATE_QGA_TIMEOUT_S 30
 
