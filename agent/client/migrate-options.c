@@ -83,7 +83,7 @@ entries_for (MaMigrateOptions *o, GOptionEntry *out, gsize n_out)
     { "validation-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &o->validation_timeout_s,
       "migrate: seconds to wait for the destination's validation (180)", "S" },
     { "operation", 0, 0, G_OPTION_ARG_STRING, &o->operation,
-      "migrate: operation id (default migrate-DOMAIN-TIME)", "ID" },
+      "migrate: operation id (default migrate-DOMAIN-TIME-RANDOM)", "ID" },
     { "force", 0, 0, G_OPTION_ARG_NONE, &o->force,
       "migrate: go on despite a blocked preflight verdict", NULL },
     { "no-agent", 0, 0, G_OPTION_ARG_NONE, &o->no_agent,
@@ -160,8 +160,9 @@ ma_migrate_options_parse (MaMigrateOptions *o, int argc, char **argv)
   o->domain_name = g_strdup (rest[0]);
   o->dest_uri = g_strdup (rest[1]);
   if (o->operation == NULL)
-    o->operation = g_strdup_printf ("migrate-%s-%" G_GINT64_FORMAT, o->domain_name,
-                                    g_get_real_time () / G_USEC_PER_SEC);
+    o->operation = g_strdup_printf ("migrate-%.64s-%" G_GINT64_FORMAT "-%04x", o->domain_name,
+                                    g_get_real_time () / G_USEC_PER_SEC,
+                                    (guint) g_random_int_range (0, 0x10000));
   return MIGCTL_EXIT_OK;
 }
 

@@ -372,7 +372,9 @@ blockers_explain (Migration *m, JsonNode *report)
 
   if (report == NULL || !JSON_NODE_HOLDS_OBJECT (report))
     return;
-  if (m->opt.json || format == NULL)
+  if (m->opt.json)
+    json_object_set_member (m->result, "blockers", json_node_copy (report));
+  else if (format == NULL)
     ma_out_print_json (report, TRUE);
   else
     format (report);
@@ -1278,10 +1280,22 @@ migrate_run (Migration *m)
     return status;
   if (status != MIGCTL_EXIT_OK)
     {
-      /* an abort can lose the race with the switch-over: ask where the guest runs */
-      virDomainPtr there = virDomainLookupByUUIDString (m->dst, m->uuid);
-      gboolean on_destination = there != NULL && virDomainIsActive (there) == 1
-                                && virDomainIsActive (m->dom) != 1;
+      /* an abort can lose the race with the switch-over: ask where the guest runs (the
+       * destination's domain exists, paused, while an incoming migration is unfinished) */
+      virDomainPtr there = NULL;
+      int state = VIR_DOMAIN_NOSTATE, reason = 0;
+      gboolean on_destination;
+
+      if (ma_virt_connection_lost (m->src))
+        {
+          g_printerr ("migctl: the libvirt connection to the source was lost; the guest's "
+                      "lease (%d s) and freeze watchdog release it\n", m->opt.lease_s);
+          return MIGCTL_EXIT_CONNECTION;
+        }
+      there = virDomainLookupByUUIDString (m->dst, m->uuid);
+      if (there != NULL && virDomainGetState (there, &state, &reason, 0) < 0)
+        state = VIR_DOMAIN_NOSTATE;
+      on_destination = state == VIR_DOMAIN_RUNNING && virDomainIsActive (m->dom) == 0;
       if (there != NULL)
         virDomainFree (there);
       if (!on_destination)
@@ -1323,7 +1337,8 @@ ma_migrate_main (const char *uri, int argc, char **argv)
   sighup = g_unix_signal_add (SIGHUP, on_signal, &m);
   sigterm = g_unix_signal_add (SIGTERM, on_sigterm, &m);
   status = migrate_run (&m);
-  if (m.src != NULL && m.dom != NULL)
+  /* a refusal before anything was done has nothing to show but its message */
+  if (m.src != NULL && m.dom != NULL && (m.migration_started != 0 || m.opt.json))
     report (&m, status);
   g_source_remove (sigint);
   g_source_remove (sighup);
