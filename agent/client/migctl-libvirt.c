@@ -12,12 +12,13 @@ static MaClient *
 libvirt_agent_connect (const char *uri, const char *domain, gboolean force, guint timeout_ms,
                        GError **error)
 {
-  g_autoptr(virConnect) conn = ma_virt_open (uri, error);
+  g_autoptr(virConnect) conn = ma_virt_open (uri, FALSE, error);
   g_autoptr(virDomain) dom = NULL;
 
   if (conn == NULL)
     return NULL;
-  dom = ma_virt_lookup_running (conn, domain, error);
+  /* whether it runs is asked only when the channel cannot be opened */
+  dom = ma_virt_lookup (conn, domain, error);
   if (dom == NULL)
     return NULL;
   /* the transport keeps its own reference on the connection */

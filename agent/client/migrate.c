@@ -1060,6 +1060,31 @@ print_validation (Migration *m, JsonNode *report)
     format (report);
 }
 
+/* libvirt's figures of the completed migration, from the destination. */
+static void
+record_completed_job (Migration *m)
+{
+  virTypedParameterPtr params = NULL;
+  int nparams = 0, type = 0;
+  unsigned long long downtime = 0, elapsed = 0, data = 0;
+  g_autofree char *detail = NULL;
+
+  if (virDomainGetJobStats (m->dst_dom, &type, &params, &nparams,
+                            VIR_DOMAIN_JOB_STATS_COMPLETED) < 0)
+    return;
+  virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DOWNTIME, &downtime);
+  virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_TIME_ELAPSED, &elapsed);
+  virTypedParamsGetULLong (params, nparams, VIR_DOMAIN_JOB_DATA_PROCESSED, &data);
+  virTypedParamsFree (params, nparams);
+  detail = g_strdup_printf ("libvirt: %llu ms in all, downtime %llu ms, %.1f MiB sent", elapsed,
+                            downtime, (double) data / 1048576.0);
+  say (m, "%s", detail);
+  step (m, "libvirt", "job completed", detail);
+  json_object_set_int_member (m->result, "downtime-ms", (gint64) downtime);
+  json_object_set_int_member (m->result, "libvirt-total-ms", (gint64) elapsed);
+  json_object_set_int_member (m->result, "data-bytes", (gint64) data);
+}
+
 /* Does the agent's journal hold this event after the migration's first sequence number? */
 static gboolean
 journal_has_event (Migration *m, const char *wanted)
@@ -1104,6 +1129,7 @@ finish_on_destination (Migration *m)
                   "domain: %s\n", virGetLastErrorMessage ());
       return MIGCTL_EXIT_CONNECTION;
     }
+  record_completed_job (m);
   freeze_settle (m);
   {
     int state = 0, reason = 0;
@@ -1240,7 +1266,7 @@ migrate_run (Migration *m)
   g_autoptr(GError) error = NULL;
   int status;
 
-  m->src = ma_virt_open (m->src_uri, &error);
+  m->src = ma_virt_open (m->src_uri, TRUE, &error);
   if (m->src == NULL)
     {
       g_printerr ("migctl: %s\n", error->message);
@@ -1254,7 +1280,7 @@ migrate_run (Migration *m)
     }
   virDomainGetUUIDString (m->dom, m->uuid);
   /* the destination is reached before anything is changed */
-  m->dst = ma_virt_open (m->opt.dest_uri, &error);
+  m->dst = ma_virt_open (m->opt.dest_uri, TRUE, &error);
   if (m->dst == NULL)
     {
       g_printerr ("migctl: the destination: %s; nothing was changed\n", error->message);

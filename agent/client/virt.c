@@ -44,7 +44,7 @@ connection_closed (virConnectPtr conn, int reason, void *opaque)
 }
 
 virConnectPtr
-ma_virt_open (const char *uri, GError **error)
+ma_virt_open (const char *uri, gboolean keepalive, GError **error)
 {
   virConnectPtr conn;
 
@@ -57,8 +57,10 @@ ma_virt_open (const char *uri, GError **error)
       ma_virt_set_error (error, MIGCTL_EXIT_CONNECTION, what);
       return NULL;
     }
-  /* a daemon that stops answering is declared lost instead of hanging every call */
-  virConnectSetKeepAlive (conn, MA_VIRT_KEEPALIVE_INTERVAL_S, MA_VIRT_KEEPALIVE_COUNT);
+  /* a daemon that stops answering is declared lost instead of hanging every call (one
+   * command is bounded by its own timeout and spares the round trip) */
+  if (keepalive)
+    virConnectSetKeepAlive (conn, MA_VIRT_KEEPALIVE_INTERVAL_S, MA_VIRT_KEEPALIVE_COUNT);
   virConnectRegisterCloseCallback (conn, connection_closed, NULL, NULL);
   return conn;
 }
@@ -70,7 +72,7 @@ ma_virt_connection_lost (virConnectPtr conn)
 }
 
 virDomainPtr
-ma_virt_lookup_running (virConnectPtr conn, const char *name, GError **error)
+ma_virt_lookup (virConnectPtr conn, const char *name, GError **error)
 {
   virDomainPtr dom = virDomainLookupByName (conn, name);
 
@@ -86,16 +88,28 @@ ma_virt_lookup_running (virConnectPtr conn, const char *name, GError **error)
         }
       g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_NO_DOMAIN,
                    "no domain named '%s' on this libvirt connection (virsh list --all)", name);
-      return NULL;
     }
-  if (virDomainIsActive (dom) != 1)
-    {
-      g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_DOMAIN_NOT_RUNNING,
-                   "domain '%s' is not running: its agent can only be reached while it runs "
-                   "(virsh start %s)", name, name);
-      virDomainFree (dom);
-      return NULL;
-    }
+  return dom;
+}
+
+static gboolean
+domain_not_running (virDomainPtr dom, GError **error)
+{
+  if (virDomainIsActive (dom) == 1)
+    return FALSE;
+  g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_DOMAIN_NOT_RUNNING,
+               "domain '%s' is not running: its agent can only be reached while it runs "
+               "(virsh start %s)", virDomainGetName (dom), virDomainGetName (dom));
+  return TRUE;
+}
+
+virDomainPtr
+ma_virt_lookup_running (virConnectPtr conn, const char *name, GError **error)
+{
+  virDomainPtr dom = ma_virt_lookup (conn, name, error);
+
+  if (dom != NULL && domain_not_running (dom, error))
+    g_clear_pointer (&dom, virDomainFree);
   return dom;
 }
 
@@ -294,6 +308,8 @@ ma_virt_open_agent_channel (virDomainPtr dom, gboolean force, GError **error)
       g_autofree char *msg = g_strdup (virGetLastErrorMessage ());
 
       self->broken = TRUE;
+      if (domain_not_running (dom, error))
+        return NULL;
       if (strstr (msg, "Active channel stream exists") != NULL)
         g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_CHANNEL_BUSY,
                      "another client holds the agent's channel of '%s' (%s); --force takes it "

@@ -18,16 +18,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (virDomain, virDomainFree)
 /* Once per process: libvirt's event loop becomes GLib's default main context. */
 void ma_virt_init (void);
 
-/* Open a libvirt connection (uri NULL: libvirt's default) with keepalive; its loss is
- * noticed by ma_virt_connection_lost (). Errors are MIGCTL_ERROR_CONNECTION. */
-virConnectPtr ma_virt_open (const char *uri, GError **error);
+/* Open a libvirt connection (uri NULL: libvirt's default), with keepalive for long work; its
+ * loss is noticed by ma_virt_connection_lost (). Errors are MIGCTL_EXIT_CONNECTION. */
+virConnectPtr ma_virt_open (const char *uri, gboolean keepalive, GError **error);
 gboolean ma_virt_connection_lost (virConnectPtr conn);
 
-/* The running domain NAME (or UUID): MIGCTL_EXIT_NO_DOMAIN, MIGCTL_EXIT_DOMAIN_NOT_RUNNING. */
+/* The domain NAME (or UUID): MIGCTL_EXIT_NO_DOMAIN. */
+virDomainPtr ma_virt_lookup (virConnectPtr conn, const char *name, GError **error);
+/* The same, and running: MIGCTL_EXIT_DOMAIN_NOT_RUNNING. */
 virDomainPtr ma_virt_lookup_running (virConnectPtr conn, const char *name, GError **error);
 
 /* The agent's channel of a running domain as a client transport, non-blocking on the main
- * loop. MIGCTL_EXIT_NO_CHANNEL (the message holds the <channel> XML to add),
+ * loop. MIGCTL_EXIT_DOMAIN_NOT_RUNNING, MIGCTL_EXIT_NO_CHANNEL (the message holds the <channel> XML to add),
  * MIGCTL_EXIT_CHANNEL_BUSY (another client holds it; force takes it over). */
 MaTransport *ma_virt_open_agent_channel (virDomainPtr dom, gboolean force, GError **error);
 

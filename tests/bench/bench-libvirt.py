@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The host side on libvirt against what users run today, in one run, on two real libvirt
+daemons (tests/vm/libvirtlib.py) with the VM suite's idle 512 MiB TCG guest:
+
+1. `migctl --domain D ping` (a whole process: connect, open the channel, resynchronise, ping)
+   against `virsh qemu-agent-command D '{"execute":"guest-ping"}'` (a whole process through
+   libvirt to qemu-ga): medians of --rounds each, interleaved; goal ratio <= 1.0.
+2. `migctl migrate` (preflight, quiesce, migration, thaw, RESUMED and validation; no freeze)
+   against `virsh migrate --live` of the same guest with the same options, alternating
+   directions, --migrations each: total seconds and libvirt's downtime; goal: migctl's total
+   minus its validation wait <= 1.2x virsh's, downtime no worse. migctl's phases printed.
+
+usage: MIGCTL=BUILD/agent/client/migctl tests/bench/bench-libvirt.py [--rounds 20]
+           [--migrations 3]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "vm"))
+import vmlib  # noqa: E402
+import libvirtlib  # noqa: E402
+
+MIGRATE_OPTS = ["--p2p", "--unsafe", "--migrateuri", "tcp://127.0.0.1", "--listen-address",
+                "127.0.0.1"]
+
+
+def timed(argv, env):
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        raise SystemExit("%s: exit %d: %s" % (" ".join(argv[:4]), r.returncode, r.stderr))
+    return dt, r.stdout
+
+
+def completed_downtime(pair, side):
+    out = pair.virsh(side, "domjobinfo", "g1", "--completed")
+    for line in out.splitlines():
+        if line.startswith("Total downtime:"):
+            return float(line.split(":")[1].split()[0])
+    return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--migrations", type=int, default=3)
+    a = ap.parse_args()
+    migctl = vmlib.find_migctl()
+    if not migctl:
+        raise SystemExit("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
+    env = dict(os.environ, MIGCTL_MODULE_DIR=os.environ.get("MIGCTL_MODULE_DIR")
+               or os.path.dirname(migctl))
+    h = vmlib.Harness("bench-libvirt")
+    kernel, initrd = vmlib.ensure_guest(with_agent=True)
+    vmlib.make_data_disk(h.disk)
+    console = os.path.join(h.workdir, "console.log")
+    with libvirtlib.LibvirtPair(h.workdir) as pair:
+        libvirtlib.start_guest(pair, "src", libvirtlib.domain_xml(
+            "g1", kernel, initrd, h.disk, "ma.scenario=smoke", console), console)
+        libvirtlib.VirshQGA(pair, "src", "g1").sync()
+        uri = pair.src_uri
+        ours, theirs = [], []
+        for _ in range(a.rounds):
+            ours.append(timed([migctl, "--connect", uri, "--domain", "g1", "ping"], env)[0])
+            theirs.append(timed(["virsh", "-c", uri, "qemu-agent-command", "g1",
+                                 '{"execute":"guest-ping"}'], env)[0])
+        mo, mt = statistics.median(ours), statistics.median(theirs)
+        print("ping, whole process, median of %d (ms):" % a.rounds)
+        print("  migctl --domain g1 ping                          %7.1f" % (mo * 1000))
+        print("  virsh qemu-agent-command g1 guest-ping           %7.1f" % (mt * 1000))
+        print("  ratio migctl / virsh                             %7.2f  (goal <= 1.0)" % (mo / mt))
+
+        side = "src"
+        rows = {"migctl": [], "virsh": []}
+        for i in range(a.migrations * 2):
+            tool = "migctl" if i % 2 == 0 else "virsh"
+            dst = "dst" if side == "src" else "src"
+            if tool == "migctl":
+                dt, out = timed([migctl, "--connect", pair.uri(side), "migrate", "g1",
+                                 pair.uri(dst)] + MIGRATE_OPTS + ["--json"], env)
+                doc = json.loads(out)
+                phases = {p["name"]: p["seconds"] for p in doc["timeline"]["phases"]}
+                steps = {s["what"]: s["t"] for s in doc["timeline"]["steps"]}
+                wait = steps.get("VALIDATION_COMPLETED", 0) - steps.get("released", 0)
+                rows[tool].append((dt, doc.get("downtime-ms", float("nan")), max(0.0, wait),
+                                   phases.get("migration", 0)))
+            else:
+                dt, _ = timed(["virsh", "-c", pair.uri(side), "migrate", "--live", "g1",
+                               pair.uri(dst)] + MIGRATE_OPTS, env)
+                rows[tool].append((dt, completed_downtime(pair, dst), 0.0, dt))
+            side = dst
+            time.sleep(11)  # the agent's resume hold-off: each migration is a new resume
+        print("\nmigration of the idle 512 MiB guest, %d each, alternating directions:" %
+              a.migrations)
+        print("  %-8s %9s %12s %14s %12s" % ("tool", "total s", "downtime ms",
+                                            "validation s", "migration s"))
+        for tool, rs in rows.items():
+            for r in rs:
+                print("  %-8s %9.2f %12.0f %14.2f %12.2f" % (tool, r[0], r[1], r[2], r[3]))
+        m_tot = statistics.median([r[0] - r[2] for r in rows["migctl"]])
+        v_tot = statistics.median([r[0] for r in rows["virsh"]])
+        m_dt = statistics.median([r[1] for r in rows["migctl"]])
+        v_dt = statistics.median([r[1] for r in rows["virsh"]])
+        print("  median total without the validation wait: migctl %.2f s, virsh %.2f s: "
+              "ratio %.2f (goal <= 1.2)" % (m_tot, v_tot, m_tot / v_tot))
+        print("  median downtime: migctl %.0f ms, virsh %.0f ms" % (m_dt, v_dt))
+    h.close(False)
+
+
+if __name__ == "__main__":
+    main()
