@@ -7,6 +7,7 @@ struct _MaConverge
   MaConvergePolicy policy;
   double started, last_progress, last_action;
   guint64 best_remaining;
+  guint64 iteration, iteration_start_remaining, previous_start_remaining;
   guint steps;
   gboolean throttle_exhausted, postcopy_done, suspend_done, abort_done;
 };
@@ -82,14 +83,24 @@ ma_converge_observe (MaConverge *self, double now_s, guint64 iteration, guint64 
 {
   const double wait = self->policy.step_wait_s;
   double stalled;
-  gboolean rate_too_high, not_converging;
+  gboolean rate_too_high, passes_not_shrinking, not_converging;
 
+  /* before the first pass (libvirt's setup, iteration 0) remaining reads 0: not a sample */
+  if (iteration == 0)
+    return MA_CONVERGE_NOTHING;
   if ((double) remaining < (double) self->best_remaining * MA_CONVERGE_PROGRESS_FRACTION)
     {
       self->best_remaining = remaining;
       self->last_progress = now_s;
     }
   stalled = now_s - self->last_progress;
+  if (iteration > self->iteration)
+    {
+      /* what is left when a pass starts is what the previous pass let the guest dirty */
+      self->previous_start_remaining = self->iteration_start_remaining;
+      self->iteration_start_remaining = remaining;
+      self->iteration = iteration;
+    }
   if (!self->abort_done && stalled >= self->policy.progress_timeout_s)
     {
       self->abort_done = TRUE;
@@ -101,7 +112,10 @@ ma_converge_observe (MaConverge *self, double now_s, guint64 iteration, guint64 
   if (iteration < 2 || now_s - self->last_action < wait)
     return MA_CONVERGE_NOTHING;
   rate_too_high = bandwidth > 0 && (double) dirty_rate >= MA_CONVERGE_RATE_FRACTION * (double) bandwidth;
-  not_converging = rate_too_high || stalled >= wait;
+  passes_not_shrinking = iteration >= 3 && self->previous_start_remaining > 0
+                         && (double) self->iteration_start_remaining
+                              >= MA_CONVERGE_PASS_FRACTION * (double) self->previous_start_remaining;
+  not_converging = rate_too_high || passes_not_shrinking || stalled >= wait;
   if (!not_converging)
     return MA_CONVERGE_NOTHING;
   if (self->policy.use_agent && !self->throttle_exhausted && self->steps < self->policy.max_steps)
@@ -112,6 +126,10 @@ ma_converge_observe (MaConverge *self, double now_s, guint64 iteration, guint64 
         set_why (why, "dirty rate %.1f MiB/s is %.0f%% of the bandwidth %.1f MiB/s",
                  (double) dirty_rate / 1048576.0, 100.0 * (double) dirty_rate / (double) bandwidth,
                  (double) bandwidth / 1048576.0);
+      else if (passes_not_shrinking)
+        set_why (why, "pass %" G_GUINT64_FORMAT " started with %.1f MiB left, the one before "
+                 "with %.1f MiB", iteration, (double) self->iteration_start_remaining / 1048576.0,
+                 (double) self->previous_start_remaining / 1048576.0);
       else
         set_why (why, "remaining has not shrunk for %.0f s (%.1f MiB)", stalled,
                  (double) remaining / 1048576.0);

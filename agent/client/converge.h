@@ -8,6 +8,8 @@ G_BEGIN_DECLS
 
 #define MA_CONVERGE_PROGRESS_FRACTION 0.95 /* a new minimum of remaining by 5% is progress */
 #define MA_CONVERGE_RATE_FRACTION 0.7      /* dirty rate >= 70% of bandwidth: not converging */
+#define MA_CONVERGE_PASS_FRACTION 0.9      /* a pass that starts with >= 90% of what the one
+                                            * before started with: not converging */
 #define MA_CONVERGE_DEFAULT_STEP_WAIT_S 8.0 /* what one step gets to show its effect */
 #define MA_CONVERGE_DEFAULT_MAX_STEPS 3
 

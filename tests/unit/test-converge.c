@@ -12,10 +12,18 @@ test_first_pass_is_left_alone (void)
 {
   g_autoptr(MaConverge) c = ma_converge_new (&agent_policy, 0);
 
+  /* libvirt's setup phase reads iteration 0, remaining 0: it is no minimum to beat */
+  for (int t = 0; t < 10; t++)
+    g_assert_cmpint (ma_converge_observe (c, t * 0.2, 0, 0, 0, 0, NULL), ==, MA_CONVERGE_NOTHING);
+
   /* iteration 1 with a dirty rate above the bandwidth: the first pass copies everything */
-  for (int t = 1; t < 20; t++)
-    g_assert_cmpint (ma_converge_observe (c, t, 1, 400 * MIB, 100 * MIB, 32 * MIB, NULL), ==,
-                     MA_CONVERGE_NOTHING);
+  for (int t = 2; t < 20; t++)
+    g_assert_cmpint (ma_converge_observe (c, t, 1, (guint64) (420 - 20 * t) * MIB, 100 * MIB,
+                                          32 * MIB, NULL), ==, MA_CONVERGE_NOTHING);
+  /* the second pass is judged: its rate is above the bandwidth, and the clock of progress
+   * did not start at the setup phase's 0 */
+  g_assert_cmpint (ma_converge_observe (c, 20, 2, 100 * MIB, 100 * MIB, 32 * MIB, NULL), ==,
+                   MA_CONVERGE_THROTTLE);
 }
 
 static void
@@ -50,6 +58,28 @@ test_high_rate_throttles_step_by_step (void)
   /* one step, then one every step_wait, up to max_steps */
   g_assert_cmpuint (throttles, ==, 3);
   g_assert_cmpuint (ma_converge_steps (c), ==, 3);
+}
+
+static void
+test_passes_not_shrinking_throttle (void)
+{
+  g_autoptr(MaConverge) c = ma_converge_new (&agent_policy, 0);
+  g_autofree char *why = NULL;
+  int throttled_at = -1;
+
+  /* no dirty rate reported, remaining keeps falling within each pass (so no stall of 8 s)
+   * but every pass starts again with 100 MiB left */
+  for (int t = 0; t <= 20 && throttled_at < 0; t++)
+    {
+      guint64 iteration = 1 + (guint64) t / 2;
+      guint64 remaining = (t % 2) ? 60 * MIB : 100 * MIB;
+      if (ma_converge_observe (c, t, iteration, remaining, 0, 32 * MIB, &why)
+          == MA_CONVERGE_THROTTLE)
+        throttled_at = t;
+    }
+  /* pass 3 starts at t=4 with as much as pass 2 (t=2) */
+  g_assert_cmpint (throttled_at, ==, 4);
+  g_assert_nonnull (strstr (why, "pass 3 started with 100.0 MiB left"));
 }
 
 static void
@@ -147,6 +177,7 @@ main (int argc, char **argv)
   g_test_add_func ("/converge/converging-is-left-alone", test_converging_is_left_alone);
   g_test_add_func ("/converge/high-rate-throttles-step-by-step",
                    test_high_rate_throttles_step_by_step);
+  g_test_add_func ("/converge/passes-not-shrinking-throttle", test_passes_not_shrinking_throttle);
   g_test_add_func ("/converge/postcopy-only-when-allowed",
                    test_escalates_to_postcopy_only_when_allowed);
   g_test_add_func ("/converge/suspend-after", test_suspend_after);
