@@ -1,6 +1,7 @@
 /* convergence-load.c — the two guest workloads of the convergence scenario, built static on
  * the host and pushed into the guest through qemu-ga:
- *   convergence-load dirty MIB      rewrite every page of MIB MiB, forever (the batch job)
+ *   convergence-load dirty MIB [FILE]  rewrite every page of MIB MiB, forever (the batch job);
+ *                                   after each pass writes "PASSES MONOTONIC_NS" to FILE
  *   convergence-load service FILE   a fixed unit of CPU work in a loop; every 100 ms writes
  *                                   "ITERATIONS MONOTONIC_NS" to FILE (the service) */
 #include <fcntl.h>
@@ -26,20 +27,28 @@ now_ns (void)
 }
 
 static int
-run_dirty (size_t mib)
+run_dirty (size_t mib, const char *path)
 {
   size_t len = mib << 20;
   volatile unsigned char *p = mmap (NULL, len, PROT_READ | PROT_WRITE,
                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  unsigned char round = 0;
+  int fd = path != NULL ? open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+  unsigned long long passes = 0;
 
-  if (p == MAP_FAILED)
+  if (p == MAP_FAILED || (path != NULL && fd < 0))
     return 1;
   for (;;)
     {
-      round++;
+      passes++;
       for (size_t off = 0; off < len; off += PAGE)
-        p[off] = round;
+        p[off] = (unsigned char) passes;
+      if (fd >= 0)
+        {
+          char line[64];
+          int n = snprintf (line, sizeof line, "%llu %lld\n", passes, now_ns ());
+          if (pwrite (fd, line, (size_t) n, 0) != n)
+            return 1;
+        }
     }
 }
 
@@ -73,10 +82,10 @@ run_service (const char *path)
 int
 main (int argc, char **argv)
 {
-  if (argc == 3 && strcmp (argv[1], "dirty") == 0)
-    return run_dirty ((size_t) strtoul (argv[2], NULL, 10));
+  if ((argc == 3 || argc == 4) && strcmp (argv[1], "dirty") == 0)
+    return run_dirty ((size_t) strtoul (argv[2], NULL, 10), argc == 4 ? argv[3] : NULL);
   if (argc == 3 && strcmp (argv[1], "service") == 0)
     return run_service (argv[2]);
-  fprintf (stderr, "usage: %s dirty MIB | service FILE\n", argv[0]);
+  fprintf (stderr, "usage: %s dirty MIB [FILE] | service FILE\n", argv[0]);
   return 2;
 }

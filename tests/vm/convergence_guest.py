@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LOAD_SRC = os.path.join(HERE, "convergence-load.c")
 GUEST_LOAD = "/run/convergence-load"
 SERVICE_FILE = "/run/service.count"
+BATCH_FILE = "/run/batch.count"
 CHUNK = 192 * 1024
 
 
@@ -85,3 +86,16 @@ def service_rate(a, b):
     if dt <= 0:
         raise VMError("service samples out of order: %r %r" % (a, b))
     return (b[0] - a[0]) / dt
+
+
+def read_counter(q, path=SERVICE_FILE):
+    """(count, guest monotonic ns) of a workload's counter file, through any qemu-ga client
+    (vmlib.QGA or libvirtlib.VirshQGA)."""
+    until = time.monotonic() + vmlib.CMD_TIMEOUT
+    while True:
+        text = q.read_file(path).decode(errors="replace").split()
+        if len(text) >= 2:
+            return int(text[0]), int(text[1])
+        if time.monotonic() > until:
+            raise VMError("nothing reported in %s" % path)
+        time.sleep(0.1)

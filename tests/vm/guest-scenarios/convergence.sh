@@ -35,7 +35,7 @@ policy=cpu.max $quota $period
 EOC
 
 sh -c "echo \$\$ > $cg/service/cgroup.procs && exec /run/convergence-load service /run/service.count" &
-sh -c "echo \$\$ > $cg/batch/cgroup.procs && exec /run/convergence-load dirty $mib" &
+sh -c "echo \$\$ > $cg/batch/cgroup.procs && exec /run/convergence-load dirty $mib /run/batch.count" &
 
 ( export G_DEBUG=fatal-criticals
   /usr/sbin/migration-agent --foreground 2>&1; echo "MA-AGENT-EXIT: rc=$?" ) \
