@@ -39,6 +39,13 @@ ma_converge_steps (MaConverge *self)
 }
 
 void
+ma_converge_took_step (MaConverge *self, double now_s)
+{
+  self->steps++;
+  self->last_action = now_s;
+}
+
+void
 ma_converge_throttle_exhausted (MaConverge *self)
 {
   self->throttle_exhausted = TRUE;

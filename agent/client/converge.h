@@ -44,6 +44,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaConverge, ma_converge_free)
 MaConvergeAction ma_converge_observe (MaConverge *self, double now_s, guint64 iteration,
                                       guint64 remaining, guint64 dirty_rate, guint64 bandwidth,
                                       char **why);
+/* A throttle step taken outside observe () (the guest's own measurement at the start). */
+void ma_converge_took_step (MaConverge *self, double now_s);
 /* The agent throttled nothing new: no more throttle steps. */
 void ma_converge_throttle_exhausted (MaConverge *self);
 /* A step failed (the call was refused): it does not count as done. */

@@ -184,15 +184,19 @@ remove_tree (const char *path)
 void
 ma_test_daemon_free (MaTestDaemon *d)
 {
+  int status = 0;
+
   if (d == NULL)
     return;
+  /* every agent still running is stopped as its service manager stops it, and must exit
+   * cleanly: under ASan or valgrind that exit is where a leak or an error is reported */
   if (d->running)
-    {
-      kill (d->pid, SIGKILL);
-      waitpid (d->pid, NULL, 0);
-    }
-  if (g_test_failed ())
+    status = ma_test_daemon_stop (d);
+  if (g_test_failed () || status != 0)
     ma_test_daemon_dump_log (d);
+  if (status != 0)
+    g_test_message ("the agent exited with status %d at SIGTERM (a leak or an error report "
+                    "under a sanitizer or valgrind makes it non-zero)", status);
   remove_tree (d->dir);
   g_free (d->dir);
   g_free (d->socket);
@@ -200,6 +204,7 @@ ma_test_daemon_free (MaTestDaemon *d)
   g_free (d->config);
   g_free (d->log_path);
   g_free (d);
+  g_assert_cmpint (status, ==, 0);
 }
 
 MaClient *

@@ -84,6 +84,29 @@ assert_ping_works (MaClient *client)
   g_assert_cmpstr (json_object_get_string_member (obj, "id"), ==, "after");
 }
 
+
+/* Wait until process pid sits in write(2) (x86-64 syscall 1, /proc/PID/syscall) for a
+ * while: its peer stopped reading. */
+static gboolean
+wait_blocked_in_write (pid_t pid, guint timeout_ms)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/syscall", (int) pid);
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  guint in_write = 0;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      g_autofree char *text = NULL;
+      if (!g_file_get_contents (path, &text, NULL, NULL))
+        return FALSE; /* the writer ended: it was never held back */
+      in_write = g_str_has_prefix (text, "1 ") ? in_write + 1 : 0;
+      if (in_write >= 20) /* 20 looks 10 ms apart: held back, not passing through */
+        return TRUE;
+      g_usleep (10 * 1000);
+    }
+  return FALSE;
+}
+
 static void
 test_core_commands (Fixture *f, gconstpointer data)
 {
@@ -427,8 +450,10 @@ test_slow_reader_bounded (Fixture *f, gconstpointer data)
       _exit (ma_client_write_raw (client, batch->str, batch->len, NULL) ? 0 : 1);
     }
 
+  /* backpressure engages: the agent stops reading that client once its answers are not
+   * read, so the writer blocks in write(2) with most of its megabyte unsent (waited for) */
+  g_assert_true (wait_blocked_in_write (pid, ma_test_timeout_ms (30000)));
   /* while that client does not read, another is served promptly */
-  g_usleep (500 * 1000);
   ping = ma_test_execute (other, "ping", NULL);
   if (!ma_test_daemon_rss_meaningful ())
     /* ASan's quarantine keeps freed memory resident, valgrind has its own allocator: RSS
