@@ -351,6 +351,66 @@ test_unprivileged_refused (Fixture *f, gconstpointer data)
   g_assert_cmpint (WEXITSTATUS (status), ==, 0);
 }
 
+/* A UNIX client whose uid is not allowed gets PermissionDenied, and the agent says so in its
+ * journal: ACCESS_DENIED with the uid, the pid and the reason. The socket is opened to
+ * everyone for the test so that the refusal comes from the peer check, not from the mode. */
+static void
+test_access_denied_event (Fixture *f, gconstpointer data)
+{
+  struct passwd *nobody = getpwnam ("nobody");
+  g_autoptr(MaClient) client = NULL;
+  g_autoptr(JsonNode) ret = NULL;
+  JsonArray *events;
+  gboolean found = FALSE;
+  pid_t pid;
+  int status = 0;
+
+  if (geteuid () != 0 || nobody == NULL)
+    {
+      g_test_skip ("needs root and a 'nobody' user");
+      return;
+    }
+  g_assert_cmpint (chmod (f->daemon->dir, 0755), ==, 0);
+  g_assert_cmpint (chmod (f->daemon->socket, 0666), ==, 0);
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      struct sockaddr_un addr = { .sun_family = AF_UNIX };
+      char buf[512] = { 0 };
+      int fd;
+      if (setgid (nobody->pw_gid) < 0 || setuid (nobody->pw_uid) < 0)
+        _exit (10);
+      g_strlcpy (addr.sun_path, f->daemon->socket, sizeof addr.sun_path);
+      fd = socket (AF_UNIX, SOCK_STREAM, 0);
+      if (connect (fd, (struct sockaddr *) &addr, sizeof addr) < 0)
+        _exit (11);
+      if (read (fd, buf, sizeof buf - 1) <= 0)
+        _exit (12);
+      _exit (strstr (buf, "PermissionDenied") != NULL ? 0 : 13);
+    }
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+
+  client = ma_test_daemon_connect (f->daemon);
+  ret = ma_test_execute (client, "events", "{\"after\": 0}");
+  events = json_object_get_array_member (json_node_get_object (ret), "events");
+  for (guint i = 0; i < json_array_get_length (events); i++)
+    {
+      JsonObject *ev = json_array_get_object_element (events, i);
+      JsonObject *d;
+      if (g_strcmp0 (json_object_get_string_member (ev, "event"), "ACCESS_DENIED") != 0)
+        continue;
+      d = json_object_get_object_member (ev, "data");
+      g_assert_cmpint (json_object_get_int_member (d, "uid"), ==, nobody->pw_uid);
+      g_assert_cmpint (json_object_get_int_member (d, "pid"), ==, pid);
+      g_assert_cmpstr (json_object_get_string_member (d, "reason"), ==, "uid not allowed");
+      found = TRUE;
+    }
+  g_assert_true (found);
+}
+
 /* The peer-credential check: with only uid 4242 allowed, root's connection is refused
  * with PermissionDenied and closed. */
 static void
@@ -575,6 +635,7 @@ main (int argc, char **argv)
   ADD ("/daemon/socket-mode", test_socket_mode, NULL);
   ADD ("/daemon/unprivileged-refused", test_unprivileged_refused, NULL);
   ADD ("/daemon/peer-credentials", test_peer_credentials, "[access]\nallowed-uids=4242\n");
+  ADD ("/daemon/access-denied-event", test_access_denied_event, NULL);
   ADD ("/daemon/many-clients", test_many_clients, NULL);
   ADD ("/daemon/flood-in-order", test_flood_in_order, NULL);
   ADD ("/daemon/slow-reader-bounded", test_slow_reader_bounded, NULL);

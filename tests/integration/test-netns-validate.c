@@ -48,6 +48,7 @@ typedef struct
   const char *gateway6; /* the IPv6 default gateway: GATEWAY_ADDR6 or a link-local address */
   gboolean dns;  /* dnsmasq on the gateway, the guest's resolv.conf naming it alone */
   gboolean tcp;  /* [validate] tcp-endpoints: TCP_OPEN and TCP_DROPPED */
+  gboolean announce_auto; /* [resume] announce=auto (the default) instead of never */
 } Variant;
 
 
@@ -68,6 +69,7 @@ answer_bound_s (void)
 }
 
 static const Variant variant_ipv4 = { 0 };
+static const Variant variant_announce_auto = { .announce_auto = TRUE };
 static const Variant variant_dns = { .dns = TRUE };
 static const Variant variant_tcp = { .tcp = TRUE };
 static const Variant variant_ipv6 = { .ipv6 = TRUE, .gateway6 = GATEWAY_ADDR6 };
@@ -378,7 +380,8 @@ fixture_setup (Fixture *f, gconstpointer data)
   sock = g_build_filename (f->dir, "control.sock", NULL);
   f->socket_uri = g_strdup_printf ("unix:%s", sock);
   /* the host's own storage is not what this test is about: no write probes on it */
-  g_string_append (conf_text, "write-probe=false\n[resume]\nannounce=never\n");
+  g_string_append_printf (conf_text, "write-probe=false\n[resume]\nannounce=%s\n",
+                          variant->announce_auto ? "auto" : "never");
   g_file_set_contents (conf, conf_text->str, -1, &error);
   g_assert_no_error (error);
   g_assert_nonnull (agent);
@@ -662,6 +665,54 @@ test_announce (Fixture *f, gconstpointer data)
       g_auto(GStrv) argv = NULL;
       g_free (out);
       out = NULL;
+      g_assert_true (g_shell_parse_argv (cmd, NULL, &argv, NULL));
+      g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
+                                   NULL, NULL));
+      if (strstr (out, OTHER_MAC) == NULL || g_get_monotonic_time () >= deadline)
+        break;
+      g_usleep (50000);
+    }
+  g_assert_null (strstr (out, OTHER_MAC));
+}
+
+/* [resume] announce=auto: a resume that QEMU did not announce (here a commanded one: no
+ * NOTIFY_PEERS on the interface) makes the agent announce by itself after 2 s, emit
+ * ANNOUNCED with what it sent, and the gateway's stale entry for the guest is overridden. */
+static void
+test_announce_automatic (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) ret = NULL;
+  g_autofree char *out = NULL;
+  gint64 deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
+  JsonObject *announced = NULL;
+
+  must ("ip -n %s neigh replace " GUEST_ADDR " lladdr " OTHER_MAC " dev veth1 nud stale",
+        f->gateway_ns);
+  json_object_set_string_member (args, "operation", "auto-1");
+  ret = ma_client_execute (f->client, "resumed", args, &error);
+  g_assert_no_error (error);
+  while (announced == NULL)
+    {
+      g_autoptr(JsonNode) ev = ma_client_next_event (f->client, 1000, NULL);
+      if (ev != NULL && g_strcmp0 (json_object_get_string_member (json_node_get_object (ev),
+                                                                  "event"), "ANNOUNCED") == 0)
+        announced = json_object_ref (json_object_get_object_member (json_node_get_object (ev),
+                                                                    "data"));
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+    }
+  g_test_message ("ANNOUNCED %s", json_object_get_string_member (announced, "reason"));
+  g_assert_true (json_object_has_member (announced, "resume"));
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (announced, "sent")),
+                    >=, 1);
+  json_object_unref (announced);
+  for (;;)
+    {
+      g_autofree char *cmd = g_strdup_printf ("ip -n %s neigh show " GUEST_ADDR " dev veth1",
+                                              f->gateway_ns);
+      g_auto(GStrv) argv = NULL;
+      g_clear_pointer (&out, g_free);
       g_assert_true (g_shell_parse_argv (cmd, NULL, &argv, NULL));
       g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
                                    NULL, NULL));
@@ -1165,6 +1216,8 @@ main (int argc, char **argv)
   g_test_set_nonfatal_assertions ();
   g_test_add ("/netns-validate/break-one-at-a-time", Fixture, &variant_ipv4, fixture_setup,
               test_break_one_at_a_time, fixture_teardown);
+  g_test_add ("/netns-validate/announce-automatic", Fixture, &variant_announce_auto, fixture_setup,
+              test_announce_automatic, fixture_teardown);
   g_test_add ("/netns-validate/announce", Fixture, &variant_ipv4, fixture_setup, test_announce,
               fixture_teardown);
   g_test_add ("/netns-validate/tcp", Fixture, &variant_tcp, fixture_setup, test_tcp,
