@@ -1004,10 +1004,8 @@ run_migration (Migration *m)
       freeze_check (m);
       if (abort_deadline != 0 && now > abort_deadline)
         break;
-      {
-        gboolean tick = FALSE;
-        ma_virt_wait_flag (m->src, &tick, MIN (next_stats, now + 100 * 1000));
-      }
+      /* the migration thread sets migrate_done and wakes the context: no tick to wait for */
+      ma_virt_wait_flag (m->src, &m->migrate_done, MIN (next_stats, now + 100 * 1000));
     }
   progress_end ();
   m->migration_ended = g_get_real_time ();

@@ -151,14 +151,15 @@ ma_virt_wait_flag (virConnectPtr conn, const gboolean *flag, gint64 deadline)
     {
       gint64 left = deadline - g_get_monotonic_time ();
       if (left <= 0)
-        return *flag;
+        return g_atomic_int_get (flag);
       timer = g_timeout_add ((guint) ((left + 999) / 1000), timeout_reached, &expired);
     }
-  while (!*flag && !expired && !ma_virt_connection_lost (conn))
+  /* the flag may be set by another thread, which then wakes the context up */
+  while (!g_atomic_int_get (flag) && !expired && !ma_virt_connection_lost (conn))
     g_main_context_iteration (NULL, TRUE);
   if (timer != 0 && !expired)
     g_source_remove (timer);
-  return *flag;
+  return g_atomic_int_get (flag);
 }
 
 /* Wait for one of `want` (VIR_STREAM_EVENT_*) or an error/hangup. FALSE at the deadline. */
