@@ -141,20 +141,40 @@ args_operation (Migration *m)
   return args;
 }
 
-/* The agent's events after last_event_seq, into the timeline (who: the side). */
-static void
-agent_collect_events (Migration *m, const char *who)
+/* The agent's journal after seq (a new reference), or NULL when it cannot be read. */
+static JsonArray *
+agent_events_after (Migration *m, gint64 seq)
 {
   g_autoptr(JsonObject) args = json_object_new ();
   g_autoptr(JsonNode) ret = NULL;
   JsonArray *events = NULL;
 
-  json_object_set_int_member (args, "after", m->last_event_seq);
+  json_object_set_int_member (args, "after", MAX (0, seq));
   ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
   if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
       || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
-    return;
-  for (guint i = 0; i < json_array_get_length (events); i++)
+    return NULL;
+  return json_array_ref (events);
+}
+
+/* An event's name, or NULL when it is not an event. */
+static const char *
+event_name (JsonNode *ev)
+{
+  const char *name = NULL;
+
+  if (JSON_NODE_HOLDS_OBJECT (ev))
+    ma_json_get_string (json_node_get_object (ev), "event", &name, NULL);
+  return name;
+}
+
+/* The agent's events after last_event_seq, into the timeline (who: the side). */
+static void
+agent_collect_events (Migration *m, const char *who)
+{
+  g_autoptr(JsonArray) events = agent_events_after (m, m->last_event_seq);
+
+  for (guint i = 0; events != NULL && i < json_array_get_length (events); i++)
     {
       JsonNode *ev = json_array_get_element (events, i);
       gint64 seq = 0;
@@ -385,26 +405,13 @@ blockers_explain (Migration *m, JsonNode *report)
 static void
 estimate_guest_clock (Migration *m, gint64 connect_start, gint64 connect_end)
 {
-  g_autoptr(JsonObject) args = json_object_new ();
-  g_autoptr(JsonNode) ret = NULL;
-  JsonArray *events = NULL;
+  g_autoptr(JsonArray) events = agent_events_after (m, m->last_event_seq - 4);
   gint64 guest = -1;
   g_autofree char *detail = NULL;
 
-  json_object_set_int_member (args, "after", MAX (0, m->last_event_seq - 4));
-  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
-      || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
-    return;
-  for (guint i = 0; i < json_array_get_length (events); i++)
-    {
-      JsonNode *ev = json_array_get_element (events, i);
-      const char *name = NULL;
-      if (JSON_NODE_HOLDS_OBJECT (ev)
-          && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL)
-          && g_strcmp0 (name, "HOST_CONNECTED") == 0)
-        guest = ma_timeline_event_time (ev);
-    }
+  for (guint i = 0; events != NULL && i < json_array_get_length (events); i++)
+    if (g_strcmp0 (event_name (json_array_get_element (events, i)), "HOST_CONNECTED") == 0)
+      guest = ma_timeline_event_time (json_array_get_element (events, i));
   if (guest < 0)
     return;
   if (guest < connect_start)
@@ -1119,24 +1126,11 @@ record_completed_job (Migration *m)
 static gboolean
 journal_has_event (Migration *m, const char *wanted)
 {
-  g_autoptr(JsonObject) args = json_object_new ();
-  g_autoptr(JsonNode) ret = NULL;
-  JsonArray *events = NULL;
+  g_autoptr(JsonArray) events = agent_events_after (m, m->last_event_seq);
 
-  json_object_set_int_member (args, "after", m->last_event_seq);
-  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
-      || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
-    return FALSE;
-  for (guint i = 0; i < json_array_get_length (events); i++)
-    {
-      JsonNode *ev = json_array_get_element (events, i);
-      const char *name = NULL;
-      if (JSON_NODE_HOLDS_OBJECT (ev)
-          && ma_json_get_string (json_node_get_object (ev), "event", &name, NULL)
-          && g_strcmp0 (name, wanted) == 0)
-        return TRUE;
-    }
+  for (guint i = 0; events != NULL && i < json_array_get_length (events); i++)
+    if (g_strcmp0 (event_name (json_array_get_element (events, i)), wanted) == 0)
+      return TRUE;
   return FALSE;
 }
 

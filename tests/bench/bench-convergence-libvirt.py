@@ -64,36 +64,16 @@ AFTER_SECONDS = 5
 MODES = "precopy,auto-converge,proxmox,vdsm,kubevirt,postcopy,migctl"
 
 
-def push_load(q, binary, chunk=48 * 1024):
-    with open(binary, "rb") as fp:
-        data = fp.read()
-    tmp = cg.GUEST_LOAD + ".part"
-    for off in range(0, len(data), chunk):
-        q.write_file(tmp, data[off:off + chunk], mode="w" if off == 0 else "a")
-    q.sh("chmod 755 %s && mv %s %s" % (tmp, tmp, cg.GUEST_LOAD))
-
-
 def rate(a, b):
     dt = (b[1] - a[1]) / 1e9
     return (b[0] - a[0]) / dt if dt > 0 else float("nan")
 
 
 def job(pair, side):
-    out = pair.virsh(side, "domjobinfo", "g1", check=False)
-    info = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            info[k.strip()] = v.strip()
-    return info
+    return libvirtlib.domjobinfo(pair, side, "g1")
 
 
-def mib(v):
-    try:
-        num, unit = v.split()[:2]
-    except (AttributeError, ValueError):
-        return None
-    return float(num) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 2**20}.get(unit, 1)
+mib = libvirtlib.mib
 
 
 class Steer(threading.Thread):
@@ -159,7 +139,7 @@ def run_mode(pair, st, args, mode, migctl, env):
         console, ready=r"^MA-READY:")
     q = libvirtlib.VirshQGA(pair, "src", "g1")
     q.sync()
-    push_load(q, st["load"])
+    cg.push_load_qga(q, st["load"], chunk=48 * 1024)
     libvirtlib.wait_console(console, r"^MA-CONVERGENCE-READY:")
     time.sleep(3)  # steady state
     s0, b0 = cg.read_counter(q), cg.read_counter(q, cg.BATCH_FILE)

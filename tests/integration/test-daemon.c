@@ -317,13 +317,43 @@ test_socket_mode (Fixture *f, gconstpointer data)
   g_assert_cmpint (st.st_uid, ==, geteuid ());
 }
 
+/* Connect to the agent's socket as `user` in a child process: 0 when the agent answered
+ * PermissionDenied, else the errno of the failed connect (or 256 + a step number). *pid (if
+ * given) is the child's, as the agent saw it. */
+static int
+connect_as (const struct passwd *user, const char *socket_path, pid_t *pid_out)
+{
+  int status = 0;
+  pid_t pid = fork ();
+
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      struct sockaddr_un addr = { .sun_family = AF_UNIX };
+      char buf[512] = { 0 };
+      int fd;
+      if (setgid (user->pw_gid) < 0 || setuid (user->pw_uid) < 0)
+        _exit (250);
+      g_strlcpy (addr.sun_path, socket_path, sizeof addr.sun_path);
+      fd = socket (AF_UNIX, SOCK_STREAM, 0);
+      if (connect (fd, (struct sockaddr *) &addr, sizeof addr) < 0)
+        _exit (errno < 250 ? errno : 249);
+      if (read (fd, buf, sizeof buf - 1) <= 0)
+        _exit (251);
+      _exit (strstr (buf, "PermissionDenied") != NULL ? 0 : 252);
+    }
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFEXITED (status));
+  if (pid_out != NULL)
+    *pid_out = pid;
+  return WEXITSTATUS (status);
+}
+
 /* A real unprivileged process cannot even connect: the socket is 0600 root. */
 static void
 test_unprivileged_refused (Fixture *f, gconstpointer data)
 {
   struct passwd *nobody = getpwnam ("nobody");
-  pid_t pid;
-  int status = 0;
 
   if (geteuid () != 0 || nobody == NULL)
     {
@@ -332,23 +362,7 @@ test_unprivileged_refused (Fixture *f, gconstpointer data)
     }
   /* the temp dir must be traversable so that the failure comes from the socket's mode */
   g_assert_cmpint (chmod (f->daemon->dir, 0755), ==, 0);
-  pid = fork ();
-  g_assert_cmpint (pid, >=, 0);
-  if (pid == 0)
-    {
-      struct sockaddr_un addr = { .sun_family = AF_UNIX };
-      int fd;
-      if (setgid (nobody->pw_gid) < 0 || setuid (nobody->pw_uid) < 0)
-        _exit (10);
-      g_strlcpy (addr.sun_path, f->daemon->socket, sizeof addr.sun_path);
-      fd = socket (AF_UNIX, SOCK_STREAM, 0);
-      if (connect (fd, (struct sockaddr *) &addr, sizeof addr) == 0)
-        _exit (11);
-      _exit (errno == EACCES ? 0 : 12);
-    }
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  g_assert_true (WIFEXITED (status));
-  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  g_assert_cmpint (connect_as (nobody, f->daemon->socket, NULL), ==, EACCES);
 }
 
 /* A UNIX client whose uid is not allowed gets PermissionDenied, and the agent says so in its
@@ -362,8 +376,7 @@ test_access_denied_event (Fixture *f, gconstpointer data)
   g_autoptr(JsonNode) ret = NULL;
   JsonArray *events;
   gboolean found = FALSE;
-  pid_t pid;
-  int status = 0;
+  pid_t pid = 0;
 
   if (geteuid () != 0 || nobody == NULL)
     {
@@ -372,26 +385,7 @@ test_access_denied_event (Fixture *f, gconstpointer data)
     }
   g_assert_cmpint (chmod (f->daemon->dir, 0755), ==, 0);
   g_assert_cmpint (chmod (f->daemon->socket, 0666), ==, 0);
-  pid = fork ();
-  g_assert_cmpint (pid, >=, 0);
-  if (pid == 0)
-    {
-      struct sockaddr_un addr = { .sun_family = AF_UNIX };
-      char buf[512] = { 0 };
-      int fd;
-      if (setgid (nobody->pw_gid) < 0 || setuid (nobody->pw_uid) < 0)
-        _exit (10);
-      g_strlcpy (addr.sun_path, f->daemon->socket, sizeof addr.sun_path);
-      fd = socket (AF_UNIX, SOCK_STREAM, 0);
-      if (connect (fd, (struct sockaddr *) &addr, sizeof addr) < 0)
-        _exit (11);
-      if (read (fd, buf, sizeof buf - 1) <= 0)
-        _exit (12);
-      _exit (strstr (buf, "PermissionDenied") != NULL ? 0 : 13);
-    }
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  g_assert_true (WIFEXITED (status));
-  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  g_assert_cmpint (connect_as (nobody, f->daemon->socket, &pid), ==, 0);
 
   client = ma_test_daemon_connect (f->daemon);
   ret = ma_test_execute (client, "events", "{\"after\": 0}");

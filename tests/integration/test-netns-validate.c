@@ -640,12 +640,34 @@ test_break_one_at_a_time (Fixture *f, gconstpointer data)
   assert_roots (f, "");
 }
 
+/* Until the gateway's neighbour entry for the guest no longer holds OTHER_MAC (an announce
+ * overrode the stale entry), or the deadline. */
+static void
+assert_gateway_entry_overridden (Fixture *f, gint64 deadline)
+{
+  g_autofree char *out = NULL;
+
+  for (;;)
+    {
+      g_autofree char *cmd = g_strdup_printf ("ip -n %s neigh show " GUEST_ADDR " dev veth1",
+                                              f->gateway_ns);
+      g_auto(GStrv) argv = NULL;
+      g_clear_pointer (&out, g_free);
+      g_assert_true (g_shell_parse_argv (cmd, NULL, &argv, NULL));
+      g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
+                                   NULL, NULL));
+      if (strstr (out, OTHER_MAC) == NULL || g_get_monotonic_time () >= deadline)
+        break;
+      g_usleep (50000);
+    }
+  g_assert_null (strstr (out, OTHER_MAC));
+}
+
 static void
 test_announce (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) ret = NULL;
-  g_autofree char *out = NULL;
   gint64 deadline;
   JsonArray *sent = NULL;
 
@@ -658,21 +680,7 @@ test_announce (Fixture *f, gconstpointer data)
   g_assert_cmpuint (json_array_get_length (sent), >=, 1);
   /* the gratuitous ARP overrides the stale entry */
   deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
-  for (;;)
-    {
-      g_autofree char *cmd = g_strdup_printf ("ip -n %s neigh show " GUEST_ADDR " dev veth1",
-                                              f->gateway_ns);
-      g_auto(GStrv) argv = NULL;
-      g_free (out);
-      out = NULL;
-      g_assert_true (g_shell_parse_argv (cmd, NULL, &argv, NULL));
-      g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
-                                   NULL, NULL));
-      if (strstr (out, OTHER_MAC) == NULL || g_get_monotonic_time () >= deadline)
-        break;
-      g_usleep (50000);
-    }
-  g_assert_null (strstr (out, OTHER_MAC));
+  assert_gateway_entry_overridden (f, deadline);
 }
 
 /* [resume] announce=auto: a resume that QEMU did not announce (here a commanded one: no
@@ -684,7 +692,6 @@ test_announce_automatic (Fixture *f, gconstpointer data)
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonObject) args = json_object_new ();
   g_autoptr(JsonNode) ret = NULL;
-  g_autofree char *out = NULL;
   gint64 deadline = g_get_monotonic_time () + DEADLINE_SECONDS * G_USEC_PER_SEC;
   JsonObject *announced = NULL;
 
@@ -707,20 +714,7 @@ test_announce_automatic (Fixture *f, gconstpointer data)
   g_assert_cmpuint (json_array_get_length (json_object_get_array_member (announced, "sent")),
                     >=, 1);
   json_object_unref (announced);
-  for (;;)
-    {
-      g_autofree char *cmd = g_strdup_printf ("ip -n %s neigh show " GUEST_ADDR " dev veth1",
-                                              f->gateway_ns);
-      g_auto(GStrv) argv = NULL;
-      g_clear_pointer (&out, g_free);
-      g_assert_true (g_shell_parse_argv (cmd, NULL, &argv, NULL));
-      g_assert_true (g_spawn_sync (NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, NULL,
-                                   NULL, NULL));
-      if (strstr (out, OTHER_MAC) == NULL || g_get_monotonic_time () >= deadline)
-        break;
-      g_usleep (50000);
-    }
-  g_assert_null (strstr (out, OTHER_MAC));
+  assert_gateway_entry_overridden (f, deadline);
 }
 
 /* dns:NAME against a real dnsmasq: resolves; no answer at all (the server stopped with

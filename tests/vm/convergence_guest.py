@@ -48,15 +48,20 @@ def append(quota=2000, mib=128, period=100000):
             % (quota, period, mib))
 
 
-def push_load(guest, binary):
-    """Copy the workload into the guest; the scenario starts once it is executable."""
-    q = guest.qga()
+def push_load_qga(q, binary, chunk=CHUNK):
+    """Copy the workload into the guest through a qemu-ga client (vmlib.QGA, or
+    libvirtlib.VirshQGA with chunks under the 128 KiB of one command-line argument); the
+    scenario starts once it is executable."""
     with open(binary, "rb") as fp:
         data = fp.read()
     tmp = GUEST_LOAD + ".part"
-    for off in range(0, len(data), CHUNK):
-        q.write_file(tmp, data[off:off + CHUNK], mode="w" if off == 0 else "a")
+    for off in range(0, len(data), chunk):
+        q.write_file(tmp, data[off:off + chunk], mode="w" if off == 0 else "a")
     q.sh("chmod 755 %s && mv %s %s" % (tmp, tmp, GUEST_LOAD))
+
+
+def push_load(guest, binary):
+    push_load_qga(guest.qga(), binary)
 
 
 def start(harness, name, kernel, initrd, binary, quota=2000, mib=128, period=100000):

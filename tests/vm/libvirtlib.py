@@ -48,6 +48,20 @@ def missing_tools():
     return missing
 
 
+def require_migctl_module():
+    """(migctl, the directory of its libvirt module) for a VM test, or skip the whole test
+    (TAP `1..0 # SKIP`) when libvirt, migctl or the module is missing."""
+    if missing_tools():
+        vmlib.skip_all("libvirt is not installed: %s" % ", ".join(missing_tools()))
+    migctl = vmlib.find_migctl()
+    if not migctl:
+        vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
+    module_dir = os.environ.get("MIGCTL_MODULE_DIR") or os.path.dirname(migctl)
+    if not os.path.exists(os.path.join(module_dir, "migctl-libvirt.so")):
+        vmlib.skip_all("migctl-libvirt.so not built in %s (meson -Dlibvirt)" % module_dir)
+    return migctl, module_dir
+
+
 def ensure_qemu_user():
     """libvirt's QEMU driver resolves its default user and group before it reads qemu.conf."""
     if subprocess.run(["getent", "group", "libvirt-qemu"], capture_output=True).returncode:
@@ -328,6 +342,27 @@ def start_guest(pair, side, xml, console_log, ready=r"^MA-READY: uptime (\S+)", 
     if ready:
         return wait_console(console_log, ready)
     return None
+
+
+def domjobinfo(pair, side, domain, completed=False):
+    """`virsh domjobinfo` as a dict (field -> text); empty when there is no job."""
+    out = pair.virsh(side, "domjobinfo", domain, *(["--completed"] if completed else []),
+                     check=False)
+    info = {}
+    for line in out.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            info[k.strip()] = v.strip()
+    return info
+
+
+def mib(value):
+    """'12.5 MiB' (domjobinfo's sizes) in MiB, or None."""
+    try:
+        num, unit = value.split()[:2]
+        return float(num) * {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+    except (AttributeError, ValueError, KeyError):
+        return None
 
 
 class VirshQGA(vmlib.QGA):

@@ -27,12 +27,7 @@ import libvirtlib  # noqa: E402
 import convergence_guest as cg  # noqa: E402
 
 vmlib.require_host_tools(agent=True)
-if libvirtlib.missing_tools():
-    vmlib.skip_all("libvirt is not installed: %s" % ", ".join(libvirtlib.missing_tools()))
-MIGCTL = vmlib.find_migctl()
-if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
-MODULE_DIR = os.environ.get("MIGCTL_MODULE_DIR") or os.path.dirname(MIGCTL)
+MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 
 S = vmlib.SCALE
 BANDWIDTH = 32
@@ -41,16 +36,6 @@ QUOTA, PERIOD = 1000, 1000000  # the batch class: 0.1 % of a CPU (bench-converge
 h = vmlib.Harness("libvirt-converge")
 st = {}
 OPTS = ["--p2p", "--unsafe", "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1"]
-
-
-def push_load(q, binary, chunk=48 * 1024):
-    """The workload through qemu-ga via libvirt (one virsh argument stays under 128 KiB)."""
-    with open(binary, "rb") as fp:
-        data = fp.read()
-    tmp = cg.GUEST_LOAD + ".part"
-    for off in range(0, len(data), chunk):
-        q.write_file(tmp, data[off:off + chunk], mode="w" if off == 0 else "a")
-    q.sh("chmod 755 %s && mv %s %s" % (tmp, tmp, cg.GUEST_LOAD))
 
 
 def build():
@@ -70,7 +55,7 @@ def boot():
     libvirtlib.start_guest(st["pair"], "src", xml, st["console"], ready=r"^MA-READY:")
     q = libvirtlib.VirshQGA(st["pair"], "src", "g1")
     q.sync()
-    push_load(q, st["load"])
+    cg.push_load_qga(q, st["load"], chunk=48 * 1024)
     m = libvirtlib.wait_console(st["console"], r"^MA-CONVERGENCE-READY: (.*)$")
     r = run_migctl("src", "--domain", "g1", "info", "--json", timeout=120 * S)
     caps = json.loads(r.stdout).get("capabilities", [])
@@ -90,18 +75,7 @@ def run_migctl(side, *args, timeout=300 * S, check=True):
 
 
 def job_info(side):
-    out = st["pair"].virsh(side, "domjobinfo", "g1", check=False)
-    info = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            info[k.strip()] = v.strip()
-    return info
-
-
-def mib(value):
-    num, unit = value.split()[:2]
-    return float(num) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "B": 1 / 2**20}.get(unit, 1)
+    return libvirtlib.domjobinfo(st["pair"], side, "g1")
 
 
 def plain_does_not_converge():
@@ -124,7 +98,8 @@ def plain_does_not_converge():
                 raise VMError("plain pre-copy ended: exit %s %s (the dirtier should outrun "
                               "%d MiB/s)" % (p.returncode, p.communicate()[1], BANDWIDTH))
             if "Memory remaining" in info:
-                samples.append((info.get("Iteration", "?"), mib(info["Memory remaining"])))
+                samples.append((info.get("Iteration", "?"),
+                                libvirtlib.mib(info["Memory remaining"])))
             time.sleep(1)
         last = samples[-1]
         if p.poll() is not None:

@@ -30,14 +30,7 @@ from vmlib import VMError, log  # noqa: E402
 import libvirtlib  # noqa: E402
 
 vmlib.require_host_tools(agent=True)
-if libvirtlib.missing_tools():
-    vmlib.skip_all("libvirt is not installed: %s" % ", ".join(libvirtlib.missing_tools()))
-MIGCTL = vmlib.find_migctl()
-if not MIGCTL:
-    vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")
-MODULE_DIR = os.environ.get("MIGCTL_MODULE_DIR") or os.path.dirname(MIGCTL)
-if not os.path.exists(os.path.join(MODULE_DIR, "migctl-libvirt.so")):
-    vmlib.skip_all("migctl-libvirt.so not built in %s (meson -Dlibvirt)" % MODULE_DIR)
+MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 
 S = vmlib.SCALE
 LEASE = 8            # the lease of the killed-migctl step
