@@ -10,7 +10,10 @@ with the bandwidth capped at 32 MiB/s and a 300 ms downtime limit:
 - `migctl migrate` converges: from the second pass it sees the dirty rate above the
   bandwidth, asks the agent to throttle (class=auto), the agent throttles `batch` only (never
   the service), the migration completes, and the class is unthrottled on the destination
-  (cpu.max back to what it was), with the reason in the timeline.
+  (cpu.max back to what it was), with the reason in the timeline;
+- with the guest's throttle off (`--converge none`), the escalations allowed by the user:
+  `--suspend-after` pauses the guest so that the migration finishes (the guest runs again on
+  the destination), `--postcopy` switches a stalled migration to post-copy.
 Speed comparisons (against auto-converge and the peers' schedules) are in
 tests/bench/bench-convergence.py, not here."""
 
@@ -152,6 +155,46 @@ def migctl_converges():
             why, len(unthrottled), cpu_max)
 
 
+def escalation(src, dst, extra, want_step):
+    """migctl migrate with the guest's throttle off (--converge none) and one escalation
+    allowed: the step is taken, the migration completes, the guest runs on the destination
+    (not paused) and its service advances."""
+    r = run_migctl(src, "migrate", "g1", st["pair"].uri(dst), *OPTS, "--bandwidth",
+                   str(BANDWIDTH), "--converge", "none", "--no-quiesce", "--json", *extra,
+                   timeout=400 * S)
+    doc = json.loads(r.stdout)
+    steps = [s for s in doc["timeline"]["steps"] if s["who"] == "host"]
+    taken = [s for s in steps if s["what"] == want_step]
+    if not taken:
+        raise VMError("no %s step: %r\n%s" % (want_step, [s["what"] for s in steps],
+                                                r.stderr[-3000:]))
+    if any(s["what"] == "throttled" for s in doc["timeline"]["steps"]):
+        raise VMError("--converge none throttled")
+    if "g1" not in st["pair"].running(dst):
+        raise VMError("g1 not running on %s" % dst)
+    state = st["pair"].virsh(dst, "domstate", "g1").strip()
+    if state != "running":
+        raise VMError("g1 on %s is %s" % (dst, state))
+    q = libvirtlib.VirshQGA(st["pair"], dst, "g1")
+    a = cg.read_counter(q)
+    time.sleep(1)
+    b = cg.read_counter(q)
+    if b[0] <= a[0]:
+        raise VMError("the service does not advance on %s" % dst)
+    phases = {p["name"]: p["seconds"] for p in doc["timeline"]["phases"]}
+    return "%s at T+%.1f s (%s); completed in %.1f s, downtime %s ms; the service runs" % (
+        want_step, taken[0]["t"], taken[0]["detail"], phases["migration"],
+        doc.get("downtime-ms"))
+
+
+def suspend_after():
+    return escalation("dst", "src", ["--suspend-after", "12"], "suspend")
+
+
+def postcopy():
+    return escalation("src", "dst", ["--postcopy"], "post-copy")
+
+
 def diagnostics():
     if "pair" in st:
         st["pair"].diagnostics()
@@ -169,6 +212,9 @@ tap = vmlib.Tap([
     ("plain pre-copy does not converge under the cap", plain_does_not_converge),
     ("migctl migrate converges by throttling only the batch class, then releases it",
      migctl_converges),
+    ("--suspend-after: a stalled migration is finished paused, and the guest runs on",
+     suspend_after),
+    ("--postcopy: a stalled migration switches to post-copy and completes", postcopy),
 ])
 rc = 1
 try:
