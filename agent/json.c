@@ -233,8 +233,25 @@ ma_json_check_members (JsonObject *obj, const char *const *allowed, GError **err
 
 /* Escapes json-glib would accept but lose: \u0000 (cut strings short) and \u
  * without four hex digits. */
+/* The value of four hexadecimal digits at text[at], or G_MAXUINT. */
+static guint
+hex4 (const char *text, gsize len, gsize at)
+{
+  guint v = 0;
+
+  if (at + 4 > len)
+    return G_MAXUINT;
+  for (gsize k = at; k < at + 4; k++)
+    {
+      if (!g_ascii_isxdigit (text[k]))
+        return G_MAXUINT;
+      v = v * 16 + (guint) g_ascii_xdigit_value (text[k]);
+    }
+  return v;
+}
+
 static gboolean
-text_has_bad_escape (const char *text, gsize len)
+text_has_bad_escape (const char *text, gsize len, const char **why)
 {
   gboolean in_string = FALSE;
 
@@ -251,11 +268,35 @@ text_has_bad_escape (const char *text, gsize len)
         {
           if (text[i + 1] == 'u')
             {
-              if (i + 5 >= len || !g_ascii_isxdigit (text[i + 2]) || !g_ascii_isxdigit (text[i + 3])
-                  || !g_ascii_isxdigit (text[i + 4]) || !g_ascii_isxdigit (text[i + 5]))
-                return TRUE;
-              if (strncmp (text + i + 2, "0000", 4) == 0)
-                return TRUE;
+              guint unit = hex4 (text, len, i + 2);
+              if (unit > 0xFFFF)
+                {
+                  *why = "an invalid \\u escape (not four hexadecimal digits)";
+                  return TRUE;
+                }
+              if (unit == 0)
+                {
+                  *why = "a \\u0000 escape (a NUL character)";
+                  return TRUE;
+                }
+              if (unit >= 0xDC00 && unit <= 0xDFFF)
+                {
+                  *why = "an invalid \\u escape: a lone low surrogate (\\udc00-\\udfff)";
+                  return TRUE;
+                }
+              if (unit >= 0xD800 && unit <= 0xDBFF)
+                {
+                  guint low = i + 11 < len && text[i + 6] == '\\' && text[i + 7] == 'u'
+                                ? hex4 (text, len, i + 8) : G_MAXUINT;
+                  if (low < 0xDC00 || low > 0xDFFF)
+                    {
+                      *why = "an invalid \\u escape: a high surrogate (\\ud800-\\udbff) not "
+                             "followed by a low one";
+                      return TRUE;
+                    }
+                  i += 6; /* the pair's low half */
+                }
+              i += 4;
             }
           i++; /* skip the escaped character */
         }
@@ -490,6 +531,8 @@ ma_json_text_depth (const char *text, gsize len)
 static gboolean
 check_text (const char *text, gsize len, GError **error)
 {
+  const char *why = NULL;
+
   if (!g_utf8_validate_len (text, len, NULL))
     {
       g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
@@ -502,10 +545,10 @@ check_text (const char *text, gsize len, GError **error)
                    "JSON parse error, nesting deeper than %d", MA_JSON_MAX_DEPTH);
       return FALSE;
     }
-  if (text_has_bad_escape (text, len))
+  if (text_has_bad_escape (text, len, &why))
     {
-      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                           "JSON parse error, invalid \\u escape or NUL character in a string");
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "JSON parse error, %s in a string", why);
       return FALSE;
     }
   return TRUE;

@@ -140,6 +140,26 @@ ma_request_free (MaRequest *request)
   g_free (request);
 }
 
+/* The request's id as the reply echoes it: the parsed node, or, for an integer that does not
+ * survive the parse (beyond 64 bits json-glib keeps -1), its text exactly as the client
+ * wrote it, so that a client matching replies by id is never misled. */
+static JsonNode *
+request_id (const char *text, gsize len, JsonObject *obj)
+{
+  static const char *const names[] = { "id", NULL };
+  JsonNode *id = json_object_get_member (obj, "id");
+  MaJsonSpan span[1];
+  g_autofree char *canonical = NULL;
+
+  if (!JSON_NODE_HOLDS_VALUE (id) || json_node_get_value_type (id) != G_TYPE_INT64
+      || !ma_json_find_members (text, len, names, span, NULL) || span[0].len == 0)
+    return json_node_copy (id);
+  canonical = g_strdup_printf ("%" G_GINT64_FORMAT, json_node_get_int (id));
+  if (strlen (canonical) == span[0].len && memcmp (canonical, text + span[0].offset, span[0].len) == 0)
+    return json_node_copy (id);
+  return ma_json_new_raw_node (g_strndup (text + span[0].offset, span[0].len));
+}
+
 MaRequest *
 ma_request_parse (const char *text, gsize len, JsonNode **id_out, GError **error)
 {
@@ -169,7 +189,7 @@ ma_request_parse (const char *text, gsize len, JsonNode **id_out, GError **error
   obj = json_node_get_object (root);
 
   if (json_object_has_member (obj, "id") && id_out != NULL)
-    *id_out = json_node_copy (json_object_get_member (obj, "id"));
+    *id_out = request_id (text, len, obj);
 
   members = json_object_get_members (obj);
   for (GList *l = members; l != NULL; l = l->next)
@@ -211,7 +231,7 @@ ma_request_parse (const char *text, gsize len, JsonNode **id_out, GError **error
   request->arguments = node != NULL ? json_object_ref (json_node_get_object (node))
                                     : json_object_new ();
   if (json_object_has_member (obj, "id"))
-    request->id = json_node_copy (json_object_get_member (obj, "id"));
+    request->id = request_id (text, len, obj);
   return g_steal_pointer (&request);
 }
 

@@ -140,6 +140,38 @@ test_request_errors (void)
                       "QMP input member 'arguments' must be an object");
   assert_parse_error ("{\"execute\":", "JSON parse error");
   assert_parse_error ("{\"execute\":\"\xc3\x28\"}", "JSON parse error, input is not valid UTF-8");
+  assert_parse_error ("{\"execute\":\"ping\xfe\"}", "JSON parse error, input is not valid UTF-8");
+  /* UTF-16 surrogates: a lone half is said as such, a pair is a character */
+  assert_parse_error ("{\"execute\":\"ping\",\"arguments\":{\"x\":\"\\ud800\"}}",
+                      "JSON parse error, an invalid \\u escape: a high surrogate");
+  assert_parse_error ("{\"execute\":\"ping\",\"arguments\":{\"x\":\"\\ud800\\u0041\"}}",
+                      "JSON parse error, an invalid \\u escape: a high surrogate");
+  assert_parse_error ("{\"execute\":\"ping\",\"arguments\":{\"x\":\"\\udfff\"}}",
+                      "JSON parse error, an invalid \\u escape: a lone low surrogate");
+}
+
+/* An id is echoed exactly as the client wrote it, also an integer beyond 64 bits (which
+ * json-glib keeps as -1), so that replies are never matched to the wrong request. */
+static void
+test_request_echoes_id_exactly (void)
+{
+  static const char *const ids[] = { "99999999999999999999999", "-99999999999999999999999",
+                                     "9223372036854775807", "-9223372036854775808", "12",
+                                     "\"\\ud83d\\ude00\"" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+    {
+      g_autofree char *text = g_strdup_printf ("{\"execute\":\"ping\",\"id\":%s}", ids[i]);
+      g_autofree char *want = g_strdup_printf ("{\"return\":{},\"id\":%s}\n",
+                                               i == 5 ? "\"\xf0\x9f\x98\x80\"" : ids[i]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(MaRequest) request = ma_request_parse (text, strlen (text), NULL, &error);
+      g_autofree char *line = NULL;
+
+      g_assert_no_error (error);
+      line = ma_reply_return (request->id, NULL);
+      g_assert_cmpstr (line, ==, want);
+    }
 }
 
 static void
@@ -197,6 +229,7 @@ main (int argc, char **argv)
   g_test_add_func ("/protocol/request/errors", test_request_errors);
   g_test_add_func ("/protocol/request/keeps-id-on-error", test_request_keeps_id_on_error);
   g_test_add_func ("/protocol/request/ok", test_request_ok);
+  g_test_add_func ("/protocol/request/echoes-id-exactly", test_request_echoes_id_exactly);
   g_test_add_func ("/protocol/event/encoding", test_event_encoding);
   return g_test_run ();
 }
