@@ -14,6 +14,7 @@
 
 #include "channel.h"
 #include "json.h"
+#include "paths.h"
 #include "session.h"
 
 typedef struct
@@ -460,9 +461,10 @@ ma_agent_serve_virtio_port (MaAgent *self, const char *name, GError **error)
       self->udev = udev_new ();
       if (self->udev != NULL)
         {
-          /* without udevd (a minimal initramfs) listen to the kernel's own uevents */
-          const char *source = g_file_test ("/run/udev/control", G_FILE_TEST_EXISTS) ? "udev"
-                                                                                     : "kernel";
+          /* without udevd (a minimal initramfs) listen to the kernel's own uevents; udevd's
+           * control socket is under the overridable run directory (MA_RUNDIR) */
+          g_autofree char *control = ma_path_build (ma_path_rundir (), "udev", "control", NULL);
+          const char *source = g_file_test (control, G_FILE_TEST_EXISTS) ? "udev" : "kernel";
           self->monitor = udev_monitor_new_from_netlink (self->udev, source);
         }
       if (self->monitor != NULL)

@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "blockers.h"
+#include "protocol.h"
 #include "corecmds.h"
 #include "freezeguard.h"
 #include "json.h"
@@ -107,7 +108,7 @@ main (int argc, char **argv)
     }
   if (version)
     {
-      g_print ("migration-agent %s (protocol %d)\n", MA_VERSION, 1);
+      g_print ("migration-agent %s (protocol %d)\n", MA_VERSION, MA_PROTOCOL_VERSION);
       return EXIT_SUCCESS;
     }
   if (verbose)
