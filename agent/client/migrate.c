@@ -1,6 +1,7 @@
-/* migrate.c — `migctl migrate`: preflight → quiesce (lease renewed) → migrate (job statistics,
- * late freeze) → thaw and release on the destination → RESUMED and validation → timeline.
- * Every state records what it did; every exit path undoes it where the guest then runs. */
+/* migrate.c — `migctl migrate`: preflight → quiesce (lease renewed) → migrate (job statistics;
+ * the late freeze in migrate-freeze.c, the controller's actions in migrate-converge.c) → thaw
+ * and release on the destination → RESUMED and validation → timeline. Every state records
+ * what it did; every exit path undoes it where the guest then runs. */
 #include "buildconfig.h"
 
 #include "migrate.h"
@@ -10,79 +11,20 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "converge.h"
 #include "json.h"
 #include "migctl-error.h"
 #include "migctl-output.h"
-#include "migrate-options.h"
-#include "timeline.h"
+#include "migrate-private.h"
 #include "virt.h"
 
 #include <libvirt/virterror.h>
-
-/* One sample of libvirt's job statistics. */
-typedef struct
-{
-  gboolean valid;
-  gint64 wall_us;
-  unsigned long long remaining, rate, iteration, downtime, bps;
-} JobSample;
-
-typedef struct
-{
-  const char *src_uri;
-  MaMigrateOptions opt;
-
-  /* connections */
-  virConnectPtr src, dst;
-  virDomainPtr dom;     /* on the source */
-  virDomainPtr dst_dom; /* on the destination, once it runs there */
-  MaClient *agent;      /* the agent where the guest runs now */
-  char uuid[VIR_UUID_STRING_BUFLEN];
-
-  /* what was done, for the undo */
-  gboolean quiesced, frozen, freeze_in_flight, freeze_attempted;
-  gint64 quiesced_at, frozen_at, next_renew_us;
-  gint64 last_event_seq;
-  gint64 guest_offset_us; /* the guest's clock minus the host's, estimated at the connect */
-
-  /* the migration thread and friends */
-  GThread *migrate_thread, *freeze_thread;
-  gint migrate_done, freeze_done;
-  int migrate_rc, freeze_rc;
-  char *migrate_error, *freeze_error;
-  gint64 migration_started, migration_ended, freeze_started;
-  guint64 iteration;
-  JobSample last_sample;
-  /* --freeze holds the switch-over (a 1 ms downtime limit keeps pre-copy iterating) until
-   * the filesystems are frozen, then restores the limit so that the migration completes */
-  gint holding;
-  gint clamping; /* the first pass is ending: the bandwidth is clamped until the freeze */
-  gboolean downtime_known, clamp_applied; /* stats thread only */
-  unsigned long long downtime_applied, downtime_wanted;
-  unsigned long speed_wanted;
-  GThread *stats_thread;
-  GAsyncQueue *samples; /* JobSample*, from the stats thread */
-
-  /* signals */
-  gint interrupted; /* the signal number */
-  gboolean abort_sent;
-
-  /* the convergence controller and what it did */
-  MaConverge *converge;
-  GPtrArray *throttled; /* class names the agent throttled for this migration */
-  gboolean converge_aborted, suspended;
-
-  MaTimeline *timeline;
-  JsonObject *result; /* the --json document */
-} Migration;
 
 static Migration *the_migration; /* for the libvirt event callbacks */
 
 /* ---------------------------------------------------------------- output */
 
-static void G_GNUC_PRINTF (2, 3)
-say (Migration *m, const char *fmt, ...)
+void
+migrate_say (Migration *m, const char *fmt, ...)
 {
   g_autofree char *text = NULL;
   va_list ap;
@@ -94,8 +36,8 @@ say (Migration *m, const char *fmt, ...)
   fflush (m->opt.json ? stderr : stdout);
 }
 
-static void
-step (Migration *m, const char *who, const char *what, const char *detail)
+void
+migrate_step (Migration *m, const char *who, const char *what, const char *detail)
 {
   ma_timeline_add (m->timeline, g_get_real_time (), who, what, detail);
 }
@@ -111,8 +53,8 @@ progress_line (Migration *m, guint64 iteration, guint64 remaining, guint64 rate,
   fflush (stderr);
 }
 
-static void
-progress_end (void)
+void
+migrate_progress_end (void)
 {
   if (isatty (STDERR_FILENO))
     fputs ("\n", stderr);
@@ -120,8 +62,8 @@ progress_end (void)
 
 /* ---------------------------------------------------------------- the agent */
 
-static JsonNode *
-agent_call (Migration *m, const char *command, JsonObject *args, guint timeout_s, GError **error)
+JsonNode *
+migrate_agent_call (Migration *m, const char *command, JsonObject *args, guint timeout_s, GError **error)
 {
   if (m->agent == NULL)
     {
@@ -132,8 +74,8 @@ agent_call (Migration *m, const char *command, JsonObject *args, guint timeout_s
   return ma_client_execute (m->agent, command, args, error);
 }
 
-static JsonObject *
-args_operation (Migration *m)
+JsonObject *
+migrate_args_operation (Migration *m)
 {
   JsonObject *args = json_object_new ();
 
@@ -150,7 +92,7 @@ agent_events_after (Migration *m, gint64 seq)
   JsonArray *events = NULL;
 
   json_object_set_int_member (args, "after", MAX (0, seq));
-  ret = agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  ret = migrate_agent_call (m, "events", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
   if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
       || !ma_json_get_array (json_node_get_object (ret), "events", &events, NULL) || !events)
     return NULL;
@@ -196,62 +138,23 @@ agent_release (Migration *m, const char *where)
 
   if (!m->quiesced)
     return;
-  args = args_operation (m);
-  ret = agent_call (m, "thaw", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  args = migrate_args_operation (m);
+  ret = migrate_agent_call (m, "thaw", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
   if (ret == NULL)
     {
-      say (m, "migctl: warning: releasing the applications on the %s failed: %s; the agent "
+      migrate_say (m, "migctl: warning: releasing the applications on the %s failed: %s; the agent "
            "releases them when the %d s lease ends", where, error->message, m->opt.lease_s);
-      step (m, "host", "release failed", error->message);
+      migrate_step (m, "host", "release failed", error->message);
       return;
     }
   m->quiesced = FALSE;
   ma_timeline_phase (m->timeline, "quiesced", m->quiesced_at, g_get_real_time ());
-  step (m, "host", "released", where);
-  say (m, "released the applications on the %s (quiesced %.2f s)", where,
+  migrate_step (m, "host", "released", where);
+  migrate_say (m, "released the applications on the %s (quiesced %.2f s)", where,
        (double) (g_get_real_time () - m->quiesced_at) / G_USEC_PER_SEC);
 }
 
-/* ---------------------------------------------------------------- qemu-ga through libvirt */
 
-static gboolean
-qga_is_frozen (virDomainPtr dom)
-{
-  g_autofree char *reply = ma_virt_qga_command (dom, "{\"execute\":\"guest-fsfreeze-status\"}",
-                                                MA_MIGRATE_QGA_TIMEOUT_S, NULL);
-
-  return reply != NULL && strstr (reply, "\"frozen\"") != NULL;
-}
-
-/* Thaw the filesystems of the guest on `dom` when they are frozen (or a freeze was ever in
- * flight): never leave a half-frozen guest. */
-static void
-thaw_filesystems (Migration *m, virDomainPtr dom, const char *where)
-{
-  int n;
-
-  if (!m->freeze_attempted || dom == NULL)
-    return;
-  if (!m->frozen && !m->freeze_in_flight && !qga_is_frozen (dom))
-    return;
-  n = virDomainFSThaw (dom, NULL, 0, 0);
-  if (n < 0)
-    {
-      const char *msg = virGetLastErrorMessage ();
-      say (m, "migctl: warning: thawing the filesystems on the %s failed: %s; the agent's freeze "
-           "watchdog thaws them", where, msg);
-      step (m, "host", "thaw failed", msg);
-      return;
-    }
-  if (m->frozen)
-    ma_timeline_phase (m->timeline, "frozen", m->frozen_at, g_get_real_time ());
-  say (m, "thawed %d filesystem(s) on the %s%s", n, where,
-       m->frozen ? "" : " (a freeze had been in flight)");
-  if (m->frozen)
-    say (m, "frozen window: %.3f s", (double) (g_get_real_time () - m->frozen_at) / G_USEC_PER_SEC);
-  m->frozen = FALSE;
-  step (m, "host", "thawed", where);
-}
 
 /* ---------------------------------------------------------------- threads */
 
@@ -310,21 +213,6 @@ migrate_thread_run (gpointer data)
   return NULL;
 }
 
-static gpointer
-freeze_thread_run (gpointer data)
-{
-  Migration *m = data;
-  g_autoptr(virConnect) conn = virConnectOpen (m->src_uri);
-  g_autoptr(virDomain) dom = conn != NULL ? virDomainLookupByUUIDString (conn, m->uuid) : NULL;
-  int rc = dom != NULL ? virDomainFSFreeze (dom, NULL, 0, 0) : -1;
-
-  if (rc < 0)
-    m->freeze_error = g_strdup (virGetLastErrorMessage ());
-  m->freeze_rc = rc;
-  g_atomic_int_set (&m->freeze_done, 1);
-  g_main_context_wakeup (NULL);
-  return NULL;
-}
 
 static gpointer
 abort_thread_run (gpointer data)
@@ -337,14 +225,14 @@ abort_thread_run (gpointer data)
 }
 
 /* libvirt can hang: the abort runs on a thread of its own, and the loop goes on. */
-static void
-abort_job (Migration *m, const char *why)
+void
+migrate_abort_job (Migration *m, const char *why)
 {
   if (m->abort_sent || m->migrate_thread == NULL || g_atomic_int_get (&m->migrate_done))
     return;
   m->abort_sent = TRUE;
-  say (m, "aborting the migration (%s)", why);
-  step (m, "host", "abort", why);
+  migrate_say (m, "aborting the migration (%s)", why);
+  migrate_step (m, "host", "abort", why);
   virDomainRef (m->dom);
   g_thread_unref (g_thread_new ("abort", abort_thread_run, m->dom));
 }
@@ -379,14 +267,14 @@ on_migration_iteration (virConnectPtr conn, virDomainPtr dom, int iteration, voi
   if (m == NULL)
     return;
   m->iteration = MAX (m->iteration, (guint64) iteration);
-  step (m, "libvirt", "MIGRATION_ITERATION", detail);
+  migrate_step (m, "libvirt", "MIGRATION_ITERATION", detail);
   g_main_context_wakeup (NULL);
 }
 
 /* ---------------------------------------------------------------- the steps */
 
-static void
-blockers_explain (Migration *m, JsonNode *report)
+void
+migrate_blockers_explain (Migration *m, JsonNode *report)
 {
   MaFormatter format = ma_out_find_formatter ("blockers");
 
@@ -420,7 +308,7 @@ estimate_guest_clock (Migration *m, gint64 connect_start, gint64 connect_end)
     m->guest_offset_us = guest - connect_end;
   detail = g_strdup_printf ("guest clock %+.3f s against the host's (corrected in the timeline)",
                             (double) m->guest_offset_us / G_USEC_PER_SEC);
-  step (m, "host", "clocks", detail);
+  migrate_step (m, "host", "clocks", detail);
 }
 
 static int
@@ -448,26 +336,26 @@ preflight (Migration *m)
                           "(--no-agent migrates it plainly)\n", error->message, m->opt.domain_name);
               return MIGCTL_EXIT_NO_AGENT;
             }
-          say (m, "migctl: warning: %s; migrating without the agent (--no-agent): no quiesce, no "
+          migrate_say (m, "migctl: warning: %s; migrating without the agent (--no-agent): no quiesce, no "
                "validation", error->message);
-          step (m, "host", "no agent", error->message);
+          migrate_step (m, "host", "no agent", error->message);
           return MIGCTL_EXIT_OK;
         }
       g_printerr ("migctl: %s\n", error->message);
       return error->domain == MIGCTL_ERROR ? error->code : MIGCTL_EXIT_USAGE;
     }
   if (m->opt.no_agent)
-    say (m, "migctl: note: the agent answers; --no-agent ignored");
+    migrate_say (m, "migctl: note: the agent answers; --no-agent ignored");
   /* this migration's events are those after now; the guest greeted this connection with
    * HOST_CONNECTED, whose timestamp places the guest's clock against the host's */
-  status = agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  status = migrate_agent_call (m, "status", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
   if (status != NULL && JSON_NODE_HOLDS_OBJECT (status))
     ma_json_get_int (json_node_get_object (status), "last-event-seq", &m->last_event_seq, NULL);
   estimate_guest_clock (m, connect_start, connect_end);
-  info = agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
-  args = args_operation (m);
+  info = migrate_agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  args = migrate_args_operation (m);
   if (info != NULL)
-    prepared = agent_call (m, "prepare", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+    prepared = migrate_agent_call (m, "prepare", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
   if (prepared == NULL || !JSON_NODE_HOLDS_OBJECT (prepared))
     {
       g_printerr ("migctl: preflight: %s\n", error != NULL ? error->message : "bad answer");
@@ -476,7 +364,7 @@ preflight (Migration *m)
     }
   obj = json_node_get_object (prepared);
   ma_json_get_bool (obj, "ready", &ready, NULL);
-  step (m, "host", "prepare", ready ? "ready" : "not ready");
+  migrate_step (m, "host", "prepare", ready ? "ready" : "not ready");
   if (!ready)
     {
       JsonObject *blockers = NULL;
@@ -487,21 +375,21 @@ preflight (Migration *m)
       if (ma_json_get_object (obj, "blockers", &blockers, NULL) && blockers != NULL)
         ma_json_get_string (blockers, "verdict", &verdict, NULL);
       g_autofree char *joined = reasons != NULL ? g_strjoinv ("; ", reasons) : g_strdup ("");
-      say (m, "preflight: not ready: %s", joined);
+      migrate_say (m, "preflight: not ready: %s", joined);
       if (g_strcmp0 (verdict, "blocked") == 0)
         {
-          blockers_explain (m, json_object_get_member (obj, "blockers"));
+          migrate_blockers_explain (m, json_object_get_member (obj, "blockers"));
           if (!m->opt.force)
             {
               g_printerr ("migctl: the agent's verdict is blocked: nothing was changed; fix "
                           "what it names, or --force to migrate anyway\n");
               return MIGCTL_EXIT_BLOCKED;
             }
-          say (m, "migctl: warning: --force: migrating despite the blocked verdict");
+          migrate_say (m, "migctl: warning: --force: migrating despite the blocked verdict");
         }
     }
   else
-    say (m, "preflight: the agent is ready (operation %s)", m->opt.operation);
+    migrate_say (m, "preflight: the agent is ready (operation %s)", m->opt.operation);
   ping = ma_virt_qga_command (m->dom, "{\"execute\":\"guest-ping\"}", MA_MIGRATE_QGA_TIMEOUT_S,
                               &error);
   if (ping == NULL)
@@ -512,18 +400,18 @@ preflight (Migration *m)
                       error->message);
           return MIGCTL_EXIT_ERROR_REPLY;
         }
-      say (m, "preflight: qemu-ga does not answer (%s); no freeze is possible", error->message);
+      migrate_say (m, "preflight: qemu-ga does not answer (%s); no freeze is possible", error->message);
       g_clear_error (&error);
     }
   else
-    step (m, "host", "qemu-ga ping", "ok");
+    migrate_step (m, "host", "qemu-ga ping", "ok");
   return MIGCTL_EXIT_OK;
 }
 
 static gboolean
 has_enabled_plugins (Migration *m)
 {
-  g_autoptr(JsonNode) ret = agent_call (m, "plugins", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
+  g_autoptr(JsonNode) ret = migrate_agent_call (m, "plugins", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
   JsonArray *plugins = NULL;
 
   if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
@@ -541,9 +429,9 @@ quiesce (Migration *m)
 
   if (m->agent == NULL || m->opt.no_quiesce || (!m->opt.quiesce && !has_enabled_plugins (m)))
     return MIGCTL_EXIT_OK;
-  args = args_operation (m);
+  args = migrate_args_operation (m);
   json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
-  ret = agent_call (m, "quiesce", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  ret = migrate_agent_call (m, "quiesce", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
   if (ret == NULL)
     {
       /* all or nothing: a failed quiesce left nothing quiesced */
@@ -553,8 +441,8 @@ quiesce (Migration *m)
   m->quiesced = TRUE;
   m->quiesced_at = g_get_real_time ();
   m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
-  step (m, "host", "quiesced", NULL);
-  say (m, "quiesced the applications (lease %d s, renewed every %d s)", m->opt.lease_s,
+  migrate_step (m, "host", "quiesced", NULL);
+  migrate_say (m, "quiesced the applications (lease %d s, renewed every %d s)", m->opt.lease_s,
        MAX (1, m->opt.lease_s / 3));
   return MIGCTL_EXIT_OK;
 }
@@ -596,174 +484,11 @@ take_sample (Migration *m, const JobSample *s)
   progress_line (m, s->iteration, s->remaining, s->rate, s->downtime);
 }
 
-/* ---------------------------------------------------------------- convergence */
 
-static gboolean
-throttled_contains (Migration *m, const char *klass)
-{
-  for (guint i = 0; i < m->throttled->len; i++)
-    if (g_strcmp0 (g_ptr_array_index (m->throttled, i), klass) == 0)
-      return TRUE;
-  return FALSE;
-}
 
-/* Ask the agent to throttle the classes of its top writers; TRUE when a new class was. */
-static gboolean
-converge_throttle (Migration *m, const char *why)
-{
-  g_autoptr(JsonObject) args = args_operation (m);
-  g_autoptr(JsonNode) ret = NULL;
-  g_autoptr(GError) error = NULL;
-  JsonArray *throttled = NULL, *skipped = NULL;
-  gboolean added = FALSE;
 
-  json_object_set_string_member (args, "class", "auto");
-  json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
-  progress_end ();
-  say (m, "not converging (%s): asking the guest to throttle its top writers", why);
-  ret = agent_call (m, "throttle", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
-  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret))
-    {
-      say (m, "  the agent throttled nothing: %s", error != NULL ? error->message : "bad answer");
-      step (m, "host", "throttle refused", error != NULL ? error->message : NULL);
-      return FALSE;
-    }
-  if (ma_json_get_array (json_node_get_object (ret), "throttled", &throttled, NULL) && throttled)
-    for (guint i = 0; i < json_array_get_length (throttled); i++)
-      {
-        JsonNode *c = json_array_get_element (throttled, i);
-        const char *klass = NULL, *policy = NULL;
-        g_autofree char *detail = NULL;
-        if (!JSON_NODE_HOLDS_OBJECT (c)
-            || !ma_json_get_string (json_node_get_object (c), "class", &klass, NULL) || !klass)
-          continue;
-        ma_json_get_string (json_node_get_object (c), "policy", &policy, NULL);
-        detail = g_strdup_printf ("class %s (%s): %s", klass, policy != NULL ? policy : "?", why);
-        say (m, "  throttled class %s (%s)", klass, policy != NULL ? policy : "?");
-        step (m, "guest", "throttled", detail);
-        if (!throttled_contains (m, klass))
-          {
-            g_ptr_array_add (m->throttled, g_strdup (klass));
-            added = TRUE;
-          }
-      }
-  if (ma_json_get_array (json_node_get_object (ret), "skipped", &skipped, NULL) && skipped
-      && json_array_get_length (skipped) > 0)
-    {
-      g_autoptr(JsonNode) node = ma_json_new_array_node (json_array_ref (skipped));
-      g_autofree char *text = ma_json_to_string (node);
-      say (m, "  left alone (outside every throttle class the guest allows): %s", text);
-    }
-  return added;
-}
 
-static void
-converge_renew (Migration *m)
-{
-  for (guint i = 0; i < m->throttled->len; i++)
-    {
-      g_autoptr(JsonObject) args = args_operation (m);
-      g_autoptr(JsonNode) ret = NULL;
-      json_object_set_string_member (args, "class", g_ptr_array_index (m->throttled, i));
-      json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
-      ret = agent_call (m, "throttle", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-    }
-}
 
-/* Release every throttle of this migration where the guest runs now (its lease is the net). */
-static void
-converge_release (Migration *m, const char *where)
-{
-  g_autoptr(JsonObject) args = NULL;
-  g_autoptr(JsonNode) ret = NULL;
-  g_autoptr(GError) error = NULL;
-
-  if (m->throttled == NULL || m->throttled->len == 0 || m->agent == NULL)
-    return;
-  args = args_operation (m);
-  ret = agent_call (m, "unthrottle", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
-  if (ret == NULL)
-    {
-      say (m, "migctl: warning: unthrottling on the %s failed: %s; the throttle's %d s lease "
-           "ends it", where, error->message, m->opt.lease_s);
-      return;
-    }
-  say (m, "unthrottled %u class(es) on the %s", m->throttled->len, where);
-  step (m, "host", "unthrottled", where);
-  g_ptr_array_set_size (m->throttled, 0);
-}
-
-/* The guest knows who dirties its memory before the hypervisor has measured a pass: when what
- * it dirties is already 70% of a capped bandwidth, the first step is taken at once. */
-static void
-converge_from_the_guest (Migration *m)
-{
-  g_autoptr(JsonObject) args = json_object_new ();
-  g_autoptr(JsonNode) ret = NULL;
-  g_autofree char *why = NULL;
-  double rate = 0;
-
-  if (m->converge == NULL || m->agent == NULL || m->opt.bandwidth_mib <= 0
-      || g_strcmp0 (m->opt.converge, "agent") != 0)
-    return;
-  json_object_set_double_member (args, "seconds", MA_MIGRATE_DIRTY_RATE_SECONDS);
-  json_object_set_int_member (args, "top", 3);
-  ret = agent_call (m, "dirty-rate", args, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-  if (ret == NULL || !JSON_NODE_HOLDS_OBJECT (ret)
-      || !ma_json_get_double (json_node_get_object (ret), "guest-total-mib-per-s", &rate, NULL))
-    return;
-  why = g_strdup_printf ("the guest dirties %.1f MiB/s (its dirty-rate), %.0f%% of the %d MiB/s "
-                         "bandwidth", rate, 100.0 * rate / m->opt.bandwidth_mib,
-                         m->opt.bandwidth_mib);
-  step (m, "guest", "dirty-rate", why);
-  if (rate < MA_CONVERGE_RATE_FRACTION * m->opt.bandwidth_mib)
-    return;
-  ma_converge_took_step (m->converge, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
-  if (!converge_throttle (m, why))
-    ma_converge_throttle_exhausted (m->converge);
-}
-
-static void
-converge_tick (Migration *m, const JobSample *s)
-{
-  g_autofree char *why = NULL;
-  MaConvergeAction action;
-
-  if (m->converge == NULL || !s->valid)
-    return;
-  action = ma_converge_observe (m->converge, (double) g_get_monotonic_time () / G_USEC_PER_SEC,
-                                s->iteration, s->remaining, s->rate, s->bps, &why);
-  switch (action)
-    {
-    case MA_CONVERGE_THROTTLE:
-      if (m->agent == NULL || !converge_throttle (m, why))
-        ma_converge_throttle_exhausted (m->converge);
-      break;
-    case MA_CONVERGE_POSTCOPY:
-      progress_end ();
-      say (m, "switching to post-copy: %s", why);
-      step (m, "host", "post-copy", why);
-      if (virDomainMigrateStartPostCopy (m->dom, 0) < 0)
-        say (m, "  refused: %s", virGetLastErrorMessage ());
-      break;
-    case MA_CONVERGE_SUSPEND:
-      progress_end ();
-      say (m, "pausing the guest: %s", why);
-      step (m, "host", "suspend", why);
-      if (virDomainSuspend (m->dom) < 0)
-        say (m, "  refused: %s", virGetLastErrorMessage ());
-      else
-        m->suspended = TRUE;
-      break;
-    case MA_CONVERGE_ABORT:
-      m->converge_aborted = TRUE;
-      abort_job (m, why);
-      break;
-    case MA_CONVERGE_NOTHING:
-    default:
-      break;
-    }
-}
 
 static void
 renew_if_due (Migration *m)
@@ -774,52 +499,23 @@ renew_if_due (Migration *m)
 
   if ((!m->quiesced && m->throttled->len == 0) || g_get_monotonic_time () < m->next_renew_us)
     return;
-  converge_renew (m);
+  migrate_converge_renew (m);
   m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
   if (!m->quiesced)
     return;
   args = json_object_new ();
   json_object_set_int_member (args, "lease_seconds", m->opt.lease_s);
-  ret = agent_call (m, "renew", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
+  ret = migrate_agent_call (m, "renew", args, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
   m->next_renew_us = g_get_monotonic_time () + (gint64) m->opt.lease_s * G_USEC_PER_SEC / 3;
   if (ret == NULL)
     {
-      progress_end ();
-      say (m, "migctl: warning: renewing the lease failed: %s", error->message);
-      step (m, "host", "renew failed", error->message);
+      migrate_progress_end ();
+      migrate_say (m, "migctl: warning: renewing the lease failed: %s", error->message);
+      migrate_step (m, "host", "renew failed", error->message);
     }
 }
 
-/* Holding the switch-over: QEMU switches over when what is left fits in bandwidth × downtime
- * limit; 1 ms at 1 MiB/s is under one page, so pre-copy iterates while the guest dirties any
- * page at all. Both start only when the first pass is ending and end once frozen. */
-#define MA_MIGRATE_HOLD_DOWNTIME_MS 1ULL
-#define MA_MIGRATE_HOLD_SPEED_MIB 1UL
-#define MA_MIGRATE_QEMU_DEFAULT_DOWNTIME_MS 300ULL
 
-/* Apply the downtime limit the migration should have now (retried each tick: it can only be
- * set once libvirt's job exists). */
-static void
-apply_downtime (Migration *m, virDomainPtr dom)
-{
-  gboolean holding = g_atomic_int_get (&m->holding);
-  unsigned long long want = holding ? MA_MIGRATE_HOLD_DOWNTIME_MS : m->downtime_wanted;
-
-  gboolean clamp = holding && g_atomic_int_get (&m->clamping);
-
-  if (clamp != m->clamp_applied
-      && virDomainMigrateSetMaxSpeed (dom, clamp ? MA_MIGRATE_HOLD_SPEED_MIB : m->speed_wanted,
-                                      0) == 0)
-    m->clamp_applied = clamp;
-  if ((!holding && !m->downtime_known && m->opt.downtime_limit_ms == 0)
-      || (want == m->downtime_applied && m->downtime_known))
-    return;
-  if (virDomainMigrateSetMaxDowntime (dom, want, 0) == 0)
-    {
-      m->downtime_applied = want;
-      m->downtime_known = TRUE;
-    }
-}
 
 /* The stats thread: libvirt's job statistics every tick and the downtime limit the
  * migration should have, on a connection of its own (a statistics call can wait for the
@@ -834,7 +530,7 @@ stats_thread_run (gpointer data)
 
   while (dom != NULL && !g_atomic_int_get (&m->migrate_done))
     {
-      apply_downtime (m, dom);
+      migrate_apply_downtime (m, dom);
       if (g_get_monotonic_time () >= next_sample)
         {
           JobSample sample = read_job_stats (dom);
@@ -850,101 +546,8 @@ stats_thread_run (gpointer data)
   return NULL;
 }
 
-static void
-release_hold (Migration *m, const char *why)
-{
-  g_autofree char *detail = NULL;
 
-  if (!g_atomic_int_get (&m->holding))
-    return;
-  g_atomic_int_set (&m->holding, FALSE);
-  detail = g_strdup_printf ("%s; downtime limit back to %llu ms, bandwidth to %lu MiB/s", why,
-                            m->downtime_wanted, m->speed_wanted);
-  step (m, "host", "switch-over released", detail);
-}
 
-/* The late freeze: when the first pass is about to end (what it has left takes at most
- * MA_MIGRATE_FREEZE_LEAD_MS at the current bandwidth) or has ended (libvirt's iteration 2),
- * while the switch-over is held: the frozen window is only the end of the migration. */
-static void
-freeze_if_due (Migration *m)
-{
-  const JobSample *s = &m->last_sample;
-  unsigned long long bps = MAX (s->bps, (unsigned long long) m->opt.bandwidth_mib << 20);
-  gboolean first_pass_ending = s->valid && s->iteration == 1 && bps > 0
-                               && s->remaining * 1000 <= bps * MA_MIGRATE_FREEZE_LEAD_MS;
-
-  if (!m->opt.freeze || m->frozen || m->freeze_in_flight || m->opt.freeze_retries < 0
-      || (m->iteration < 2 && !first_pass_ending) || g_atomic_int_get (&m->migrate_done))
-    return;
-  g_atomic_int_set (&m->clamping, TRUE);
-  g_atomic_int_set (&m->holding, TRUE);
-  m->freeze_attempted = TRUE;
-  m->freeze_in_flight = TRUE;
-  m->freeze_started = g_get_monotonic_time ();
-  g_atomic_int_set (&m->freeze_done, 0);
-  step (m, "host", "freeze", m->iteration >= 2 ? "guest-fsfreeze-freeze (first pass copied)"
-                                               : "guest-fsfreeze-freeze (first pass ending)");
-  m->freeze_thread = g_thread_new ("freeze", freeze_thread_run, m);
-}
-
-static void
-freeze_check (Migration *m)
-{
-  if (!m->freeze_in_flight)
-    return;
-  if (g_atomic_int_get (&m->freeze_done))
-    {
-      g_thread_join (g_steal_pointer (&m->freeze_thread));
-      m->freeze_in_flight = FALSE;
-      progress_end ();
-      if (m->freeze_rc >= 0 && m->freeze_started > 0)
-        {
-          m->frozen = TRUE;
-          m->frozen_at = g_get_real_time ();
-          say (m, "froze %d filesystem(s) in %.3f s", m->freeze_rc,
-               (double) (g_get_monotonic_time () - m->freeze_started) / G_USEC_PER_SEC);
-          step (m, "host", "frozen", NULL);
-          release_hold (m, "frozen");
-        }
-      else if (m->freeze_rc >= 0)
-        {
-          /* a freeze that outlived its timeout finished late: undo it, maybe retry */
-          m->frozen = TRUE;
-          thaw_filesystems (m, m->dom, "source");
-        }
-      else
-        {
-          m->opt.freeze_retries--;
-          say (m, "migctl: warning: the freeze failed: %s; %s",
-               m->freeze_error != NULL ? m->freeze_error : "?",
-               m->opt.freeze_retries >= 0 ? "trying again" : "going on unfrozen");
-          step (m, "host", "freeze failed", m->freeze_error);
-          if (m->opt.freeze_retries < 0)
-            release_hold (m, "the freeze failed");
-        }
-      g_clear_pointer (&m->freeze_error, g_free);
-      return;
-    }
-  if (m->freeze_started > 0
-      && g_get_monotonic_time () - m->freeze_started > (gint64) (m->opt.freeze_timeout_s * G_USEC_PER_SEC))
-    {
-      g_autoptr(JsonNode) report = NULL;
-
-      progress_end ();
-      say (m, "migctl: the freeze did not finish within %.0f s (--freeze-timeout): what holds it, "
-           "as the agent sees it:", m->opt.freeze_timeout_s);
-      step (m, "host", "freeze timeout", NULL);
-      report = agent_call (m, "blockers", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, NULL);
-      blockers_explain (m, report);
-      m->freeze_started = 0; /* late completion is undone in freeze_check */
-      m->opt.freeze_retries--;
-      say (m, "%s", m->opt.freeze_retries >= 0 ? "the freeze is retried once this one ends"
-                                               : "going on unfrozen (--freeze-retries exhausted)");
-      if (m->opt.freeze_retries < 0)
-        release_hold (m, "the freeze timed out");
-    }
-}
 
 static int
 run_migration (Migration *m)
@@ -952,7 +555,7 @@ run_migration (Migration *m)
   g_autofree char *what = g_strdup_printf ("to %s", m->opt.dest_uri);
   gint64 next_stats = 0, abort_deadline = 0;
 
-  say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
+  migrate_say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
   m->migration_started = g_get_real_time ();
   {
     MaConvergePolicy policy = {
@@ -965,7 +568,7 @@ run_migration (Migration *m)
     };
     m->converge = ma_converge_new (&policy, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
   }
-  step (m, "host", "migration started", what);
+  migrate_step (m, "host", "migration started", what);
   /* the limit the switch-over returns to after a hold: the user's, else QEMU's default (what
    * QEMU reports now may be a value a previous migration left) */
   m->downtime_wanted = m->opt.downtime_limit_ms > 0 ? (unsigned long long) m->opt.downtime_limit_ms
@@ -977,14 +580,14 @@ run_migration (Migration *m)
   m->samples = g_async_queue_new_full (g_free);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
   m->stats_thread = g_thread_new ("stats", stats_thread_run, m);
-  converge_from_the_guest (m);
+  migrate_converge_from_the_guest (m);
   while (!g_atomic_int_get (&m->migrate_done))
     {
       gint64 now = g_get_monotonic_time ();
 
       if (m->interrupted != 0)
         {
-          abort_job (m, m->interrupted == SIGTERM ? "SIGTERM" : "SIGINT");
+          migrate_abort_job (m, m->interrupted == SIGTERM ? "SIGTERM" : "SIGINT");
           if (abort_deadline == 0)
             abort_deadline = now + MA_MIGRATE_ABORT_WAIT_S * G_USEC_PER_SEC;
         }
@@ -996,7 +599,7 @@ run_migration (Migration *m)
           {
             take_sample (m, sample);
             if (!g_atomic_int_get (&m->holding))
-              converge_tick (m, sample);
+              migrate_converge_tick (m, sample);
             g_free (sample);
           }
       }
@@ -1007,14 +610,14 @@ run_migration (Migration *m)
           renew_if_due (m);
           next_stats = now + MA_MIGRATE_TICK_MS * 1000;
         }
-      freeze_if_due (m);
-      freeze_check (m);
+      migrate_freeze_if_due (m);
+      migrate_freeze_check (m);
       if (abort_deadline != 0 && now > abort_deadline)
         break;
       /* the migration thread sets migrate_done and wakes the context: no tick to wait for */
       ma_virt_wait_flag (m->src, &m->migrate_done, MIN (next_stats, now + 100 * 1000));
     }
-  progress_end ();
+  migrate_progress_end ();
   m->migration_ended = g_get_real_time ();
   if (g_atomic_int_get (&m->migrate_done))
     g_thread_join (g_steal_pointer (&m->stats_thread));
@@ -1032,55 +635,30 @@ run_migration (Migration *m)
   ma_timeline_phase (m->timeline, "migration", m->migration_started, m->migration_ended);
   if (m->migrate_rc < 0)
     {
-      step (m, "host", "migration failed", m->migrate_error);
+      migrate_step (m, "host", "migration failed", m->migrate_error);
       if (m->converge_aborted)
-        say (m, "the migration did not converge and was aborted");
+        migrate_say (m, "the migration did not converge and was aborted");
       return m->interrupted != 0 ? MIGCTL_EXIT_INTERRUPTED : MIGCTL_EXIT_MIGRATION_FAILED;
     }
-  step (m, "host", "migration completed", NULL);
-  say (m, "migration completed in %.2f s",
+  migrate_step (m, "host", "migration completed", NULL);
+  migrate_say (m, "migration completed in %.2f s",
        (double) (m->migration_ended - m->migration_started) / G_USEC_PER_SEC);
   return MIGCTL_EXIT_OK;
 }
 
-/* Wait for a freeze thread still running before the undo; bounded by libvirt's own timeout. */
-static void
-freeze_settle (Migration *m)
-{
-  if (m->freeze_thread == NULL)
-    return;
-  while (!g_atomic_int_get (&m->freeze_done) && !ma_virt_connection_lost (m->src))
-    g_main_context_iteration (NULL, TRUE);
-  if (g_atomic_int_get (&m->freeze_done))
-    {
-      m->freeze_started = 1; /* counts as done: the thaw below undoes it */
-      freeze_check (m);
-    }
-}
 
-/* A migration that ended while the switch-over was held must not leave its limits to the
- * next migration of this domain (libvirt keeps the bandwidth, QEMU the downtime limit). */
-static void
-restore_limits (Migration *m)
-{
-  if (m->clamp_applied && virDomainMigrateSetMaxSpeed (m->dom, m->speed_wanted, 0) == 0)
-    m->clamp_applied = FALSE;
-  if (m->downtime_known && m->downtime_applied != m->downtime_wanted && m->downtime_wanted > 0
-      && virDomainMigrateSetMaxDowntime (m->dom, m->downtime_wanted, 0) == 0)
-    m->downtime_applied = m->downtime_wanted;
-}
 
 /* The guest still runs on the source: thaw and release there. */
 static void
 undo_on_source (Migration *m)
 {
-  restore_limits (m);
-  freeze_settle (m);
+  migrate_restore_limits (m);
+  migrate_freeze_settle (m);
   if (m->suspended && virDomainResume (m->dom) == 0)
-    say (m, "resumed the paused guest on the source");
-  thaw_filesystems (m, m->dom, "source");
+    migrate_say (m, "resumed the paused guest on the source");
+  migrate_thaw_filesystems (m, m->dom, "source");
   agent_release (m, "source");
-  converge_release (m, "source");
+  migrate_converge_release (m, "source");
 }
 
 static void
@@ -1115,8 +693,8 @@ record_completed_job (Migration *m)
   virTypedParamsFree (params, nparams);
   detail = g_strdup_printf ("libvirt: %llu ms in all, downtime %llu ms, %.1f MiB sent", elapsed,
                             downtime, (double) data / 1048576.0);
-  say (m, "%s", detail);
-  step (m, "libvirt", "job completed", detail);
+  migrate_say (m, "%s", detail);
+  migrate_step (m, "libvirt", "job completed", detail);
   json_object_set_int_member (m->result, "downtime-ms", (gint64) downtime);
   json_object_set_int_member (m->result, "libvirt-total-ms", (gint64) elapsed);
   json_object_set_int_member (m->result, "data-bytes", (gint64) data);
@@ -1154,7 +732,7 @@ finish_on_destination (Migration *m)
       return MIGCTL_EXIT_CONNECTION;
     }
   record_completed_job (m);
-  freeze_settle (m);
+  migrate_freeze_settle (m);
   {
     int state = 0, reason = 0;
     /* a guest paused to finish the migration (--suspend-after) runs again */
@@ -1162,10 +740,10 @@ finish_on_destination (Migration *m)
         && m->suspended)
       {
         if (virDomainResume (m->dst_dom) == 0)
-          say (m, "resumed the guest on the destination (it was paused to finish)");
+          migrate_say (m, "resumed the guest on the destination (it was paused to finish)");
       }
   }
-  thaw_filesystems (m, m->dst_dom, "destination");
+  migrate_thaw_filesystems (m, m->dst_dom, "destination");
   if (m->agent == NULL)
     return MIGCTL_EXIT_OK;
   g_clear_pointer (&m->agent, ma_client_free);
@@ -1175,9 +753,9 @@ finish_on_destination (Migration *m)
       g_printerr ("migctl: the agent on the destination: %s\n", error->message);
       return error->domain == MIGCTL_ERROR ? error->code : MIGCTL_EXIT_CONNECTION;
     }
-  step (m, "host", "agent reconnected", "destination");
+  migrate_step (m, "host", "agent reconnected", "destination");
   agent_release (m, "destination");
-  converge_release (m, "destination");
+  migrate_converge_release (m, "destination");
 
   /* the agent notices the resume by itself (QEMU's announce); `resumed` only if it did not.
    * The journal holds a RESUMED that came before this connection; live events the rest. */
@@ -1192,11 +770,11 @@ finish_on_destination (Migration *m)
         seen_resumed = g_strcmp0 (name, "RESUMED") == 0;
     }
   if (!seen_resumed)
-    say (m, "migctl: the agent did not report a resume within %d s; telling it",
+    migrate_say (m, "migctl: the agent did not report a resume within %d s; telling it",
          MA_MIGRATE_RESUMED_WAIT_S);
-  args = args_operation (m);
+  args = migrate_args_operation (m);
   json_object_set_boolean_member (args, "wait", TRUE);
-  resumed = agent_call (m, "resumed", args, (guint) m->opt.validation_timeout_s, &error);
+  resumed = migrate_agent_call (m, "resumed", args, (guint) m->opt.validation_timeout_s, &error);
   agent_collect_events (m, "guest");
   if (resumed == NULL || !JSON_NODE_HOLDS_OBJECT (resumed))
     {
@@ -1209,16 +787,16 @@ finish_on_destination (Migration *m)
     {
       g_autoptr(JsonNode) report = ma_json_new_object_node (json_object_ref (report_obj));
       ma_json_get_string (report_obj, "verdict", &verdict, NULL);
-      say (m, "validation on the destination: %s", verdict != NULL ? verdict : "?");
+      migrate_say (m, "validation on the destination: %s", verdict != NULL ? verdict : "?");
       print_validation (m, report);
     }
   else
-    say (m, "validation on the destination: not run (disabled in the guest)");
+    migrate_say (m, "validation on the destination: not run (disabled in the guest)");
   if (g_strcmp0 (verdict, "fail") == 0)
     {
-      g_autoptr(JsonNode) announced = agent_call (m, "announce", NULL, MA_MIGRATE_AGENT_TIMEOUT_S,
+      g_autoptr(JsonNode) announced = migrate_agent_call (m, "announce", NULL, MA_MIGRATE_AGENT_TIMEOUT_S,
                                                   NULL);
-      say (m, "the validation failed; announce %s", announced != NULL ? "sent" : "failed too");
+      migrate_say (m, "the validation failed; announce %s", announced != NULL ? "sent" : "failed too");
       return MIGCTL_EXIT_VALIDATION_FAILED;
     }
   return MIGCTL_EXIT_OK;
@@ -1312,7 +890,7 @@ migrate_run (Migration *m)
     }
   virConnectDomainEventRegisterAny (m->src, m->dom, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
                                     VIR_DOMAIN_EVENT_CALLBACK (on_migration_iteration), NULL, NULL);
-  step (m, "host", "start", m->opt.operation);
+  migrate_step (m, "host", "start", m->opt.operation);
 
   status = preflight (m);
   if (status != MIGCTL_EXIT_OK || m->interrupted != 0)
@@ -1355,10 +933,10 @@ migrate_run (Migration *m)
                       m->migrate_error != NULL ? m->migrate_error : "unknown error");
           undo_on_source (m);
           agent_collect_events (m, "guest");
-          say (m, "the guest runs on the source, thawed and released");
+          migrate_say (m, "the guest runs on the source, thawed and released");
           return status;
         }
-      say (m, "the abort came too late: the guest already runs on the destination");
+      migrate_say (m, "the abort came too late: the guest already runs on the destination");
     }
   return finish_on_destination (m);
 }

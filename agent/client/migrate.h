@@ -16,6 +16,7 @@ G_BEGIN_DECLS
 #define MA_MIGRATE_RESUMED_WAIT_S 10       /* the agent's own RESUMED before `resumed` is sent */
 #define MA_MIGRATE_ABORT_WAIT_S 120        /* an aborted job must end within this */
 #define MA_MIGRATE_QGA_TIMEOUT_S 30
+#define MA_MIGRATE_QEMU_DEFAULT_DOWNTIME_MS 300ULL /* what the switch-over returns to */
 #define MA_MIGRATE_DIRTY_RATE_SECONDS 1.0  /* the guest's own measurement at the start */
 
 /* argv[0] is "migrate"; uri is the source's libvirt URI (NULL: libvirt's default). */
