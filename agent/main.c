@@ -14,13 +14,29 @@
 #include "agent.h"
 #include "blockers.h"
 #include "corecmds.h"
+#include "dirtyrate.h"
 #include "freezeguard.h"
 #include "json.h"
 #include "log.h"
+#include "prepare.h"
+#include "protocol.h"
 #include "quiesce.h"
 #include "resume.h"
 #include "sdnotify.h"
 #include "throttle.h"
+
+/* Every module of the agent, in the order they register: a module's shutdown hook runs
+ * before those of the modules above it, and `info` lists capabilities in this order. */
+static const MaModuleRegisterFunc modules[] = {
+  ma_core_commands_register,
+  ma_blockers_register,
+  ma_dirtyrate_register,
+  ma_throttle_register,
+  ma_quiesce_register,
+  ma_prepare_register,
+  ma_resume_register,
+  ma_freeze_guard_register,
+};
 
 typedef struct
 {
@@ -107,7 +123,7 @@ main (int argc, char **argv)
     }
   if (version)
     {
-      g_print ("migration-agent %s (protocol %d)\n", MA_VERSION, 1);
+      g_print ("migration-agent %s (protocol %d)\n", MA_VERSION, MA_PROTOCOL_VERSION);
       return EXIT_SUCCESS;
     }
   if (verbose)
@@ -130,17 +146,9 @@ main (int argc, char **argv)
       g_printerr ("migration-agent: %s\n", error->message);
       return EXIT_FAILURE;
     }
-  ma_core_commands_register (agent);
-  ma_blockers_register (agent);
-  ma_convergence_register (agent);
-  ma_quiesce_register (agent);
-  ma_resume_register (agent);
-  if (!ma_freeze_guard_register (agent, &error))
-    {
-      g_printerr ("migration-agent: %s\n", error->message);
-      return EXIT_FAILURE;
-    }
-  if (!ma_agent_apply_command_config (agent, &error))
+  for (guint i = 0; i < G_N_ELEMENTS (modules) && error == NULL; i++)
+    modules[i] (agent, &error);
+  if (error != NULL || !ma_agent_apply_command_config (agent, &error))
     {
       g_printerr ("migration-agent: %s\n", error->message);
       return EXIT_FAILURE;

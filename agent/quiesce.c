@@ -12,8 +12,8 @@
 #include "json.h"
 #include "plugin-run.h"
 #include "plugin.h"
+#include "snapshot.h"
 
-typedef struct _MaQuiesce MaQuiesce;
 typedef struct _MaBatch MaBatch;
 typedef struct _MaOperation MaOperation;
 
@@ -1055,10 +1055,15 @@ on_quiesce_starting (MaBatch *batch, MaBatchItem *item, gpointer user_data)
 }
 
 static void
-on_snapshot_taken (JsonNode *ret, const GError *error, gpointer user_data)
+on_snapshot_taken (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  if (error != NULL)
+  MaAgent *agent = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) snapshot = ma_snapshot_collect_finish (result, &error);
+
+  if (snapshot == NULL || !ma_snapshot_save (snapshot, ma_agent_get_state_dir (agent), &error))
     g_warning ("no snapshot after quiesce: %s", error->message);
+  ma_agent_release (agent);
 }
 
 static void
@@ -1108,12 +1113,12 @@ on_quiesced (MaBatch *batch, gpointer user_data)
   ma_agent_set_last_operation (q->agent, "quiesce", op->id, "ok");
   ret = op_summary (op, FALSE);
   answer_calls (op->quiesce_calls, ret, NULL);
-  /* the state just before the freeze is what validation should compare with */
+  /* the state just before the freeze is what validation should compare with (as
+   * `snapshot take=true` would store it, unless configuration blocks that command) */
   if (ma_commands_is_enabled (ma_agent_get_commands (q->agent), "snapshot"))
     {
-      g_autoptr(JsonObject) args = json_object_new ();
-      json_object_set_boolean_member (args, "take", TRUE);
-      ma_commands_run_internal (q->agent, "snapshot", args, on_snapshot_taken, NULL);
+      ma_agent_hold (q->agent);
+      ma_snapshot_collect_async ("command", NULL, NULL, on_snapshot_taken, q->agent);
     }
 }
 
@@ -1504,7 +1509,9 @@ cmd_renew (MaCall *call, gpointer user_data)
 typedef struct
 {
   MaQuiesce *q;
-  MaCall *call;
+  MaCall *call;              /* the `check` command's, or NULL */
+  MaQuiesceCheckFunc func;   /* else this is told */
+  gpointer user_data;
 } MaCheckCall;
 
 static void
@@ -1512,6 +1519,7 @@ on_checked (MaBatch *batch, gpointer user_data)
 {
   MaCheckCall *cc = user_data;
   JsonObject *obj = json_object_new ();
+  g_autoptr(JsonNode) report = NULL;
 
   json_object_set_boolean_member (obj, "ready", batch_first_failure (batch) == NULL);
   json_object_set_string_member (obj, "phase", ma_plugin_phase_to_string (batch->phase));
@@ -1519,11 +1527,38 @@ on_checked (MaBatch *batch, gpointer user_data)
                                  (double) (g_get_monotonic_time () - batch->started)
                                    / G_USEC_PER_SEC);
   json_object_set_array_member (obj, "plugins", batch_results (batch));
-  ma_call_return (cc->call, ma_json_new_object_node (obj));
-  ma_call_unref (cc->call);
+  report = ma_json_new_object_node (obj);
+  if (cc->call != NULL)
+    {
+      ma_call_return (cc->call, g_steal_pointer (&report));
+      ma_call_unref (cc->call);
+    }
+  else
+    cc->func (report, NULL, cc->user_data);
   cc->q->checks--;
   batch_free (batch);
   g_free (cc);
+}
+
+/* names: NULL for every plugin. FALSE when a name is unknown (cc is the caller's then). */
+static gboolean
+check_start (MaCheckCall *cc, char **names, MaPluginPhase phase, GError **error)
+{
+  MaQuiesce *q = cc->q;
+  g_autoptr(GPtrArray) plugins = NULL;
+  MaBatch *batch;
+
+  quiesce_reload (q);
+  plugins = select_plugins (q->set, names, error);
+  if (plugins == NULL)
+    return FALSE;
+  /* checks only look: all of them run at once */
+  batch = batch_new (q, NULL, phase, q->op ? q->op->id : "check", MA_QUIESCE_DEFAULT_LEASE_SECONDS);
+  for (guint i = 0; i < plugins->len; i++)
+    batch_add (batch, plugins->pdata[i], NULL);
+  q->checks++;
+  batch_start (batch, on_checked, cc);
+  return TRUE;
 }
 
 static void
@@ -1536,9 +1571,7 @@ cmd_check (MaCall *call, gpointer user_data)
   g_auto(GStrv) names = NULL;
   const char *phase_name = "check";
   MaPluginPhase phase;
-  g_autoptr(GPtrArray) plugins = NULL;
   MaCheckCall *cc;
-  MaBatch *batch;
 
   if (!ma_call_check_arguments (call, allowed))
     return;
@@ -1555,22 +1588,31 @@ cmd_check (MaCall *call, gpointer user_data)
                                 "Parameter 'phase' must be \"check\" or \"validate\"");
       return;
     }
-  quiesce_reload (q);
-  plugins = select_plugins (q->set, names, &error);
-  if (plugins == NULL)
-    {
-      ma_call_return_error (call, error);
-      return;
-    }
-  /* checks only look: all of them run at once */
-  batch = batch_new (q, NULL, phase, q->op ? q->op->id : "check", MA_QUIESCE_DEFAULT_LEASE_SECONDS);
-  for (guint i = 0; i < plugins->len; i++)
-    batch_add (batch, plugins->pdata[i], NULL);
   cc = g_new0 (MaCheckCall, 1);
   cc->q = q;
   cc->call = ma_call_ref (call);
-  q->checks++;
-  batch_start (batch, on_checked, cc);
+  if (!check_start (cc, names, phase, &error))
+    {
+      ma_call_return_error (call, error);
+      ma_call_unref (cc->call);
+      g_free (cc);
+    }
+}
+
+void
+ma_quiesce_check_async (MaQuiesce *q, MaQuiesceCheckFunc func, gpointer user_data)
+{
+  MaCheckCall *cc = g_new0 (MaCheckCall, 1);
+  g_autoptr(GError) error = NULL;
+
+  cc->q = q;
+  cc->func = func;
+  cc->user_data = user_data;
+  if (!check_start (cc, NULL, MA_PLUGIN_PHASE_CHECK, &error))
+    {
+      func (NULL, error, user_data);
+      g_free (cc);
+    }
 }
 
 static const char *
@@ -1989,11 +2031,39 @@ thaw_retry_configure (MaQuiesce *q)
   q->n_retry_delays = n;
 }
 
-void
-ma_quiesce_register (MaAgent *agent)
+static const MaCommandSpec quiesce_commands[] = {
+  { "quiesce", cmd_quiesce,
+    "quiesce the applications through their plugins, all or nothing, with a lease" },
+  { "thaw", cmd_thaw, "release every quiesced plugin in reverse order" },
+  { "renew", cmd_renew, "extend the lease of the quiesced operation" },
+  { "check", cmd_check,
+    "run every plugin's check (or validate) phase: can the applications quiesce?" },
+  { "plugins", cmd_plugins, "the quiesce plugins found, their state and last timings" },
+  { "plugin-test", cmd_plugin_test,
+    "run every phase of one plugin against the live application, with timings" },
+  { NULL }
+};
+
+static const char *const quiesce_capabilities[] = { "quiesce", NULL };
+
+static const MaModuleClass quiesce_module = {
+  .name = "quiesce",
+  .commands = quiesce_commands,
+  .capabilities = quiesce_capabilities,
+  .shutdown = on_shutdown,
+  .free = quiesce_free,
+};
+
+MaQuiesce *
+ma_quiesce_from_agent (MaAgent *agent)
+{
+  return ma_agent_get_module (agent, &quiesce_module);
+}
+
+gboolean
+ma_quiesce_register (MaAgent *agent, GError **error)
 {
   MaQuiesce *q = g_new0 (MaQuiesce, 1);
-  MaCommands *commands = ma_agent_get_commands (agent);
   g_autofree char *journal = NULL;
 
   q->agent = agent;
@@ -2003,20 +2073,7 @@ ma_quiesce_register (MaAgent *agent)
                                       (GDestroyNotify) json_object_unref);
   q->history_ids = g_queue_new ();
   thaw_retry_configure (q);
-
-  ma_commands_add (commands, "quiesce", cmd_quiesce, q,
-                   "quiesce the applications through their plugins, all or nothing, with a lease");
-  ma_commands_add (commands, "thaw", cmd_thaw, q, "release every quiesced plugin in reverse order");
-  ma_commands_add (commands, "renew", cmd_renew, q, "extend the lease of the quiesced operation");
-  ma_commands_add (commands, "check", cmd_check, q,
-                   "run every plugin's check (or validate) phase: can the applications quiesce?");
-  ma_commands_add (commands, "plugins", cmd_plugins, q,
-                   "the quiesce plugins found, their state and last timings");
-  ma_commands_add (commands, "plugin-test", cmd_plugin_test, q,
-                   "run every phase of one plugin against the live application, with timings");
-  ma_agent_add_capability (agent, "quiesce");
-  ma_agent_add_shutdown_func (agent, on_shutdown, q);
-  ma_agent_own_module_state (agent, q, quiesce_free);
+  ma_agent_add_module (agent, &quiesce_module, q);
 
   journal = journal_path (q);
   if (g_file_test (journal, G_FILE_TEST_EXISTS))
@@ -2024,4 +2081,5 @@ ma_quiesce_register (MaAgent *agent)
       q->replaying = TRUE;
       g_idle_add (replay_journal, q);
     }
+  return TRUE;
 }

@@ -1347,25 +1347,34 @@ throttle_slot_free (MaThrottle **slot)
   g_free (slot);
 }
 
-MaThrottle *
-ma_convergence_register (MaAgent *agent)
-{
-  MaCommands *commands = ma_agent_get_commands (agent);
-  /* owned by the agent: the commands and the hooks point at it */
-  MaThrottle **slot = g_new0 (MaThrottle *, 1);
-  g_autoptr(GError) error = NULL;
+static const MaCommandSpec throttle_commands[] = {
+  { "throttle", cmd_throttle,
+    "slow a configured class (or 'auto': the top writers' classes) for a lease" },
+  { "unthrottle", cmd_unthrottle, "undo throttles exactly (one class or all)" },
+  { NULL }
+};
 
-  ma_dirtyrate_register (agent);
-  *slot = ma_throttle_new (agent, &error);
+static const char *const throttle_capabilities[] = { "throttle", NULL };
+
+/* the state is a slot: NULL when the configuration is invalid (the commands say why) */
+static const MaModuleClass throttle_module = {
+  .name = "throttle",
+  .commands = throttle_commands,
+  .capabilities = throttle_capabilities,
+  .shutdown = on_agent_shutdown,
+  .resumed = on_guest_resumed,
+  .free = (GDestroyNotify) throttle_slot_free,
+};
+
+gboolean
+ma_throttle_register (MaAgent *agent, GError **error)
+{
+  MaThrottle **slot = g_new0 (MaThrottle *, 1);
+  g_autoptr(GError) config_error = NULL;
+
+  *slot = ma_throttle_new (agent, &config_error);
   if (*slot == NULL)
-    g_warning ("throttling disabled: %s", error->message);
-  ma_commands_add (commands, "throttle", cmd_throttle, slot,
-                   "slow a configured class (or 'auto': the top writers' classes) for a lease");
-  ma_commands_add (commands, "unthrottle", cmd_unthrottle, slot,
-                   "undo throttles exactly (one class or all)");
-  ma_agent_own_module_state (agent, slot, (GDestroyNotify) throttle_slot_free);
-  ma_agent_add_shutdown_func (agent, on_agent_shutdown, slot);
-  ma_agent_add_resumed_func (agent, on_guest_resumed, slot);
-  ma_agent_add_capability (agent, "throttle");
-  return *slot;
+    g_warning ("throttling disabled: %s", config_error->message);
+  ma_agent_add_module (agent, &throttle_module, slot);
+  return TRUE;
 }

@@ -51,14 +51,14 @@ void ma_throttle_free (MaThrottle *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaThrottle, ma_throttle_free)
 
 /* Release every active throttle (restoring the previous values) and emit UNTHROTTLED with
- * this reason. Call it when the resume on the destination is detected ("resumed"). */
+ * this reason ("resumed", "agent-stopping"…); the module's hooks call it. NULL is ignored. */
 void ma_throttle_release_all (MaThrottle *self, const char *reason);
 guint ma_throttle_active_count (MaThrottle *self);
 
-/* Registers `dirty-rate`, `throttle` and `unthrottle` and the capabilities "dirty-rate" and
- * "throttle". Returns the throttle module (owned by the agent's lifetime) so that resume
- * detection can call ma_throttle_release_all (); NULL when the configuration is invalid
- * (logged; the commands then answer with that error). */
-MaThrottle *ma_convergence_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the commands `throttle` and `unthrottle`, the capability
+ * "throttle", and the hooks that release every throttle when the agent stops and when the
+ * guest resumed on the destination. An invalid configuration does not stop the agent: it is
+ * logged and both commands answer with it. Never fails. */
+gboolean ma_throttle_register (MaAgent *agent, GError **error);
 
 G_END_DECLS
