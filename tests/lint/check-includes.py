@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The include graph of agent/ is a DAG, and the client keeps to its side.
 
-A module is a .c/.h pair (agent/NAME or agent/client/NAME); module A depends on module B when
-A.c or A.h includes B.h. Checks:
+A module is a .c/.h pair (agent/NAME or agent/client/NAME; a NAME-private.h belongs to NAME);
+module A depends on module B when A.c or A.h includes B.h. Checks:
   - no cycle between modules (a module including its own header is not a cycle);
   - the client (agent/client/) includes, of the daemon's headers, only the shared leaves
     error.h, json.h and protocol.h;
@@ -24,6 +24,7 @@ def modules(agent_dir):
         folder = os.path.join(agent_dir, sub)
         for name in sorted(os.listdir(folder)):
             stem, ext = os.path.splitext(name)
+            stem = stem[:-len("-private")] if stem.endswith("-private") else stem
             if ext in (".c", ".h"):
                 found.setdefault(prefix + stem, []).append(os.path.join(folder, name))
     return found
@@ -31,6 +32,7 @@ def modules(agent_dir):
 
 def resolve(module, header, known):
     stem = os.path.splitext(header)[0]
+    stem = stem[:-len("-private")] if stem.endswith("-private") else stem
     if module.startswith("client/") and "client/" + stem in known:
         return "client/" + stem
     if stem in known:
