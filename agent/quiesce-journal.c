@@ -7,6 +7,7 @@
 
 #include <glib/gstdio.h>
 
+#include "error.h"
 #include "json.h"
 
 char *
@@ -15,14 +16,10 @@ quiesce_journal_path (MaQuiesce *q)
   return g_build_filename (ma_agent_get_state_dir (q->agent), MA_QUIESCE_JOURNAL, NULL);
 }
 
-/* thaw_failed: these plugins were released once and their thaw failed (informative only:
- * a restarted agent thaws whatever the journal names either way) */
-void
-quiesce_journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plugin_names,
-                     gboolean thaw_failed)
+gboolean
+ma_quiesce_journal_save (const char *path, const char *operation, GPtrArray *plugin_names,
+                         gboolean thaw_failed, GError **error)
 {
-  g_autofree char *path = quiesce_journal_path (q);
-  g_autoptr(GError) error = NULL;
   g_autofree char *text = NULL;
   g_autoptr(JsonNode) node = NULL;
   JsonObject *obj = json_object_new ();
@@ -36,8 +33,47 @@ quiesce_journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plu
     json_object_set_boolean_member (obj, "thaw-failed", TRUE);
   node = ma_json_new_object_node (obj);
   text = ma_json_to_string (node);
+  return g_file_set_contents_full (path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, error);
+}
+
+gboolean
+ma_quiesce_journal_load (const char *path, char **operation, char ***plugin_names,
+                         GError **error)
+{
+  g_autofree char *text = NULL;
+  g_autoptr(JsonNode) node = NULL;
+  g_auto(GStrv) names = NULL;
+  const char *id = "unknown";
+
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return FALSE;
+  node = ma_json_parse (text, strlen (text), error);
+  if (node == NULL)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT, "not an object");
+      return FALSE;
+    }
+  if (!ma_json_get_string (json_node_get_object (node), "operation", &id, error)
+      || !ma_json_get_strv (json_node_get_object (node), "plugins", &names, error))
+    return FALSE;
+  *operation = g_strdup (id);
+  *plugin_names = g_steal_pointer (&names);
+  return TRUE;
+}
+
+/* thaw_failed: these plugins were released once and their thaw failed (informative only:
+ * a restarted agent thaws whatever the journal names either way) */
+void
+quiesce_journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plugin_names,
+                             gboolean thaw_failed)
+{
+  g_autofree char *path = quiesce_journal_path (q);
+  g_autoptr(GError) error = NULL;
+
   /* the state dir is under /run: never a filesystem that may be frozen */
-  if (!g_file_set_contents_full (path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &error))
+  if (!ma_quiesce_journal_save (path, operation, plugin_names, thaw_failed, &error))
     g_warning ("cannot write the quiesce journal: %s", error->message);
 }
 
@@ -130,26 +166,22 @@ quiesce_replay_journal (gpointer user_data)
 {
   MaQuiesce *q = user_data;
   g_autofree char *path = quiesce_journal_path (q);
-  g_autofree char *text = NULL;
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonNode) node = NULL;
   g_auto(GStrv) names = NULL;
-  const char *operation = "unknown";
+  g_autofree char *operation = NULL;
   MaPluginSet *set;
   MaBatch *batch;
 
-  if (!g_file_get_contents (path, &text, NULL, &error))
+  if (!ma_quiesce_journal_load (path, &operation, &names, &error)
+      && g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
     {
       q->replaying = FALSE;
       return G_SOURCE_REMOVE;
     }
-  node = ma_json_parse (text, strlen (text), &error);
-  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)
-      || !ma_json_get_string (json_node_get_object (node), "operation", &operation, &error)
-      || !ma_json_get_strv (json_node_get_object (node), "plugins", &names, &error))
+  if (error != NULL)
     {
       g_warning ("quiesce journal %s is unreadable (%s); cannot replay its thaw", path,
-                 error ? error->message : "not an object");
+                 error->message);
       quiesce_journal_remove (q);
       q->replaying = FALSE;
       return G_SOURCE_REMOVE;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "error.h"
 #include "freezeguard.h"
 #include "json.h"
 
@@ -70,7 +71,7 @@ quiesce_thaw_retry_free (MaThawRetry *retry)
 static double
 thaw_retry_delay (MaQuiesce *q, guint attempts)
 {
-  return q->retry_delays[MIN (attempts, q->n_retry_delays - 1)];
+  return ma_quiesce_retry_delay (q->retry_delays, q->n_retry_delays, attempts);
 }
 
 double
@@ -307,42 +308,63 @@ quiesce_thaw_failures (MaBatch *batch, GString *failures)
 
 /* [quiesce] thaw-retry-seconds: the delays before each retry of a failed thaw, the last one
  * repeating. A malformed list is refused with a warning and the built-in one is kept. */
+guint
+ma_quiesce_retry_delays_parse (char **text, double *delays, GError **error)
+{
+  guint n = text != NULL ? g_strv_length (text) : 0;
+
+  if (n > MA_QUIESCE_THAW_RETRY_MAX_DELAYS)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "[quiesce] thaw-retry-seconds lists %u delays, at most %d are allowed", n,
+                   MA_QUIESCE_THAW_RETRY_MAX_DELAYS);
+      return 0;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      const char *value_text = g_strstrip (text[i]);
+      char *end = NULL;
+      double value = g_ascii_strtod (value_text, &end);
+      if (end == value_text || *end != '\0' || !(value >= MA_QUIESCE_THAW_RETRY_MIN_SECONDS)
+          || value > MA_QUIESCE_THAW_RETRY_MAX_SECONDS)
+        {
+          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                       "[quiesce] thaw-retry-seconds: '%s' is not a number of seconds from "
+                       "%.2f to %.0f", value_text, MA_QUIESCE_THAW_RETRY_MIN_SECONDS,
+                       MA_QUIESCE_THAW_RETRY_MAX_SECONDS);
+          return 0;
+        }
+      delays[i] = value;
+    }
+  return n;
+}
+
+double
+ma_quiesce_retry_delay (const double *delays, guint n_delays, guint attempts)
+{
+  return delays[MIN (attempts, n_delays - 1)];
+}
+
 void
 quiesce_thaw_retry_configure (MaQuiesce *q)
 {
   static const double defaults[] = { MA_QUIESCE_THAW_RETRY_FIRST_SECONDS,
                                      MA_QUIESCE_THAW_RETRY_SECOND_SECONDS,
                                      MA_QUIESCE_THAW_RETRY_EVERY_SECONDS };
-  g_auto(GStrv) delays = ma_config_get_strv (ma_agent_get_config (q->agent), "quiesce",
-                                             "thaw-retry-seconds");
-  guint n = delays != NULL ? g_strv_length (delays) : 0;
+  g_auto(GStrv) text = ma_config_get_strv (ma_agent_get_config (q->agent), "quiesce",
+                                           "thaw-retry-seconds");
+  double delays[MA_QUIESCE_THAW_RETRY_MAX_DELAYS];
+  g_autoptr(GError) error = NULL;
+  guint n = ma_quiesce_retry_delays_parse (text, delays, &error);
 
-  q->n_retry_delays = G_N_ELEMENTS (defaults);
-  memcpy (q->retry_delays, defaults, sizeof defaults);
+  if (error != NULL)
+    g_warning ("%s: using 5;15;60", error->message);
   if (n == 0)
-    return;
-  if (n > MA_QUIESCE_THAW_RETRY_MAX_DELAYS)
     {
-      g_warning ("[quiesce] thaw-retry-seconds lists %u delays, at most %d are allowed: "
-                 "using 5;15;60", n, MA_QUIESCE_THAW_RETRY_MAX_DELAYS);
+      q->n_retry_delays = G_N_ELEMENTS (defaults);
+      memcpy (q->retry_delays, defaults, sizeof defaults);
       return;
     }
-  for (guint i = 0; i < n; i++)
-    {
-      const char *text = g_strstrip (delays[i]);
-      char *end = NULL;
-      double value = g_ascii_strtod (text, &end);
-      if (end == text || *end != '\0' || !(value >= MA_QUIESCE_THAW_RETRY_MIN_SECONDS)
-          || value > MA_QUIESCE_THAW_RETRY_MAX_SECONDS)
-        {
-          g_warning ("[quiesce] thaw-retry-seconds: '%s' is not a number of seconds from "
-                     "%.2f to %.0f: using 5;15;60", text, MA_QUIESCE_THAW_RETRY_MIN_SECONDS,
-                     MA_QUIESCE_THAW_RETRY_MAX_SECONDS);
-          q->n_retry_delays = G_N_ELEMENTS (defaults);
-          memcpy (q->retry_delays, defaults, sizeof defaults);
-          return;
-        }
-      q->retry_delays[i] = value;
-    }
   q->n_retry_delays = n;
+  memcpy (q->retry_delays, delays, n * sizeof (double));
 }

@@ -108,13 +108,26 @@ gboolean quiesce_get_lease (JsonObject *args, gint64 *out, GError **error);
 GPtrArray *quiesce_select_plugins (MaPluginSet *set, char **names, GError **error);
 
 /* quiesce-journal.c */
+/* The journal file: {"operation", "plugins": [names], "thaw-failed"?}. load: FALSE with a
+ * G_FILE_ERROR when it cannot be read, another error when it is not a journal; a journal
+ * without "operation" names the operation "unknown". */
+gboolean ma_quiesce_journal_save (const char *path, const char *operation, GPtrArray *plugin_names,
+                                  gboolean thaw_failed, GError **error);
+gboolean ma_quiesce_journal_load (const char *path, char **operation, char ***plugin_names,
+                                  GError **error);
 char *quiesce_journal_path (MaQuiesce *q);
-void quiesce_journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plugin_names, gboolean thaw_failed);
+void quiesce_journal_write_names (MaQuiesce *q, const char *operation, GPtrArray *plugin_names,
+                                  gboolean thaw_failed);
 void quiesce_journal_write (MaOperation *op);
 void quiesce_journal_remove (MaQuiesce *q);
 gboolean quiesce_replay_journal (gpointer user_data);
 
 /* quiesce-lease.c */
+/* [quiesce] thaw-retry-seconds: up to MA_QUIESCE_THAW_RETRY_MAX_DELAYS delays into delays;
+ * returns how many (0 when text is empty, or with error when a value is out of range). */
+guint ma_quiesce_retry_delays_parse (char **text, double *delays, GError **error);
+/* The delay before retry number attempts (from 0): the last delay repeats. */
+double ma_quiesce_retry_delay (const double *delays, guint n_delays, guint attempts);
 double quiesce_op_expires_in (MaOperation *op);
 void quiesce_lease_start_from (MaOperation *op, gint64 since);
 void quiesce_lease_start (MaOperation *op);
