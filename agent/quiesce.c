@@ -1,5 +1,5 @@
-/* quiesce.c — the quiesce engine: all-or-nothing quiesce of the plugins in dependency order
- * with a lease, thaw, renew, check, plugins and plugin-test, and the journal for restarts. */
+/* quiesce.c — the quiesce engine: operations (all-or-nothing quiesce in dependency order,
+ * thaw, renew), their commands and the module; its other parts are in quiesce-private.h. */
 #include "quiesce.h"
 
 #include <errno.h>
