@@ -121,7 +121,8 @@ thaw_retry_arm (MaQuiesce *q)
 /* Remember the oneshot plugins (failed: their names) whose thaw failed, journal them and
  * schedule their retry. */
 void
-quiesce_thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed, const char *failures)
+quiesce_thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed,
+                          const char *failures)
 {
   MaThawRetry *retry = q->retry;
 

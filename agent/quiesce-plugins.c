@@ -283,7 +283,8 @@ quiesce_cmd_plugin_test (MaCall *call, gpointer user_data)
 
   if (!ma_call_check_arguments (call, allowed))
     return;
-  if (!ma_json_require_string (args, "name", &name, &error) || !quiesce_get_lease (args, &lease, &error))
+  if (!ma_json_require_string (args, "name", &name, &error)
+      || !quiesce_get_lease (args, &lease, &error))
     {
       ma_call_return_error (call, error);
       return;

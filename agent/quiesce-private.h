@@ -96,7 +96,8 @@ MaBatch *quiesce_batch_new (MaQuiesce *q, MaPluginSet *set, MaPluginPhase phase,
 void quiesce_enter_state (MaQuiesce *q, MaState state, const char *operation, const char *reason);
 void quiesce_record_last (MaQuiesce *q, MaPhaseResult *result);
 void quiesce_emit_plugin_failed (MaQuiesce *q, MaPhaseResult *result, const char *operation);
-void quiesce_emit_thaw_not_run (MaQuiesce *q, const char *name, const char *operation, const char *detail);
+void quiesce_emit_thaw_not_run (MaQuiesce *q, const char *name, const char *operation,
+                                const char *detail);
 MaPluginSet *quiesce_reload (MaQuiesce *q);
 void quiesce_remember (MaQuiesce *q, const char *id, const char *state, const char *error);
 JsonArray *quiesce_op_names (MaOperation *op, gboolean only_quiesced);
@@ -134,7 +135,8 @@ void quiesce_lease_start (MaOperation *op);
 void quiesce_thaw_retry_free (MaThawRetry *retry);
 double quiesce_thaw_retry_next_in (MaQuiesce *q);
 char *quiesce_thaw_retry_names (MaThawRetry *retry);
-void quiesce_thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed, const char *failures);
+void quiesce_thaw_retry_begin (MaQuiesce *q, const char *operation, GPtrArray *failed,
+                               const char *failures);
 void quiesce_thaw_retry_run (MaQuiesce *q, const char *reason);
 GPtrArray *quiesce_thaw_failures (MaBatch *batch, GString *failures);
 void quiesce_thaw_retry_configure (MaQuiesce *q);

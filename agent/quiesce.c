@@ -58,7 +58,8 @@ quiesce_emit_plugin_failed (MaQuiesce *q, MaPhaseResult *result, const char *ope
 
 /* PLUGIN_FAILED for a thaw that did not run at all (no phase result) */
 void
-quiesce_emit_thaw_not_run (MaQuiesce *q, const char *name, const char *operation, const char *detail)
+quiesce_emit_thaw_not_run (MaQuiesce *q, const char *name, const char *operation,
+                           const char *detail)
 {
   JsonObject *data = json_object_new ();
 
