@@ -1,39 +1,20 @@
-/* agent.c — the agent context: owns configuration, command table, event journal,
- * lifecycle, the listeners and the virtio port, and orderly shutdown. */
+/* agent.c — the agent context: owns configuration, command table, event journal, lifecycle,
+ * the modules and their hooks, the UNIX clients and the virtio port, and orderly shutdown. */
 #include "agent.h"
 
 #include <errno.h>
-#include <signal.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#include <glib-unix.h>
-#include <glib/gstdio.h>
-#include <libudev.h>
 
 #include "channel.h"
 #include "json.h"
-#include "paths.h"
 #include "session.h"
+#include "virtio.h"
 
 typedef struct
 {
+  const MaModuleClass *klass;
   gpointer state;
-  GDestroyNotify destroy;
-} MaModuleState;
-
-typedef struct
-{
-  MaResumedFunc func;
-  gpointer user_data;
-} MaResumedEntry;
-
-typedef struct
-{
-  MaShutdownFunc func;
-  gpointer user_data;
-} MaShutdownEntry;
+} MaModule;
 
 struct _MaAgent
 {
@@ -49,15 +30,7 @@ struct _MaAgent
   GPtrArray *listeners; /* MaListener* */
   GPtrArray *sessions;  /* MaSession*, UNIX clients */
 
-  char *virtio_name;
-  MaSession *virtio_session;
-  struct udev *udev;
-  struct udev_monitor *monitor;
-  guint monitor_watch;
-  int sigio_fd;
-  guint sigio_watch;
-  MaHostConnectedFunc host_connected_func;
-  gpointer host_connected_data;
+  MaVirtio *virtio;
   guint64 host_connects;
 
   char *last_command;
@@ -65,9 +38,7 @@ struct _MaAgent
   char *last_result;
   gint64 last_at;
 
-  GArray *shutdown_funcs;
-  GArray *resumed_funcs; /* MaResumedEntry */
-  GArray *module_states; /* MaModuleState, freed newest first */
+  GArray *modules; /* MaModule, in registration order */
   guint holds;
   gboolean shutting_down;
   GMainLoop *loop;
@@ -79,11 +50,12 @@ agent_broadcast (JsonNode *event, gpointer user_data)
 {
   MaAgent *self = user_data;
   g_autofree char *line = ma_event_to_line (event);
+  MaSession *virtio = self->virtio != NULL ? ma_virtio_get_session (self->virtio) : NULL;
 
   for (guint i = 0; i < self->sessions->len; i++)
     ma_session_send_event (self->sessions->pdata[i], line);
-  if (self->virtio_session != NULL)
-    ma_session_send_event (self->virtio_session, line);
+  if (virtio != NULL)
+    ma_session_send_event (virtio, line);
 }
 
 static gboolean
@@ -119,15 +91,12 @@ ma_agent_new (MaConfig *config, const char *state_dir, GError **error)
   gint64 capacity;
 
   self->config = config;
-  self->sigio_fd = -1;
   self->state_dir = g_strdup (state_dir);
   self->started_at = g_get_monotonic_time ();
   self->capabilities = g_ptr_array_new_with_free_func (g_free);
   self->listeners = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_listener_free);
   self->sessions = g_ptr_array_new ();
-  self->shutdown_funcs = g_array_new (FALSE, FALSE, sizeof (MaShutdownEntry));
-  self->module_states = g_array_new (FALSE, FALSE, sizeof (MaModuleState));
-  self->resumed_funcs = g_array_new (FALSE, FALSE, sizeof (MaResumedEntry));
+  self->modules = g_array_new (FALSE, FALSE, sizeof (MaModule));
   self->commands = ma_commands_new ();
 
   if (!ma_config_get_int (config, "events", "buffer-size", MA_EVENTS_DEFAULT_CAPACITY, 16,
@@ -163,22 +132,15 @@ ma_agent_free (MaAgent *self)
   if (self == NULL)
     return;
   /* modules first (newest first): they may still use the rest of the agent */
-  for (guint i = self->module_states->len; i > 0; i--)
+  for (guint i = self->modules->len; i > 0; i--)
     {
-      MaModuleState *m = &g_array_index (self->module_states, MaModuleState, i - 1);
-      m->destroy (m->state);
+      MaModule *m = &g_array_index (self->modules, MaModule, i - 1);
+      if (m->klass->free != NULL)
+        m->klass->free (m->state);
     }
-  g_array_unref (self->module_states);
-  g_array_unref (self->resumed_funcs);
+  g_array_unref (self->modules);
   g_clear_handle_id (&self->shutdown_timeout, g_source_remove);
-  g_clear_handle_id (&self->monitor_watch, g_source_remove);
-  g_clear_handle_id (&self->sigio_watch, g_source_remove);
-  if (self->sigio_fd >= 0)
-    close (self->sigio_fd);
-  g_clear_pointer (&self->monitor, udev_monitor_unref);
-  g_clear_pointer (&self->udev, udev_unref);
-  if (self->virtio_session != NULL)
-    session_release (self->virtio_session);
+  g_clear_pointer (&self->virtio, ma_virtio_free);
   g_ptr_array_foreach (self->sessions, (GFunc) (void (*) (void)) session_release, NULL);
   g_ptr_array_unref (self->sessions);
   g_ptr_array_unref (self->listeners);
@@ -188,8 +150,6 @@ ma_agent_free (MaAgent *self)
   g_clear_pointer (&self->config, ma_config_free);
   g_clear_pointer (&self->allowed_uids, g_array_unref);
   g_ptr_array_unref (self->capabilities);
-  g_array_unref (self->shutdown_funcs);
-  g_free (self->virtio_name);
   g_free (self->state_dir);
   g_free (self->last_command);
   g_free (self->last_operation);
@@ -234,9 +194,29 @@ ma_agent_get_uptime (MaAgent *self)
 }
 
 void
-ma_agent_add_capability (MaAgent *self, const char *name)
+ma_agent_add_module (MaAgent *self, const MaModuleClass *klass, gpointer state)
 {
-  g_ptr_array_add (self->capabilities, g_strdup (name));
+  MaModule m = { klass, state };
+
+  g_return_if_fail (ma_agent_get_module (self, klass) == NULL);
+  for (guint i = 0; klass->commands != NULL && klass->commands[i].name != NULL; i++)
+    ma_commands_add (self->commands, klass->commands[i].name, klass->commands[i].func, state,
+                     klass->commands[i].summary);
+  for (guint i = 0; klass->capabilities != NULL && klass->capabilities[i] != NULL; i++)
+    g_ptr_array_add (self->capabilities, g_strdup (klass->capabilities[i]));
+  g_array_append_val (self->modules, m);
+}
+
+gpointer
+ma_agent_get_module (MaAgent *self, const MaModuleClass *klass)
+{
+  for (guint i = 0; i < self->modules->len; i++)
+    {
+      MaModule *m = &g_array_index (self->modules, MaModule, i);
+      if (m->klass == klass)
+        return m->state;
+    }
+  return NULL;
 }
 
 JsonNode *
@@ -291,6 +271,7 @@ uid_allowed (MaAgent *self, gint64 uid)
 static void
 agent_on_accept (int fd, gint64 uid, gint64 pid, gpointer user_data)
 {
+  static const MaSessionCallbacks callbacks = { .closed = agent_on_session_closed };
   MaAgent *self = user_data;
   g_autofree char *name = g_strdup_printf ("unix client pid %" G_GINT64_FORMAT " uid %"
                                            G_GINT64_FORMAT, pid, uid);
@@ -313,8 +294,8 @@ agent_on_accept (int fd, gint64 uid, gint64 pid, gpointer user_data)
       close (fd);
       return;
     }
-  g_ptr_array_add (self->sessions, ma_session_new (self, fd, MA_CHANNEL_SOCKET, name, uid,
-                                                   agent_on_session_closed, self));
+  g_ptr_array_add (self->sessions, ma_session_new (self, self->commands, fd, MA_CHANNEL_SOCKET,
+                                                   name, uid, &callbacks, self));
 }
 
 gboolean
@@ -339,146 +320,29 @@ ma_agent_listen (MaAgent *self, const char *uri, GError **error)
 /* ---- virtio port ---- */
 
 static void
-agent_close_virtio (MaAgent *self, const char *why)
-{
-  if (self->virtio_session == NULL)
-    return;
-  g_message ("virtio port %s closed: %s", self->virtio_name, why);
-  session_release (g_steal_pointer (&self->virtio_session));
-}
-
-static void
-agent_open_virtio (MaAgent *self)
-{
-  g_autofree char *node = NULL;
-  g_autoptr(GError) error = NULL;
-  g_autofree char *name = NULL;
-  int fd;
-
-  if (self->virtio_session != NULL)
-    return;
-  node = ma_virtio_port_find (self->virtio_name);
-  if (node == NULL)
-    {
-      g_message ("virtio port %s not present; waiting for it", self->virtio_name);
-      return;
-    }
-  fd = ma_virtio_port_open (node, &error);
-  if (fd < 0)
-    {
-      g_warning ("virtio port %s: %s", self->virtio_name, error->message);
-      return;
-    }
-  name = g_strdup_printf ("virtio port %s (%s)", self->virtio_name, node);
-  g_message ("serving %s", name);
-  self->virtio_session = ma_session_new (self, fd, MA_CHANNEL_VIRTIO, name, -1, NULL, NULL);
-}
-
-static gboolean
-agent_on_uevent (int fd, GIOCondition cond, gpointer user_data)
+agent_on_host_connected (MaVirtio *virtio, gpointer user_data)
 {
   MaAgent *self = user_data;
-  struct udev_device *dev;
-
-  while ((dev = udev_monitor_receive_device (self->monitor)) != NULL)
-    {
-      const char *action = udev_device_get_action (dev);
-      const char *name = udev_device_get_sysattr_value (dev, "name");
-
-      if (g_strcmp0 (action, "remove") == 0 && self->virtio_session != NULL)
-        {
-          /* the name attribute is gone with the device: check whether ours still exists */
-          g_autofree char *node = ma_virtio_port_find (self->virtio_name);
-          if (node == NULL)
-            agent_close_virtio (self, "device removed");
-        }
-      /* a hot-added port gets its name after the "add": virtio_console announces the
-       * name with a "change" uevent */
-      else if ((g_strcmp0 (action, "add") == 0 || g_strcmp0 (action, "change") == 0)
-               && g_strcmp0 (name, self->virtio_name) == 0)
-        agent_open_virtio (self);
-      udev_device_unref (dev);
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-static gboolean
-agent_on_sigio (int fd, GIOCondition cond, gpointer user_data)
-{
-  MaAgent *self = user_data;
-  struct signalfd_siginfo info;
-
-  while (read (fd, &info, sizeof info) == sizeof info)
-    ;
-  if (self->virtio_session != NULL)
-    ma_session_check_host (self->virtio_session);
-  return G_SOURCE_CONTINUE;
-}
-
-void
-ma_agent_note_host_connected (MaAgent *self, const char *name)
-{
   JsonObject *data = json_object_new ();
 
   self->host_connects++;
-  json_object_set_string_member (data, "port", self->virtio_name ? self->virtio_name : name);
+  json_object_set_string_member (data, "port", ma_virtio_get_name (virtio));
   json_object_set_int_member (data, "connects", (gint64) self->host_connects);
   ma_agent_emit_event (self, "HOST_CONNECTED", ma_json_new_object_node (data));
-  if (self->host_connected_func != NULL)
-    self->host_connected_func (self, self->host_connected_data);
-}
-
-void
-ma_agent_set_host_connected_func (MaAgent *self, MaHostConnectedFunc func, gpointer data)
-{
-  self->host_connected_func = func;
-  self->host_connected_data = data;
+  for (guint i = 0; i < self->modules->len; i++)
+    {
+      MaModule *m = &g_array_index (self->modules, MaModule, i);
+      if (m->klass->host_connected != NULL)
+        m->klass->host_connected (self, m->state);
+    }
 }
 
 gboolean
 ma_agent_serve_virtio_port (MaAgent *self, const char *name, GError **error)
 {
-  sigset_t mask;
-
-  g_free (self->virtio_name);
-  self->virtio_name = g_strdup (name);
-
-  /* SIGIO is blocked in every thread (main() blocks it before any thread starts) and
-   * read from a signalfd: a host connecting wakes us, nothing else does. */
-  sigemptyset (&mask);
-  sigaddset (&mask, SIGIO);
-  self->sigio_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (self->sigio_fd < 0)
-    {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "signalfd: %s",
-                   g_strerror (errno));
-      return FALSE;
-    }
-  self->sigio_watch = g_unix_fd_add (self->sigio_fd, G_IO_IN, agent_on_sigio, self);
-
-  if (name[0] != '/')
-    {
-      self->udev = udev_new ();
-      if (self->udev != NULL)
-        {
-          /* without udevd (a minimal initramfs) listen to the kernel's own uevents; udevd's
-           * control socket is under the overridable run directory (MA_RUNDIR) */
-          g_autofree char *control = ma_path_build (ma_path_rundir (), "udev", "control", NULL);
-          const char *source = g_file_test (control, G_FILE_TEST_EXISTS) ? "udev" : "kernel";
-          self->monitor = udev_monitor_new_from_netlink (self->udev, source);
-        }
-      if (self->monitor != NULL)
-        {
-          udev_monitor_filter_add_match_subsystem_devtype (self->monitor, "virtio-ports", NULL);
-          if (udev_monitor_enable_receiving (self->monitor) == 0)
-            self->monitor_watch = g_unix_fd_add (udev_monitor_get_fd (self->monitor), G_IO_IN,
-                                                 agent_on_uevent, self);
-        }
-      if (self->monitor_watch == 0)
-        g_warning ("cannot watch for virtio ports appearing; serving only a port present now");
-    }
-  agent_open_virtio (self);
-  return TRUE;
+  g_clear_pointer (&self->virtio, ma_virtio_free);
+  self->virtio = ma_virtio_new (self, self->commands, name, agent_on_host_connected, self, error);
+  return self->virtio != NULL;
 }
 
 JsonNode *
@@ -490,18 +354,18 @@ ma_agent_clients_to_json (MaAgent *self)
   for (guint i = 0; i < self->sessions->len; i++)
     dropped += ma_session_get_dropped_events (self->sessions->pdata[i]);
   json_object_set_int_member (obj, "unix-clients", self->sessions->len);
-  if (self->virtio_name != NULL)
+  if (self->virtio != NULL)
     {
+      MaSession *session = ma_virtio_get_session (self->virtio);
       JsonObject *port = json_object_new ();
-      json_object_set_string_member (port, "name", self->virtio_name);
-      json_object_set_boolean_member (port, "present", self->virtio_session != NULL);
+      json_object_set_string_member (port, "name", ma_virtio_get_name (self->virtio));
+      json_object_set_boolean_member (port, "present", session != NULL);
       json_object_set_boolean_member (port, "host-connected",
-                                      self->virtio_session != NULL
-                                        && ma_session_is_connected (self->virtio_session));
+                                      session != NULL && ma_session_is_connected (session));
       json_object_set_int_member (port, "host-connects", (gint64) self->host_connects);
       json_object_set_object_member (obj, "virtio-port", port);
-      if (self->virtio_session != NULL)
-        dropped += ma_session_get_dropped_events (self->virtio_session);
+      if (session != NULL)
+        dropped += ma_session_get_dropped_events (session);
     }
   json_object_set_int_member (obj, "dropped-events", (gint64) dropped);
   return ma_json_new_object_node (obj);
@@ -538,40 +402,17 @@ ma_agent_last_operation_to_json (MaAgent *self)
 }
 
 void
-ma_agent_add_resumed_func (MaAgent *self, MaResumedFunc func, gpointer user_data)
-{
-  MaResumedEntry entry = { func, user_data };
-
-  g_array_append_val (self->resumed_funcs, entry);
-}
-
-void
 ma_agent_notify_resumed (MaAgent *self, const char *operation)
 {
-  for (guint i = 0; i < self->resumed_funcs->len; i++)
+  for (guint i = 0; i < self->modules->len; i++)
     {
-      MaResumedEntry *entry = &g_array_index (self->resumed_funcs, MaResumedEntry, i);
-      entry->func (self, operation, entry->user_data);
+      MaModule *m = &g_array_index (self->modules, MaModule, i);
+      if (m->klass->resumed != NULL)
+        m->klass->resumed (self, operation, m->state);
     }
 }
 
-void
-ma_agent_own_module_state (MaAgent *self, gpointer state, GDestroyNotify destroy)
-{
-  MaModuleState m = { state, destroy };
-
-  g_array_append_val (self->module_states, m);
-}
-
 /* ---- shutdown ---- */
-
-void
-ma_agent_add_shutdown_func (MaAgent *self, MaShutdownFunc func, gpointer user_data)
-{
-  MaShutdownEntry entry = { func, user_data };
-
-  g_array_append_val (self->shutdown_funcs, entry);
-}
 
 void
 ma_agent_hold (MaAgent *self)
@@ -609,10 +450,11 @@ ma_agent_shutdown (MaAgent *self, GMainLoop *loop)
   g_message ("shutting down");
   ma_agent_hold (self);
   /* newest first: modules registered last depend on the ones before */
-  for (guint i = self->shutdown_funcs->len; i > 0; i--)
+  for (guint i = self->modules->len; i > 0; i--)
     {
-      MaShutdownEntry *entry = &g_array_index (self->shutdown_funcs, MaShutdownEntry, i - 1);
-      entry->func (self, entry->user_data);
+      MaModule *m = &g_array_index (self->modules, MaModule, i - 1);
+      if (m->klass->shutdown != NULL)
+        m->klass->shutdown (self, m->state);
     }
   self->shutdown_timeout = g_timeout_add_seconds (MA_SHUTDOWN_DEADLINE_SECONDS,
                                                   agent_shutdown_deadline, self);

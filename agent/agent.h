@@ -1,5 +1,5 @@
-/* agent.h — the agent context: owns configuration, command table, event journal,
- * lifecycle, the listeners and the virtio port, and orderly shutdown. */
+/* agent.h — the agent context: owns configuration, command table, event journal, lifecycle,
+ * the modules and their hooks, the UNIX clients and the virtio port, and orderly shutdown. */
 #pragma once
 
 #include "commands.h"
@@ -11,8 +11,6 @@ G_BEGIN_DECLS
 
 #define MA_DEFAULT_VIRTIO_PORT "org.migration_agent.0"
 #define MA_SHUTDOWN_DEADLINE_SECONDS 60
-
-typedef void (*MaShutdownFunc) (MaAgent *agent, gpointer user_data);
 
 /* Creates state_dir (0700) if needed. config is taken. */
 MaAgent *ma_agent_new (MaConfig *config, const char *state_dir, GError **error);
@@ -27,8 +25,42 @@ const char *ma_agent_get_state_dir (MaAgent *self);
 /* Seconds since start (monotonic). */
 double ma_agent_get_uptime (MaAgent *self);
 
-/* Capabilities listed by `info` (e.g. "blockers", "quiesce"). */
-void ma_agent_add_capability (MaAgent *self, const char *name);
+/* ---- modules: the one way a capability plugs into the agent ----
+ * A module (blockers, quiesce, resume…) has a register function of type MaModuleRegisterFunc
+ * that builds its state and hands it to ma_agent_add_module with its class: its commands,
+ * its capabilities and its hooks, each called with that state. Modules call each other
+ * through their headers (ma_quiesce_from_agent () …), never through the command table. */
+
+typedef struct
+{
+  const char *name;
+  MaCommandFunc func; /* user_data is the module's state */
+  const char *summary;
+} MaCommandSpec;
+
+typedef struct
+{
+  const char *name;                 /* unique among the modules */
+  const MaCommandSpec *commands;    /* ends with { NULL }; may be NULL */
+  const char *const *capabilities;  /* listed by `info`; NULL-terminated; may be NULL */
+  /* Hooks, each optional. shutdown: the agent begins to stop, newest module first; it may
+   * ma_agent_hold () until its work is done. resumed: the guest resumed on a new host (once
+   * per resume). host_connected: a host opened the virtio port. free: the agent is freed,
+   * newest module first. */
+  void (*shutdown) (MaAgent *agent, gpointer state);
+  void (*resumed) (MaAgent *agent, const char *operation, gpointer state);
+  void (*host_connected) (MaAgent *agent, gpointer state);
+  GDestroyNotify free;
+} MaModuleClass;
+
+/* Builds the module's state and adds it; FALSE only when the agent must not start. */
+typedef gboolean (*MaModuleRegisterFunc) (MaAgent *agent, GError **error);
+
+/* Adds the module's commands, capabilities and hooks; the agent owns state from now on. */
+void ma_agent_add_module (MaAgent *self, const MaModuleClass *klass, gpointer state);
+/* The state of the module of that class, or NULL when it is not registered. */
+gpointer ma_agent_get_module (MaAgent *self, const MaModuleClass *klass);
+
 JsonNode *ma_agent_capabilities_to_json (MaAgent *self);
 
 /* Record an event in the journal and send it to every connected client. data is taken. */
@@ -41,10 +73,6 @@ gboolean ma_agent_apply_command_config (MaAgent *self, GError **error);
 gboolean ma_agent_listen (MaAgent *self, const char *uri, GError **error);
 /* Serve the virtio-serial port with this name (or a path), now or when it appears. */
 gboolean ma_agent_serve_virtio_port (MaAgent *self, const char *name, GError **error);
-/* Called by the virtio session when a host connects (a corroborating resume signal). */
-void ma_agent_note_host_connected (MaAgent *self, const char *name);
-typedef void (*MaHostConnectedFunc) (MaAgent *agent, gpointer user_data);
-void ma_agent_set_host_connected_func (MaAgent *self, MaHostConnectedFunc func, gpointer data);
 
 /* {"unix-clients": N, "virtio-port": {...}, "dropped-events": N} */
 JsonNode *ma_agent_clients_to_json (MaAgent *self);
@@ -54,18 +82,11 @@ void ma_agent_set_last_operation (MaAgent *self, const char *command, const char
                                   const char *result);
 JsonNode *ma_agent_last_operation_to_json (MaAgent *self);
 
-/* Resume hooks: modules that must act when the guest resumed on a new host (release
- * throttles…) register here; resume detection calls ma_agent_notify_resumed once per resume. */
-typedef void (*MaResumedFunc) (MaAgent *agent, const char *operation, gpointer user_data);
-void ma_agent_add_resumed_func (MaAgent *self, MaResumedFunc func, gpointer user_data);
+/* Resume detection calls this once per resume: every module's resumed hook runs. */
 void ma_agent_notify_resumed (MaAgent *self, const char *operation);
 
-/* A module's state, freed (newest first) when the agent is freed. */
-void ma_agent_own_module_state (MaAgent *self, gpointer state, GDestroyNotify destroy);
-
-/* Shutdown: every registered function runs; each may ma_agent_hold() and later
+/* Shutdown: every module's shutdown hook runs; each may ma_agent_hold() and later
  * ma_agent_release(); the loop quits when nothing is held or after the deadline. */
-void ma_agent_add_shutdown_func (MaAgent *self, MaShutdownFunc func, gpointer user_data);
 void ma_agent_hold (MaAgent *self);
 void ma_agent_release (MaAgent *self);
 void ma_agent_shutdown (MaAgent *self, GMainLoop *loop);

@@ -1069,11 +1069,24 @@ cmd_blockers (MaCall *call, gpointer user_data)
   g_task_run_in_thread (task, blockers_thread);
 }
 
-void
-ma_blockers_register (MaAgent *agent)
+static const MaCommandSpec blockers_commands[] = {
+  { "blockers", cmd_blockers,
+    "what will make a filesystem freeze slow or fail: locks, writers, stuck tasks, mounts, "
+    "dirty data" },
+  { NULL }
+};
+
+static const char *const blockers_capabilities[] = { "blockers", NULL };
+
+static const MaModuleClass blockers_module = {
+  .name = "blockers",
+  .commands = blockers_commands,
+  .capabilities = blockers_capabilities,
+};
+
+gboolean
+ma_blockers_register (MaAgent *agent, GError **error)
 {
-  ma_commands_add (ma_agent_get_commands (agent), "blockers", cmd_blockers, NULL,
-                   "what will make a filesystem freeze slow or fail: locks, writers, stuck tasks, "
-                   "mounts, dirty data");
-  ma_agent_add_capability (agent, "blockers");
+  ma_agent_add_module (agent, &blockers_module, NULL);
+  return TRUE;
 }

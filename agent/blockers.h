@@ -14,8 +14,8 @@ G_BEGIN_DECLS
 #define MA_QEMU_GA_PORT_NAME "org.qemu.guest_agent.0"
 #define MA_QEMU_GA_FROZEN_FILE "qga.state.isfrozen"
 
-/* Registers the command and the "blockers" capability. */
-void ma_blockers_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the command and the "blockers" capability; never fails. */
+gboolean ma_blockers_register (MaAgent *agent, GError **error);
 
 /* The whole report as one line of JSON text, blocking (run it in a worker thread).
  * mountpoints: NULL for every freezable filesystem. */

@@ -2,7 +2,8 @@
  * MaCall: one request in flight, answered exactly once, possibly from a later main-loop turn. */
 #include "commands.h"
 
-#include "agent.h"
+#include <string.h>
+
 #include "json.h"
 
 struct _MaCall
@@ -194,6 +195,30 @@ ma_call_check_arguments (MaCall *call, const char *const *allowed)
   return FALSE;
 }
 
+gboolean
+ma_call_get_operation (MaCall *call, gboolean required, const char **operation)
+{
+  g_autoptr(GError) error = NULL;
+  JsonObject *args = ma_call_get_arguments (call);
+
+  if (!(required ? ma_json_require_string (args, "operation", operation, &error)
+                 : ma_json_get_string (args, "operation", operation, &error)))
+    {
+      ma_call_return_error (call, g_steal_pointer (&error));
+      return FALSE;
+    }
+  if (*operation != NULL
+      && ((*operation)[0] == '\0' || strlen (*operation) > MA_OPERATION_ID_MAX))
+    {
+      ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
+                                "Parameter 'operation' must be 1 to %d characters",
+                                MA_OPERATION_ID_MAX);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+
 static void
 command_free (MaCommand *cmd)
 {
@@ -308,57 +333,6 @@ ma_commands_dispatch (MaCommands *self, MaCall *call)
       return;
     }
   cmd->func (call, cmd->user_data);
-}
-
-typedef struct
-{
-  MaInternalReplyFunc func;
-  gpointer user_data;
-} MaInternalCall;
-
-static void
-internal_reply (MaCall *call, const char *line, gpointer user_data)
-{
-  MaInternalCall *ic = user_data;
-  const char *start = (guchar) line[0] == MA_PROTOCOL_RESET_BYTE ? line + 1 : line;
-  g_autoptr(JsonNode) node = ma_json_parse (start, strcspn (start, "\n"), NULL);
-  g_autoptr(GError) error = NULL;
-  JsonObject *obj = node != NULL && JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node)
-                                                                  : NULL;
-  JsonObject *err = NULL;
-
-  if (obj != NULL && json_object_has_member (obj, "return"))
-    {
-      ic->func (json_object_get_member (obj, "return"), NULL, ic->user_data);
-      return;
-    }
-  if (obj != NULL && ma_json_get_object (obj, "error", &err, NULL) && err != NULL)
-    {
-      const char *klass = "GenericError", *desc = "unknown error";
-      ma_json_get_string (err, "class", &klass, NULL);
-      ma_json_get_string (err, "desc", &desc, NULL);
-      g_set_error_literal (&error, MA_ERROR, ma_error_from_class (klass), desc);
-    }
-  else
-    g_set_error_literal (&error, MA_ERROR, MA_ERROR_GENERIC, "unreadable internal answer");
-  ic->func (NULL, error, ic->user_data);
-}
-
-void
-ma_commands_run_internal (MaAgent *agent, const char *name, JsonObject *args,
-                          MaInternalReplyFunc func, gpointer user_data)
-{
-  MaRequest *request = g_new0 (MaRequest, 1);
-  MaInternalCall *ic = g_new0 (MaInternalCall, 1);
-  g_autoptr(MaCall) call = NULL;
-
-  request->execute = g_strdup (name);
-  request->arguments = args != NULL ? json_object_ref (args) : json_object_new ();
-  ic->func = func;
-  ic->user_data = user_data;
-  call = ma_call_new (agent, request, internal_reply, ic, g_free);
-  ma_call_set_peer (call, "agent");
-  ma_commands_dispatch (ma_agent_get_commands (agent), call);
 }
 
 static gint

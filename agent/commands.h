@@ -9,7 +9,7 @@
 
 G_BEGIN_DECLS
 
-typedef struct _MaAgent MaAgent;
+typedef struct _MaAgent MaAgent; /* agent.h; a call only carries it */
 typedef struct _MaCall MaCall;
 typedef struct _MaCommands MaCommands;
 
@@ -41,6 +41,11 @@ gboolean ma_call_is_done (MaCall *call);
  * call is answered with the error and FALSE is returned. */
 gboolean ma_call_check_arguments (MaCall *call, const char *const *allowed);
 
+/* The optional (or required) "operation" argument: 1 to MA_OPERATION_ID_MAX characters.
+ * On failure the call is answered with the error and FALSE is returned. */
+#define MA_OPERATION_ID_MAX 128
+gboolean ma_call_get_operation (MaCall *call, gboolean required, const char **operation);
+
 /* Answer once: ret/error are taken; a second answer is a programming error. */
 void ma_call_return (MaCall *call, JsonNode *ret);
 void ma_call_return_error (MaCall *call, GError *error);
@@ -62,11 +67,6 @@ gboolean ma_commands_configure (MaCommands *self, const char *const *allow,
 gboolean ma_commands_is_enabled (MaCommands *self, const char *name);
 /* Run the handler or answer CommandNotFound. */
 void ma_commands_dispatch (MaCommands *self, MaCall *call);
-/* Run a command from inside the agent (e.g. prepare runs the plugins' check): the
- * answer comes to func as the return value or an error, never to a client. */
-typedef void (*MaInternalReplyFunc) (JsonNode *ret, const GError *error, gpointer user_data);
-void ma_commands_run_internal (MaAgent *agent, const char *name, JsonObject *args,
-                               MaInternalReplyFunc func, gpointer user_data);
 
 /* [{"name", "enabled", "summary"}] sorted by name. */
 JsonNode *ma_commands_to_json (MaCommands *self);

@@ -21,7 +21,7 @@ cmd_ping (MaCall *call, gpointer user_data)
 
 /* sync echoes its id argument, as guest-sync does; -delimited prefixes 0xFF. */
 static void
-cmd_sync (MaCall *call, gpointer user_data)
+sync_answer (MaCall *call, gboolean delimited)
 {
   static const char *const allowed[] = { "id", NULL };
   JsonObject *args = ma_call_get_arguments (call);
@@ -33,8 +33,20 @@ cmd_sync (MaCall *call, gpointer user_data)
       ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT, "Parameter 'id' is missing");
       return;
     }
-  ma_call_set_delimited (call, GPOINTER_TO_INT (user_data));
+  ma_call_set_delimited (call, delimited);
   ma_call_return (call, json_node_copy (json_object_get_member (args, "id")));
+}
+
+static void
+cmd_sync (MaCall *call, gpointer user_data)
+{
+  sync_answer (call, FALSE);
+}
+
+static void
+cmd_sync_delimited (MaCall *call, gpointer user_data)
+{
+  sync_answer (call, TRUE);
 }
 
 static void
@@ -106,24 +118,26 @@ cmd_events (MaCall *call, gpointer user_data)
                                          (guint) limit));
 }
 
-void
-ma_core_commands_register (MaAgent *agent)
-{
-  MaCommands *commands = ma_agent_get_commands (agent);
+static const MaCommandSpec core_commands[] = {
+  { "ping", cmd_ping, "answers {} — the agent is alive" },
+  { "sync", cmd_sync, "echoes its 'id' argument, to resynchronise a stream" },
+  { "sync-delimited", cmd_sync_delimited, "like sync, with a 0xFF byte before the reply" },
+  { "guest-sync", cmd_sync, "alias of sync, for qemu-ga clients" },
+  { "guest-sync-delimited", cmd_sync_delimited, "alias of sync-delimited, for qemu-ga clients" },
+  { "info", cmd_info, "versions, commands and capabilities of this agent" },
+  { "status", cmd_status, "lifecycle state, uptime, clients and the last operation" },
+  { "events", cmd_events, "buffered events after a sequence number" },
+  { NULL }
+};
 
-  ma_commands_add (commands, "ping", cmd_ping, NULL, "answers {} — the agent is alive");
-  ma_commands_add (commands, "sync", cmd_sync, GINT_TO_POINTER (FALSE),
-                   "echoes its 'id' argument, to resynchronise a stream");
-  ma_commands_add (commands, "sync-delimited", cmd_sync, GINT_TO_POINTER (TRUE),
-                   "like sync, with a 0xFF byte before the reply");
-  ma_commands_add (commands, "guest-sync", cmd_sync, GINT_TO_POINTER (FALSE),
-                   "alias of sync, for qemu-ga clients");
-  ma_commands_add (commands, "guest-sync-delimited", cmd_sync, GINT_TO_POINTER (TRUE),
-                   "alias of sync-delimited, for qemu-ga clients");
-  ma_commands_add (commands, "info", cmd_info, NULL,
-                   "versions, commands and capabilities of this agent");
-  ma_commands_add (commands, "status", cmd_status, NULL,
-                   "lifecycle state, uptime, clients and the last operation");
-  ma_commands_add (commands, "events", cmd_events, NULL,
-                   "buffered events after a sequence number");
+static const MaModuleClass core_module = {
+  .name = "core",
+  .commands = core_commands,
+};
+
+gboolean
+ma_core_commands_register (MaAgent *agent, GError **error)
+{
+  ma_agent_add_module (agent, &core_module, NULL);
+  return TRUE;
 }

@@ -6,6 +6,7 @@
 
 G_BEGIN_DECLS
 
-void ma_core_commands_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the core commands, stateless; never fails. */
+gboolean ma_core_commands_register (MaAgent *agent, GError **error);
 
 G_END_DECLS

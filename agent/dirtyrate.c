@@ -784,10 +784,23 @@ cmd_dirty_rate (MaCall *call, gpointer user_data)
   ma_dirty_sample_async (seconds, NULL, on_sampled, dc);
 }
 
-void
-ma_dirtyrate_register (MaAgent *agent)
+static const MaCommandSpec dirtyrate_commands[] = {
+  { "dirty-rate", cmd_dirty_rate,
+    "per-process dirty-page rates over an interval (soft-dirty or a proxy)" },
+  { NULL }
+};
+
+static const char *const dirtyrate_capabilities[] = { "dirty-rate", NULL };
+
+static const MaModuleClass dirtyrate_module = {
+  .name = "dirty-rate",
+  .commands = dirtyrate_commands,
+  .capabilities = dirtyrate_capabilities,
+};
+
+gboolean
+ma_dirtyrate_register (MaAgent *agent, GError **error)
 {
-  ma_commands_add (ma_agent_get_commands (agent), "dirty-rate", cmd_dirty_rate, NULL,
-                   "per-process dirty-page rates over an interval (soft-dirty or a proxy)");
-  ma_agent_add_capability (agent, "dirty-rate");
+  ma_agent_add_module (agent, &dirtyrate_module, NULL);
+  return TRUE;
 }

@@ -125,7 +125,7 @@ MaDirtySample *ma_dirty_sample_finish (GAsyncResult *result, GError **error);
 JsonNode *ma_dirty_sample_to_json (MaDirtySample *sample, guint top);
 
 typedef struct _MaAgent MaAgent;
-/* Registers the `dirty-rate` command. */
-void ma_dirtyrate_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the `dirty-rate` command and capability; never fails. */
+gboolean ma_dirtyrate_register (MaAgent *agent, GError **error);
 
 G_END_DECLS

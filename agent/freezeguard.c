@@ -95,10 +95,10 @@ struct _MaFreezeGuard
 
   guint64 thaws;
   JsonObject *last_action;
-  gboolean stopped;
+  gboolean stopped;  /* the agent is stopping: no more checks */
+  gboolean disposed; /* the agent is gone: freed when the last worker returns */
 };
 
-static GHashTable *guards; /* MaAgent* → MaFreezeGuard*; main thread only */
 
 static void guard_check (MaFreezeGuard *self);
 static void guard_schedule (MaFreezeGuard *self);
@@ -612,11 +612,13 @@ on_thaw_done (GObject *source, GAsyncResult *res, gpointer user_data)
   if (!self->thaw_reported)
     guard_report_thaw (self, FALSE);
   g_clear_object (&self->thaw_task);
-  if (self->stopped)
+  if (self->disposed)
     {
       guard_free (self);
       return;
     }
+  if (self->stopped)
+    return;
   /* the freeze is over, whatever the kernel said: look again from scratch */
   self->evidence = 0;
   self->frozen_since_real = 0;
@@ -846,10 +848,14 @@ ma_freeze_guard_note_activity (MaFreezeGuard *self)
     guard_schedule (self);
 }
 
+static const MaModuleClass freeze_guard_module;
+
 MaFreezeGuard *
 ma_freeze_guard_from_agent (MaAgent *agent)
 {
-  return guards != NULL ? g_hash_table_lookup (guards, agent) : NULL;
+  MaFreezeGuard *self = ma_agent_get_module (agent, &freeze_guard_module);
+
+  return self != NULL && !self->stopped ? self : NULL;
 }
 
 /* ---- the command ---- */
@@ -939,16 +945,31 @@ on_shutdown (MaAgent *agent, gpointer user_data)
 {
   MaFreezeGuard *self = user_data;
 
-  g_hash_table_remove (guards, agent);
   self->stopped = TRUE;
   g_clear_handle_id (&self->timer_id, g_source_remove);
+  if (self->scan_cancellable != NULL)
+    {
+      /* the scan's callback sees the cancellation and leaves self alone */
+      g_cancellable_cancel (self->scan_cancellable);
+      g_clear_object (&self->scan_cancellable);
+    }
   if (self->thaw_task != NULL && !self->thaw_reported)
     {
       /* let a thaw in progress finish (or reach its deadline) before the agent exits */
       self->holding = TRUE;
       ma_agent_hold (agent);
-      return;
     }
+}
+
+static void
+guard_dispose (gpointer data)
+{
+  MaFreezeGuard *self = data;
+
+  /* the agent is going away: nothing may report to it any more */
+  self->stopped = TRUE;
+  self->disposed = TRUE;
+  self->thaw_reported = TRUE;
   if (self->thaw_task == NULL)
     guard_free (self);
   /* else a worker stuck in the kernel still owns self: freed if it ever returns */
@@ -974,6 +995,22 @@ guard_configure (MaFreezeGuard *self, MaConfig *config, GError **error)
   return TRUE;
 }
 
+static const MaCommandSpec freeze_guard_commands[] = {
+  { "freeze-guard", cmd_freeze_guard,
+    "the freeze watchdog: status, or {\"renew\": true} to restart its clock" },
+  { NULL }
+};
+
+static const char *const freeze_guard_capabilities[] = { "freeze-guard", NULL };
+
+static const MaModuleClass freeze_guard_module = {
+  .name = "freeze-guard",
+  .commands = freeze_guard_commands,
+  .capabilities = freeze_guard_capabilities,
+  .shutdown = on_shutdown,
+  .free = guard_dispose,
+};
+
 gboolean
 ma_freeze_guard_register (MaAgent *agent, GError **error)
 {
@@ -987,13 +1024,7 @@ ma_freeze_guard_register (MaAgent *agent, GError **error)
       guard_free (self);
       return FALSE;
     }
-  ma_commands_add (ma_agent_get_commands (agent), "freeze-guard", cmd_freeze_guard, self,
-                   "the freeze watchdog: status, or {\"renew\": true} to restart its clock");
-  ma_agent_add_capability (agent, "freeze-guard");
-  ma_agent_add_shutdown_func (agent, on_shutdown, self);
-  if (guards == NULL)
-    guards = g_hash_table_new (NULL, NULL);
-  g_hash_table_insert (guards, agent, self);
+  ma_agent_add_module (agent, &freeze_guard_module, self);
   if (!self->enabled)
     {
       g_message ("freeze guard disabled by configuration");

@@ -15,13 +15,29 @@
 #include "blockers.h"
 #include "protocol.h"
 #include "corecmds.h"
+#include "dirtyrate.h"
 #include "freezeguard.h"
 #include "json.h"
 #include "log.h"
+#include "prepare.h"
+#include "protocol.h"
 #include "quiesce.h"
 #include "resume.h"
 #include "sdnotify.h"
 #include "throttle.h"
+
+/* Every module of the agent, in the order they register: a module's shutdown hook runs
+ * before those of the modules above it, and `info` lists capabilities in this order. */
+static const MaModuleRegisterFunc modules[] = {
+  ma_core_commands_register,
+  ma_blockers_register,
+  ma_dirtyrate_register,
+  ma_throttle_register,
+  ma_quiesce_register,
+  ma_prepare_register,
+  ma_resume_register,
+  ma_freeze_guard_register,
+};
 
 typedef struct
 {
@@ -131,17 +147,9 @@ main (int argc, char **argv)
       g_printerr ("migration-agent: %s\n", error->message);
       return EXIT_FAILURE;
     }
-  ma_core_commands_register (agent);
-  ma_blockers_register (agent);
-  ma_convergence_register (agent);
-  ma_quiesce_register (agent);
-  ma_resume_register (agent);
-  if (!ma_freeze_guard_register (agent, &error))
-    {
-      g_printerr ("migration-agent: %s\n", error->message);
-      return EXIT_FAILURE;
-    }
-  if (!ma_agent_apply_command_config (agent, &error))
+  for (guint i = 0; i < G_N_ELEMENTS (modules) && error == NULL; i++)
+    modules[i] (agent, &error);
+  if (error != NULL || !ma_agent_apply_command_config (agent, &error))
     {
       g_printerr ("migration-agent: %s\n", error->message);
       return EXIT_FAILURE;

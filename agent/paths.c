@@ -46,6 +46,12 @@ ma_path_devdir (void)
   return env_or ("MA_DEVDIR", "/dev");
 }
 
+const char *
+ma_path_udevdir (void)
+{
+  return env_or ("MA_UDEVDIR", "/run/udev");
+}
+
 char *
 ma_path_build (const char *root, const char *first, ...)
 {

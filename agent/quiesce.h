@@ -22,10 +22,21 @@ G_BEGIN_DECLS
 #define MA_QUIESCE_THAW_RETRY_MIN_SECONDS 0.01
 #define MA_QUIESCE_THAW_RETRY_MAX_SECONDS 3600.0
 
-/* Registers the commands quiesce, thaw, renew, check, plugins and plugin-test, the
- * capability "quiesce", the shutdown hook that releases every plugin, and replays the
- * thaw of oneshot plugins a previous run left quiesced (from its journal). Oneshot plugins
- * whose thaw failed stay in that journal and are retried until their thaw succeeds. */
-void ma_quiesce_register (MaAgent *agent);
+typedef struct _MaQuiesce MaQuiesce;
+
+/* An MaModuleRegisterFunc: the commands quiesce, thaw, renew, check, plugins and
+ * plugin-test, the capability "quiesce", the shutdown hook that releases every plugin, and
+ * the replay of the thaw of oneshot plugins a previous run left quiesced (from its journal).
+ * Oneshot plugins whose thaw failed stay in that journal and are retried until their thaw
+ * succeeds. Never fails. */
+gboolean ma_quiesce_register (MaAgent *agent, GError **error);
+
+/* The quiesce engine of this agent, or NULL when it is not registered. */
+MaQuiesce *ma_quiesce_from_agent (MaAgent *agent);
+
+/* Every plugin's check phase, all at once, as `check` without arguments: report is its
+ * answer ({"ready", "phase", "seconds", "plugins"}), or NULL and error. */
+typedef void (*MaQuiesceCheckFunc) (JsonNode *report, const GError *error, gpointer user_data);
+void ma_quiesce_check_async (MaQuiesce *self, MaQuiesceCheckFunc func, gpointer user_data);
 
 G_END_DECLS

@@ -1,5 +1,5 @@
 /* resume.h — resume detection (NOTIFY_PEERS on virtio_net, the `resumed` command, corroborating
- * host reconnects and clock steps) and the commands prepare, snapshot, resumed, validate, announce. */
+ * host reconnects and clock steps) and the commands resumed, validate and announce. */
 #pragma once
 
 #include "agent.h"
@@ -37,8 +37,9 @@ gboolean ma_resume_is_gathering (MaResume *self);
 /* Corroborating signals: "host-reconnect", "clock-step". */
 void ma_resume_note_signal (MaResume *self, const char *signal);
 
-/* Registers the commands prepare, snapshot, resumed, validate and announce, the capabilities
- * "resume-detection" and "validation", starts detection and takes the baseline snapshot. */
-void ma_resume_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the commands resumed, validate and announce, the capabilities
+ * "resume-detection" and "validation", and starts detection. An invalid [resume]
+ * configuration does not stop the agent: it is logged and the module is left out. */
+gboolean ma_resume_register (MaAgent *agent, GError **error);
 
 G_END_DECLS

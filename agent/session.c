@@ -2,7 +2,6 @@
  * strictly in order, delivers events, and applies backpressure so no client grows memory. */
 #include "session.h"
 
-#include "agent.h"
 
 typedef struct
 {
@@ -13,7 +12,8 @@ typedef struct
 struct _MaSession
 {
   gint refcount;
-  MaAgent *agent;
+  MaAgent *agent;       /* handed to the calls, never looked into */
+  MaCommands *commands;
   MaChannel *channel;
   MaFramer *framer;
   char *name;
@@ -24,8 +24,8 @@ struct _MaSession
   gboolean processing;
   gboolean closed;
   guint64 dropped_events;
-  MaSessionClosedFunc closed_func;
-  gpointer closed_data;
+  MaSessionCallbacks callbacks;
+  gpointer callbacks_data;
 };
 
 static void session_process (MaSession *self);
@@ -145,7 +145,7 @@ session_process (MaSession *self)
       else
         {
           self->current = g_steal_pointer (&p->call);
-          ma_commands_dispatch (ma_agent_get_commands (self->agent), self->current);
+          ma_commands_dispatch (self->commands, self->current);
         }
       pending_free (p);
     }
@@ -168,8 +168,8 @@ session_notify_closed (gpointer user_data)
 {
   MaSession *self = user_data;
 
-  if (self->closed_func != NULL)
-    self->closed_func (self, self->closed_data);
+  if (self->callbacks.closed != NULL)
+    self->callbacks.closed (self, self->callbacks_data);
   return G_SOURCE_REMOVE;
 }
 
@@ -206,7 +206,8 @@ session_on_connected (MaChannel *channel, gpointer user_data)
   /* stale bytes from a previous host are handled by 0xFF and sync-delimited */
   ma_framer_reset (self->framer);
   g_message ("%s: host connected", self->name);
-  ma_agent_note_host_connected (self->agent, self->name);
+  if (self->callbacks.host_connected != NULL)
+    self->callbacks.host_connected (self, self->callbacks_data);
 }
 
 static void
@@ -216,10 +217,11 @@ session_on_drained (MaChannel *channel, gpointer user_data)
 }
 
 MaSession *
-ma_session_new (MaAgent *agent, int fd, MaChannelKind kind, const char *name, gint64 uid,
-                MaSessionClosedFunc closed, gpointer user_data)
+ma_session_new (MaAgent *agent, MaCommands *commands, int fd, MaChannelKind kind,
+                const char *name, gint64 uid, const MaSessionCallbacks *callbacks,
+                gpointer user_data)
 {
-  static const MaChannelCallbacks callbacks = {
+  static const MaChannelCallbacks channel_callbacks = {
     .data = session_on_data,
     .hangup = session_on_hangup,
     .connected = session_on_connected,
@@ -229,13 +231,15 @@ ma_session_new (MaAgent *agent, int fd, MaChannelKind kind, const char *name, gi
 
   self->refcount = 1;
   self->agent = agent;
+  self->commands = commands;
   self->name = g_strdup (name);
   self->uid = uid;
   self->framer = ma_framer_new (MA_PROTOCOL_MAX_REQUEST_BYTES);
-  self->closed_func = closed;
-  self->closed_data = user_data;
+  if (callbacks != NULL)
+    self->callbacks = *callbacks;
+  self->callbacks_data = user_data;
   g_queue_init (&self->queue);
-  self->channel = ma_channel_new (fd, kind, name, &callbacks, self);
+  self->channel = ma_channel_new (fd, kind, name, &channel_callbacks, self);
   return self;
 }
 

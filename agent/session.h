@@ -11,11 +11,19 @@ G_BEGIN_DECLS
 #define MA_SESSION_MAX_OUTPUT (4 * 1024 * 1024) /* unread reply bytes before reading stops */
 
 typedef struct _MaSession MaSession;
-typedef void (*MaSessionClosedFunc) (MaSession *session, gpointer user_data);
 
-/* Takes fd. uid is the peer's (-1 for the virtio port: the host). */
-MaSession *ma_session_new (MaAgent *agent, int fd, MaChannelKind kind, const char *name,
-                           gint64 uid, MaSessionClosedFunc closed, gpointer user_data);
+/* What the session tells its owner; each may be NULL. */
+typedef struct
+{
+  void (*closed) (MaSession *session, gpointer user_data);         /* the peer went away */
+  void (*host_connected) (MaSession *session, gpointer user_data); /* virtio: a host opened it */
+} MaSessionCallbacks;
+
+/* Takes fd. Requests are dispatched through commands; agent is only handed to the calls.
+ * uid is the peer's (-1 for the virtio port: the host). callbacks is copied. */
+MaSession *ma_session_new (MaAgent *agent, MaCommands *commands, int fd, MaChannelKind kind,
+                           const char *name, gint64 uid, const MaSessionCallbacks *callbacks,
+                           gpointer user_data);
 MaSession *ma_session_ref (MaSession *self);
 void ma_session_unref (MaSession *self);
 /* Stop serving: closes the channel; answers still running are dropped. */

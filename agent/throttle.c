@@ -17,14 +17,6 @@
 #define THROTTLE_CLASS_PREFIX "throttle:"
 #define THROTTLE_VALUE_MAX 256
 
-typedef struct
-{
-  char *name;
-  MaThrottlePolicy policy;
-  char **cgroups; /* relative to the cgroup2 root */
-  char **units;
-} ThrottleClass;
-
 /* One file changed in one cgroup. */
 typedef struct
 {
@@ -53,7 +45,7 @@ struct _MaThrottle
   MaAgent *agent;
   char *root;
   char *journal_path;
-  GPtrArray *classes;    /* ThrottleClass* in configuration order */
+  GPtrArray *classes;    /* MaThrottleClass* in configuration order */
   char **protected_units;
   gint64 default_lease;
   GHashTable *active;    /* class name → ActiveThrottle* */
@@ -63,150 +55,6 @@ struct _MaThrottle
   guint generation;
   const char *abandoned_why;
 };
-
-/* ---- policies ---- */
-
-gboolean
-ma_throttle_parse_policy (const char *text, MaThrottlePolicy *out, GError **error)
-{
-  g_auto(GStrv) words = NULL;
-  guint n;
-  guint64 quota, period = MA_THROTTLE_CPU_MAX_DEFAULT_PERIOD;
-
-  words = g_strsplit_set (text != NULL ? text : "", " \t", -1);
-  /* drop empty words from repeated spaces */
-  {
-    guint j = 0;
-    for (guint i = 0; words[i] != NULL; i++)
-      {
-        if (words[i][0] == '\0')
-          {
-            g_free (words[i]);
-            continue;
-          }
-        words[j++] = words[i];
-      }
-    words[j] = NULL;
-  }
-  n = g_strv_length (words);
-  if (n == 1 && g_str_equal (words[0], "freeze"))
-    {
-      out->kind = MA_THROTTLE_POLICY_FREEZE;
-      out->quota = out->period = 0;
-      return TRUE;
-    }
-  if ((n == 2 || n == 3) && g_str_equal (words[0], "cpu.max"))
-    {
-      if (!g_ascii_string_to_unsigned (words[1], 10, MA_THROTTLE_CPU_MAX_MIN_QUOTA, G_MAXINT32,
-                                       &quota, NULL)
-          || (n == 3
-              && !g_ascii_string_to_unsigned (words[2], 10, MA_THROTTLE_CPU_MAX_MIN_QUOTA,
-                                              MA_THROTTLE_CPU_MAX_MAX_PERIOD, &period, NULL)))
-        {
-          g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-                       "policy '%s': cpu.max wants QUOTA [PERIOD] in µs, QUOTA >= %d and "
-                       "PERIOD from %d to %d", text, MA_THROTTLE_CPU_MAX_MIN_QUOTA,
-                       MA_THROTTLE_CPU_MAX_MIN_QUOTA, MA_THROTTLE_CPU_MAX_MAX_PERIOD);
-          return FALSE;
-        }
-      out->kind = MA_THROTTLE_POLICY_CPU_MAX;
-      out->quota = (gint64) quota;
-      out->period = (gint64) period;
-      return TRUE;
-    }
-  g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
-               "policy '%s' is neither 'freeze' nor 'cpu.max QUOTA [PERIOD]'",
-               text != NULL ? text : "");
-  return FALSE;
-}
-
-const char *
-ma_throttle_policy_file (const MaThrottlePolicy *policy)
-{
-  return policy->kind == MA_THROTTLE_POLICY_FREEZE ? "cgroup.freeze" : "cpu.max";
-}
-
-char *
-ma_throttle_policy_value (const MaThrottlePolicy *policy)
-{
-  if (policy->kind == MA_THROTTLE_POLICY_FREEZE)
-    return g_strdup ("1");
-  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT, policy->quota,
-                          policy->period);
-}
-
-char *
-ma_throttle_policy_to_string (const MaThrottlePolicy *policy)
-{
-  if (policy->kind == MA_THROTTLE_POLICY_FREEZE)
-    return g_strdup ("freeze");
-  return g_strdup_printf ("cpu.max %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, policy->quota,
-                          policy->period);
-}
-
-/* ---- cgroup files ---- */
-
-static gboolean
-is_cgroup2_dir (const char *dir)
-{
-  g_autofree char *controllers = g_build_filename (dir, "cgroup.controllers", NULL);
-
-  return g_file_test (controllers, G_FILE_TEST_EXISTS);
-}
-
-char *
-ma_throttle_find_cgroup_root (MaConfig *config)
-{
-  g_autofree char *configured = ma_config_get_string (config, THROTTLE_GROUP, "cgroup-root", NULL);
-  g_autofree char *unified = NULL;
-
-  if (configured != NULL && configured[0] != '\0')
-    return g_steal_pointer (&configured);
-  if (is_cgroup2_dir (ma_path_cgroupfs ()))
-    return g_strdup (ma_path_cgroupfs ());
-  unified = g_build_filename (ma_path_cgroupfs (), "unified", NULL);
-  if (is_cgroup2_dir (unified))
-    return g_steal_pointer (&unified);
-  return g_strdup (ma_path_cgroupfs ());
-}
-
-static char *
-cgroup_read (const char *dir, const char *file, GError **error)
-{
-  g_autofree char *path = g_build_filename (dir, file, NULL);
-  char *text = NULL;
-
-  if (!g_file_get_contents (path, &text, NULL, error))
-    return NULL;
-  return g_strstrip (text);
-}
-
-static gboolean
-cgroup_write (const char *dir, const char *file, const char *value, GError **error)
-{
-  g_autofree char *path = g_build_filename (dir, file, NULL);
-  int fd = open (path, O_WRONLY | O_CLOEXEC);
-  gsize len = strlen (value);
-  ssize_t n;
-  int saved;
-
-  if (fd < 0)
-    {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot open %s: %s", path,
-                   g_strerror (errno));
-      return FALSE;
-    }
-  n = write (fd, value, len);
-  saved = errno;
-  close (fd);
-  if (n != (ssize_t) len)
-    {
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot write '%s' to %s: %s",
-                   value, path, n < 0 ? g_strerror (saved) : "short write");
-      return FALSE;
-    }
-  return TRUE;
-}
 
 /* ---- records ---- */
 
@@ -234,16 +82,6 @@ active_free (ActiveThrottle *a)
   g_free (a);
 }
 
-static void
-class_free (ThrottleClass *c)
-{
-  g_free (c->name);
-  g_strfreev (c->cgroups);
-  g_strfreev (c->units);
-  g_free (c);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (ThrottleClass, class_free)
 
 static JsonNode *
 changes_to_json (GPtrArray *changes, MaThrottle *self)
@@ -334,7 +172,7 @@ static gboolean
 change_restore (ThrottleChange *c, gboolean *gone, GError **error)
 {
   g_autoptr(GError) local = NULL;
-  g_autofree char *current = cgroup_read (c->path, c->file, &local);
+  g_autofree char *current = ma_throttle_cgroup_read (c->path, c->file, &local);
 
   *gone = FALSE;
   if (current == NULL)
@@ -355,7 +193,7 @@ change_restore (ThrottleChange *c, gboolean *gone, GError **error)
                  c->applied, c->previous);
       return TRUE;
     }
-  return cgroup_write (c->path, c->file, c->previous, error);
+  return ma_throttle_cgroup_write (c->path, c->file, c->previous, error);
 }
 
 static const char *
@@ -544,7 +382,7 @@ load_config (MaThrottle *self, MaConfig *config, GError **error)
   for (guint i = 0; groups[i] != NULL; i++)
     {
       static const char *const known[] = { "cgroups", "units", "policy", NULL };
-      g_autoptr(ThrottleClass) klass = NULL;
+      g_autoptr(MaThrottleClass) klass = NULL;
       g_auto(GStrv) keys = NULL;
       g_autofree char *policy = NULL;
       const char *name;
@@ -567,7 +405,7 @@ load_config (MaThrottle *self, MaConfig *config, GError **error)
                          "[%s]: unknown key '%s' (cgroups, units, policy)", groups[i], keys[k]);
             return FALSE;
           }
-      klass = g_new0 (ThrottleClass, 1);
+      klass = g_new0 (MaThrottleClass, 1);
       klass->name = g_strdup (name);
       policy = ma_config_get_string (config, groups[i], "policy", NULL);
       if (policy == NULL)
@@ -614,159 +452,16 @@ load_config (MaThrottle *self, MaConfig *config, GError **error)
   return TRUE;
 }
 
-static ThrottleClass *
+static MaThrottleClass *
 find_class (MaThrottle *self, const char *name)
 {
   for (guint i = 0; i < self->classes->len; i++)
     {
-      ThrottleClass *c = self->classes->pdata[i];
+      MaThrottleClass *c = self->classes->pdata[i];
       if (g_str_equal (c->name, name))
         return c;
     }
   return NULL;
-}
-
-/* ---- resolving classes to cgroup directories ---- */
-
-static char *
-own_cgroup (void)
-{
-  g_autofree char *path = g_build_filename (ma_path_procfs (), "self", "cgroup", NULL);
-  g_autofree char *text = NULL;
-
-  if (!g_file_get_contents (path, &text, NULL, NULL))
-    return NULL;
-  return ma_dirty_parse_cgroup (text);
-}
-
-/* A unit's cgroup, relative to the root ("system.slice/NAME" or found through a process). */
-static char *
-unit_cgroup (MaThrottle *self, const char *unit)
-{
-  g_autofree char *system = g_build_filename (self->root, "system.slice", unit, NULL);
-  g_autoptr(GDir) dir = NULL;
-  const char *name;
-
-  if (g_file_test (system, G_FILE_TEST_IS_DIR))
-    return g_build_filename ("system.slice", unit, NULL);
-  dir = g_dir_open (ma_path_procfs (), 0, NULL);
-  if (dir == NULL)
-    return NULL;
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *path = NULL;
-      g_autofree char *text = NULL;
-      g_autofree char *cgroup = NULL;
-      g_auto(GStrv) parts = NULL;
-
-      if (!g_ascii_isdigit (name[0]))
-        continue;
-      path = g_build_filename (ma_path_procfs (), name, "cgroup", NULL);
-      if (!g_file_get_contents (path, &text, NULL, NULL))
-        continue;
-      cgroup = ma_dirty_parse_cgroup (text);
-      if (cgroup == NULL)
-        continue;
-      parts = g_strsplit (cgroup, "/", -1);
-      for (guint i = 0; parts[i] != NULL; i++)
-        if (g_str_equal (parts[i], unit))
-          {
-            g_free (parts[i + 1]);
-            parts[i + 1] = NULL;
-            {
-              g_autofree char *joined = g_strjoinv ("/", parts);
-              const char *rel = joined;
-              while (*rel == '/')
-                rel++;
-              return g_strdup (rel);
-            }
-          }
-    }
-  return NULL;
-}
-
-static char *
-normalize_rel (const char *path)
-{
-  g_auto(GStrv) parts = g_strsplit (path, "/", -1);
-  g_autoptr(GPtrArray) keep = g_ptr_array_new ();
-
-  for (guint i = 0; parts[i] != NULL; i++)
-    if (parts[i][0] != '\0')
-      g_ptr_array_add (keep, parts[i]);
-  g_ptr_array_add (keep, NULL);
-  return g_strjoinv ("/", (char **) keep->pdata);
-}
-
-/* a is b or an ancestor of b (relative paths, normalised). */
-static gboolean
-rel_contains (const char *a, const char *b)
-{
-  gsize la = strlen (a);
-
-  if (la == 0)
-    return TRUE;
-  return g_str_has_prefix (b, a) && (b[la] == '\0' || b[la] == '/');
-}
-
-/* Why this relative cgroup must not be touched, or NULL. */
-static char *
-protected_reason (MaThrottle *self, const char *rel)
-{
-  g_autofree char *own = own_cgroup ();
-  g_auto(GStrv) parts = g_strsplit (rel, "/", -1);
-
-  if (rel[0] == '\0')
-    return g_strdup ("it is the root cgroup");
-  if (own != NULL)
-    {
-      g_autofree char *own_rel = normalize_rel (own);
-      if (rel_contains (rel, own_rel))
-        return g_strdup_printf ("it contains the agent itself (%s)", own);
-    }
-  for (guint i = 0; self->protected_units[i] != NULL; i++)
-    {
-      const char *p = self->protected_units[i];
-      g_autofree char *pcg = NULL;
-
-      for (guint j = 0; parts[j] != NULL; j++)
-        if (g_str_equal (parts[j], p))
-          return g_strdup_printf ("it belongs to the protected unit %s", p);
-      pcg = strchr (p, '/') != NULL ? normalize_rel (p) : unit_cgroup (self, p);
-      if (pcg != NULL)
-        {
-          g_autofree char *norm = normalize_rel (pcg);
-          if (rel_contains (rel, norm) || rel_contains (norm, rel))
-            return g_strdup_printf ("it contains or is inside the protected %s (%s)", p, norm);
-        }
-    }
-  return NULL;
-}
-
-/* Relative cgroups of a class that exist now; missing ones are listed in `missing`. */
-static GPtrArray *
-class_targets (MaThrottle *self, ThrottleClass *klass, JsonArray *missing)
-{
-  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
-
-  for (guint i = 0; klass->cgroups[i] != NULL; i++)
-    {
-      g_autofree char *rel = normalize_rel (klass->cgroups[i]);
-      g_autofree char *abs = g_build_filename (self->root, rel, NULL);
-      if (g_file_test (abs, G_FILE_TEST_IS_DIR))
-        g_ptr_array_add (out, g_steal_pointer (&rel));
-      else if (missing != NULL)
-        json_array_add_string_element (missing, klass->cgroups[i]);
-    }
-  for (guint i = 0; klass->units[i] != NULL; i++)
-    {
-      g_autofree char *rel = unit_cgroup (self, klass->units[i]);
-      if (rel != NULL)
-        g_ptr_array_add (out, normalize_rel (rel));
-      else if (missing != NULL)
-        json_array_add_string_element (missing, klass->units[i]);
-    }
-  return out;
 }
 
 /* ---- applying and releasing ---- */
@@ -845,10 +540,11 @@ release_active (MaThrottle *self, ActiveThrottle *a, const char *reason, JsonObj
 }
 
 static ActiveThrottle *
-throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, const char *operation,
-                gboolean *renewed, JsonArray *missing, GError **error)
+throttle_class (MaThrottle *self, MaThrottleClass *klass, MaThrottleTargets *resolved,
+                gint64 lease_seconds, const char *operation, gboolean *renewed, JsonArray *missing,
+                GError **error)
 {
-  g_autoptr(GPtrArray) targets = NULL;
+  GPtrArray *targets;
   g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func ((GDestroyNotify) change_free);
   g_autofree char *value = ma_throttle_policy_value (&klass->policy);
   const char *file = ma_throttle_policy_file (&klass->policy);
@@ -874,7 +570,10 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
       return a;
     }
   *renewed = FALSE;
-  targets = class_targets (self, klass, missing);
+  g_return_val_if_fail (resolved != NULL, NULL);
+  targets = resolved->targets;
+  for (guint i = 0; i < resolved->missing->len; i++)
+    json_array_add_string_element (missing, resolved->missing->pdata[i]);
   if (targets->len == 0)
     {
       g_set_error (error, MA_ERROR, MA_ERROR_NOT_FOUND,
@@ -884,7 +583,7 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
   for (guint i = 0; i < targets->len; i++)
     {
       const char *rel = targets->pdata[i];
-      g_autofree char *why = protected_reason (self, rel);
+      const char *why = resolved->why_not->pdata[i];
       g_autofree char *abs = g_build_filename (self->root, rel, NULL);
       g_autofree char *previous = NULL;
       g_autoptr(GError) local = NULL;
@@ -913,7 +612,7 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
                 }
             }
         }
-      previous = cgroup_read (abs, file, &local);
+      previous = ma_throttle_cgroup_read (abs, file, &local);
       if (previous == NULL)
         {
           if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
@@ -959,7 +658,7 @@ throttle_class (MaThrottle *self, ThrottleClass *klass, gint64 lease_seconds, co
   for (guint i = 0; i < a->changes->len; i++)
     {
       ThrottleChange *c = a->changes->pdata[i];
-      if (!cgroup_write (c->path, c->file, c->applied, error))
+      if (!ma_throttle_cgroup_write (c->path, c->file, c->applied, error))
         {
           g_autoptr(JsonArray) failed = json_array_new ();
           g_autoptr(JsonArray) gone = json_array_new ();
@@ -1001,7 +700,7 @@ ma_throttle_new (MaAgent *agent, GError **error)
   g_autoptr(MaThrottle) self = g_new0 (MaThrottle, 1);
 
   self->agent = agent;
-  self->classes = g_ptr_array_new_with_free_func ((GDestroyNotify) class_free);
+  self->classes = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_throttle_class_free);
   self->active = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                         (GDestroyNotify) active_free);
   self->root = ma_throttle_find_cgroup_root (ma_agent_get_config (agent));
@@ -1036,16 +735,34 @@ typedef struct
   MaCall *call;
   gint64 lease;
   char *operation;
+  char *klass;      /* the class named, or NULL for `auto` */
   guint top;
-  guint generation; /* MaThrottle.generation when the measurement began */
-} AutoCall;
+  guint generation; /* MaThrottle.generation when the command began */
+  MaDirtySample *sample; /* auto: the measurement */
+} ThrottleCall;
 
 static void
-auto_call_free (AutoCall *ac)
+throttle_call_free (ThrottleCall *tc)
 {
-  ma_call_unref (ac->call);
-  g_free (ac->operation);
-  g_free (ac);
+  ma_call_unref (tc->call);
+  g_free (tc->operation);
+  g_free (tc->klass);
+  g_clear_pointer (&tc->sample, ma_dirty_sample_free);
+  g_free (tc);
+}
+
+/* Whether every throttle was released for good (stop, resume) since the command began: then
+ * it applies nothing (it is answered with why; stage says what it was doing meanwhile). */
+static gboolean
+throttle_call_abandoned (ThrottleCall *tc, const char *stage)
+{
+  if (tc->generation == tc->self->generation)
+    return FALSE;
+  ma_call_return_new_error (tc->call, MA_ERROR_GENERIC,
+                            "nothing throttled: %s while %s, and every throttle was released "
+                            "then", tc->self->abandoned_why, stage);
+  throttle_call_free (tc);
+  return TRUE;
 }
 
 static gboolean
@@ -1076,56 +793,39 @@ class_report (ActiveThrottle *a, gboolean renewed, JsonArray *missing)
   return o;
 }
 
-/* The classes whose cgroups contain this process's cgroup. */
-static ThrottleClass *
-class_of_cgroup (MaThrottle *self, const char *cgroup)
+/* The first class (configuration order) whose cgroups contain this process's cgroup. */
+static MaThrottleTargets *
+class_of_cgroup (GPtrArray *resolved, const char *cgroup)
 {
-  g_autofree char *rel = normalize_rel (cgroup);
+  g_autofree char *rel = ma_throttle_rel_normalize (cgroup);
 
-  for (guint i = 0; i < self->classes->len; i++)
+  for (guint i = 0; i < resolved->len; i++)
     {
-      ThrottleClass *klass = self->classes->pdata[i];
-      g_autoptr(GPtrArray) targets = class_targets (self, klass, NULL);
-      for (guint t = 0; t < targets->len; t++)
-        if (rel_contains (targets->pdata[t], rel))
-          return klass;
+      MaThrottleTargets *targets = resolved->pdata[i];
+      for (guint t = 0; t < targets->targets->len; t++)
+        if (ma_throttle_rel_contains (targets->targets->pdata[t], rel))
+          return targets;
     }
   return NULL;
 }
 
 static void
-on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
+throttle_auto_apply (ThrottleCall *tc, GPtrArray *resolved)
 {
-  AutoCall *ac = user_data;
-  MaThrottle *self = ac->self;
-  g_autoptr(GError) error = NULL;
-  g_autoptr(MaDirtySample) sample = ma_dirty_sample_finish (result, &error);
+  MaThrottle *self = tc->self;
+  MaDirtySample *sample = tc->sample;
   g_autoptr(GHashTable) done = g_hash_table_new (g_str_hash, g_str_equal);
-  JsonObject *ret;
-  JsonArray *throttled, *skipped, *errors;
+  JsonObject *ret = json_object_new ();
+  JsonArray *throttled = json_array_new ();
+  JsonArray *skipped = json_array_new ();
+  JsonArray *errors = json_array_new ();
 
-  if (sample == NULL)
-    {
-      ma_call_return_error (ac->call, g_steal_pointer (&error));
-      auto_call_free (ac);
-      return;
-    }
-  if (ac->generation != self->generation)
-    {
-      ma_call_return_new_error (ac->call, MA_ERROR_GENERIC,
-                                "nothing throttled: %s while the dirty rate was measured, and "
-                                "every throttle was released then", self->abandoned_why);
-      auto_call_free (ac);
-      return;
-    }
-  ret = json_object_new ();
-  throttled = json_array_new ();
-  skipped = json_array_new ();
-  errors = json_array_new ();
-  for (guint i = 0; i < sample->processes->len && i < ac->top; i++)
+  for (guint i = 0; i < sample->processes->len && i < tc->top; i++)
     {
       MaDirtyProcess *p = sample->processes->pdata[i];
-      ThrottleClass *klass = p->cgroup != NULL ? class_of_cgroup (self, p->cgroup) : NULL;
+      MaThrottleTargets *targets = p->cgroup != NULL ? class_of_cgroup (resolved, p->cgroup)
+                                                     : NULL;
+      MaThrottleClass *klass = targets != NULL ? find_class (self, targets->klass) : NULL;
       g_autoptr(GError) local = NULL;
       g_autoptr(JsonArray) missing = json_array_new ();
       ActiveThrottle *a;
@@ -1147,7 +847,8 @@ on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
       if (g_hash_table_contains (done, klass->name))
         continue;
       g_hash_table_add (done, klass->name);
-      a = throttle_class (self, klass, ac->lease, ac->operation, &renewed, missing, &local);
+      a = throttle_class (self, klass, targets, tc->lease, tc->operation, &renewed, missing,
+                          &local);
       if (a == NULL)
         {
           JsonObject *e = json_object_new ();
@@ -1161,12 +862,84 @@ on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
   json_object_set_array_member (ret, "throttled", throttled);
   json_object_set_array_member (ret, "skipped", skipped);
   json_object_set_array_member (ret, "errors", errors);
-  json_object_set_member (ret, "dirty-rate", ma_dirty_sample_to_json (sample, ac->top));
-  if (ac->operation != NULL)
-    ma_agent_set_last_operation (self->agent, "throttle", ac->operation,
+  json_object_set_member (ret, "dirty-rate", ma_dirty_sample_to_json (sample, tc->top));
+  if (tc->operation != NULL)
+    ma_agent_set_last_operation (self->agent, "throttle", tc->operation,
                                  json_array_get_length (throttled) > 0 ? "throttled" : "none");
-  ma_call_return (ac->call, ma_json_new_object_node (ret));
-  auto_call_free (ac);
+  ma_call_return (tc->call, ma_json_new_object_node (ret));
+}
+
+/* One named class: renewed at once when active, else applied to what resolved holds. */
+static void
+throttle_named_apply (ThrottleCall *tc, MaThrottleTargets *resolved)
+{
+  MaThrottle *self = tc->self;
+  MaThrottleClass *klass = find_class (self, tc->klass);
+  g_autoptr(JsonArray) missing = json_array_new ();
+  GError *error = NULL;
+  gboolean renewed = FALSE;
+  ActiveThrottle *a;
+  JsonObject *ret;
+  JsonArray *throttled;
+
+  a = throttle_class (self, klass, resolved, tc->lease, tc->operation, &renewed, missing, &error);
+  if (a == NULL)
+    {
+      ma_call_return_error (tc->call, error);
+      return;
+    }
+  if (tc->operation != NULL)
+    ma_agent_set_last_operation (self->agent, "throttle", tc->operation, "throttled");
+  ret = json_object_new ();
+  throttled = json_array_new ();
+  json_array_add_object_element (throttled, class_report (a, renewed, missing));
+  json_object_set_array_member (ret, "throttled", throttled);
+  ma_call_return (tc->call, ma_json_new_object_node (ret));
+}
+
+static void
+on_resolved (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  ThrottleCall *tc = user_data;
+  g_autoptr(GPtrArray) resolved = ma_throttle_resolve_finish (result);
+
+  if (throttle_call_abandoned (tc, "the throttle classes were looked up"))
+    return;
+  if (tc->klass != NULL)
+    throttle_named_apply (tc, resolved->pdata[0]);
+  else
+    throttle_auto_apply (tc, resolved);
+  throttle_call_free (tc);
+}
+
+/* klass: one class, or NULL for every configured class; on_resolved applies the command. */
+static void
+resolve_async (MaThrottle *self, MaThrottleClass *klass, ThrottleCall *tc)
+{
+  g_autoptr(GPtrArray) classes = g_ptr_array_new ();
+
+  for (guint i = 0; i < self->classes->len; i++)
+    if (klass == NULL || self->classes->pdata[i] == klass)
+      g_ptr_array_add (classes, self->classes->pdata[i]);
+  ma_throttle_resolve_async (self->root, self->protected_units, classes, on_resolved, tc);
+}
+
+static void
+on_auto_sampled (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  ThrottleCall *tc = user_data;
+  g_autoptr(GError) error = NULL;
+
+  tc->sample = ma_dirty_sample_finish (result, &error);
+  if (tc->sample == NULL)
+    {
+      ma_call_return_error (tc->call, g_steal_pointer (&error));
+      throttle_call_free (tc);
+      return;
+    }
+  if (throttle_call_abandoned (tc, "the dirty rate was measured"))
+    return;
+  resolve_async (tc->self, NULL, tc);
 }
 
 static void
@@ -1180,12 +953,8 @@ cmd_throttle (MaCall *call, gpointer user_data)
   const char *name = NULL, *operation = NULL;
   gint64 lease = 0, top = MA_THROTTLE_AUTO_DEFAULT_TOP;
   double seconds = MA_DIRTY_DEFAULT_SECONDS;
-  g_autoptr(JsonArray) missing = json_array_new ();
-  ThrottleClass *klass;
-  ActiveThrottle *a;
-  gboolean renewed = FALSE;
-  JsonObject *ret;
-  JsonArray *throttled;
+  MaThrottleClass *klass;
+  ThrottleCall *tc;
 
   if (!ma_call_check_arguments (call, allowed))
     return;
@@ -1210,51 +979,46 @@ cmd_throttle (MaCall *call, gpointer user_data)
       ma_call_return_error (call, error);
       return;
     }
-  if (g_str_equal (name, "auto"))
+  if (g_str_equal (name, "auto")
+      && (!(seconds >= MA_DIRTY_MIN_SECONDS && seconds <= MA_DIRTY_MAX_SECONDS) || top < 1
+          || top > MA_DIRTY_MAX_TOP))
     {
-      AutoCall *ac;
-
-      if (!(seconds >= MA_DIRTY_MIN_SECONDS && seconds <= MA_DIRTY_MAX_SECONDS)
-          || top < 1 || top > MA_DIRTY_MAX_TOP)
-        {
-          ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
-                                    "Parameters 'seconds' (%.1f to %.0f) and 'top' (1 to %d) "
-                                    "are out of range", MA_DIRTY_MIN_SECONDS,
-                                    MA_DIRTY_MAX_SECONDS, MA_DIRTY_MAX_TOP);
-          return;
-        }
-      ac = g_new0 (AutoCall, 1);
-      ac->self = self;
-      ac->call = ma_call_ref (call);
-      ac->lease = lease;
-      ac->operation = g_strdup (operation);
-      ac->top = (guint) top;
-      ac->generation = self->generation;
-      g_message ("throttle auto: measuring the dirty rate for %.1f s", seconds);
-      ma_dirty_sample_async (seconds, NULL, on_auto_sampled, ac);
+      ma_call_return_new_error (call, MA_ERROR_INVALID_ARGUMENT,
+                                "Parameters 'seconds' (%.1f to %.0f) and 'top' (1 to %d) "
+                                "are out of range", MA_DIRTY_MIN_SECONDS, MA_DIRTY_MAX_SECONDS,
+                                MA_DIRTY_MAX_TOP);
       return;
     }
-  klass = find_class (self, name);
-  if (klass == NULL)
+  klass = g_str_equal (name, "auto") ? NULL : find_class (self, name);
+  if (!g_str_equal (name, "auto") && klass == NULL)
     {
       ma_call_return_new_error (call, MA_ERROR_NOT_FOUND,
                                 "no throttle class '%s' is configured ([throttle:%s])", name,
                                 name);
       return;
     }
-  a = throttle_class (self, klass, lease, operation, &renewed, missing, &error);
-  if (a == NULL)
+  tc = g_new0 (ThrottleCall, 1);
+  tc->self = self;
+  tc->call = ma_call_ref (call);
+  tc->lease = lease;
+  tc->operation = g_strdup (operation);
+  tc->top = (guint) top;
+  tc->generation = self->generation;
+  if (klass == NULL)
     {
-      ma_call_return_error (call, error);
+      g_message ("throttle auto: measuring the dirty rate for %.1f s", seconds);
+      ma_dirty_sample_async (seconds, NULL, on_auto_sampled, tc);
       return;
     }
-  if (operation != NULL)
-    ma_agent_set_last_operation (self->agent, "throttle", operation, "throttled");
-  ret = json_object_new ();
-  throttled = json_array_new ();
-  json_array_add_object_element (throttled, class_report (a, renewed, missing));
-  json_object_set_array_member (ret, "throttled", throttled);
-  ma_call_return (call, ma_json_new_object_node (ret));
+  tc->klass = g_strdup (klass->name);
+  /* an active class is renewed without looking at the cgroup tree */
+  if (g_hash_table_contains (self->active, klass->name))
+    {
+      throttle_named_apply (tc, NULL);
+      throttle_call_free (tc);
+      return;
+    }
+  resolve_async (self, klass, tc);
 }
 
 static void
@@ -1347,25 +1111,34 @@ throttle_slot_free (MaThrottle **slot)
   g_free (slot);
 }
 
-MaThrottle *
-ma_convergence_register (MaAgent *agent)
-{
-  MaCommands *commands = ma_agent_get_commands (agent);
-  /* owned by the agent: the commands and the hooks point at it */
-  MaThrottle **slot = g_new0 (MaThrottle *, 1);
-  g_autoptr(GError) error = NULL;
+static const MaCommandSpec throttle_commands[] = {
+  { "throttle", cmd_throttle,
+    "slow a configured class (or 'auto': the top writers' classes) for a lease" },
+  { "unthrottle", cmd_unthrottle, "undo throttles exactly (one class or all)" },
+  { NULL }
+};
 
-  ma_dirtyrate_register (agent);
-  *slot = ma_throttle_new (agent, &error);
+static const char *const throttle_capabilities[] = { "throttle", NULL };
+
+/* the state is a slot: NULL when the configuration is invalid (the commands say why) */
+static const MaModuleClass throttle_module = {
+  .name = "throttle",
+  .commands = throttle_commands,
+  .capabilities = throttle_capabilities,
+  .shutdown = on_agent_shutdown,
+  .resumed = on_guest_resumed,
+  .free = (GDestroyNotify) throttle_slot_free,
+};
+
+gboolean
+ma_throttle_register (MaAgent *agent, GError **error)
+{
+  MaThrottle **slot = g_new0 (MaThrottle *, 1);
+  g_autoptr(GError) config_error = NULL;
+
+  *slot = ma_throttle_new (agent, &config_error);
   if (*slot == NULL)
-    g_warning ("throttling disabled: %s", error->message);
-  ma_commands_add (commands, "throttle", cmd_throttle, slot,
-                   "slow a configured class (or 'auto': the top writers' classes) for a lease");
-  ma_commands_add (commands, "unthrottle", cmd_unthrottle, slot,
-                   "undo throttles exactly (one class or all)");
-  ma_agent_own_module_state (agent, slot, (GDestroyNotify) throttle_slot_free);
-  ma_agent_add_shutdown_func (agent, on_agent_shutdown, slot);
-  ma_agent_add_resumed_func (agent, on_guest_resumed, slot);
-  ma_agent_add_capability (agent, "throttle");
-  return *slot;
+    g_warning ("throttling disabled: %s", config_error->message);
+  ma_agent_add_module (agent, &throttle_module, slot);
+  return TRUE;
 }

@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 
 #include "agent.h"
+#include "throttle-cgroup.h"
 
 G_BEGIN_DECLS
 
@@ -12,35 +13,8 @@ G_BEGIN_DECLS
 #define MA_THROTTLE_MAX_LEASE_SECONDS 3600
 #define MA_THROTTLE_AUTO_DEFAULT_TOP 3
 #define MA_THROTTLE_JOURNAL "throttle.journal"
-#define MA_THROTTLE_CPU_MAX_DEFAULT_PERIOD 100000
-#define MA_THROTTLE_CPU_MAX_MIN_QUOTA 1000
-#define MA_THROTTLE_CPU_MAX_MAX_PERIOD 1000000
 /* a change that could not be undone is retried this often (and by unthrottle, and at start) */
 #define MA_THROTTLE_RETRY_SECONDS 60
-
-typedef enum
-{
-  MA_THROTTLE_POLICY_CPU_MAX,
-  MA_THROTTLE_POLICY_FREEZE,
-} MaThrottlePolicyKind;
-
-typedef struct
-{
-  MaThrottlePolicyKind kind;
-  gint64 quota;  /* µs per period (cpu.max) */
-  gint64 period; /* µs (cpu.max) */
-} MaThrottlePolicy;
-
-/* "freeze", "cpu.max QUOTA" or "cpu.max QUOTA PERIOD" (µs). */
-gboolean ma_throttle_parse_policy (const char *text, MaThrottlePolicy *out, GError **error);
-/* What the policy writes: "cgroup.freeze" / "1", or "cpu.max" / "QUOTA PERIOD". */
-const char *ma_throttle_policy_file (const MaThrottlePolicy *policy);
-char *ma_throttle_policy_value (const MaThrottlePolicy *policy);
-char *ma_throttle_policy_to_string (const MaThrottlePolicy *policy);
-
-/* The cgroup2 root: [throttle] cgroup-root=, else ma_path_cgroupfs () when it is a cgroup2
- * hierarchy, else its unified/ subdirectory. */
-char *ma_throttle_find_cgroup_root (MaConfig *config);
 
 typedef struct _MaThrottle MaThrottle;
 
@@ -51,14 +25,14 @@ void ma_throttle_free (MaThrottle *self);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MaThrottle, ma_throttle_free)
 
 /* Release every active throttle (restoring the previous values) and emit UNTHROTTLED with
- * this reason. Call it when the resume on the destination is detected ("resumed"). */
+ * this reason ("resumed", "agent-stopping"…); the module's hooks call it. NULL is ignored. */
 void ma_throttle_release_all (MaThrottle *self, const char *reason);
 guint ma_throttle_active_count (MaThrottle *self);
 
-/* Registers `dirty-rate`, `throttle` and `unthrottle` and the capabilities "dirty-rate" and
- * "throttle". Returns the throttle module (owned by the agent's lifetime) so that resume
- * detection can call ma_throttle_release_all (); NULL when the configuration is invalid
- * (logged; the commands then answer with that error). */
-MaThrottle *ma_convergence_register (MaAgent *agent);
+/* An MaModuleRegisterFunc: the commands `throttle` and `unthrottle`, the capability
+ * "throttle", and the hooks that release every throttle when the agent stops and when the
+ * guest resumed on the destination. An invalid configuration does not stop the agent: it is
+ * logged and both commands answer with it. Never fails. */
+gboolean ma_throttle_register (MaAgent *agent, GError **error);
 
 G_END_DECLS

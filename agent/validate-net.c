@@ -909,120 +909,128 @@ ma_net_probe_gateway (const char *ifname, const char *gateway, guint timeout_ms,
 
 /* ---- DNS and TCP ---- */
 
-typedef struct
-{
-  GList *addresses;
-  GError *error;
-  gboolean done;
-} LookupState;
+typedef void (*DeadlineStartFunc) (GCancellable *cancellable, GAsyncReadyCallback done,
+                                   gpointer done_data, gpointer user_data);
 
 static void
-lookup_done (GObject *source, GAsyncResult *result, gpointer user_data)
+deadline_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  LookupState *state = user_data;
+  GAsyncResult **out = user_data;
 
-  state->addresses = g_resolver_lookup_by_name_finish (G_RESOLVER (source), result,
-                                                       &state->error);
-  state->done = TRUE;
+  *out = g_object_ref (result);
 }
 
 static gboolean
-lookup_timeout (gpointer user_data)
+deadline_passed (gpointer user_data)
 {
   g_cancellable_cancel (user_data);
   return G_SOURCE_REMOVE;
 }
 
-/* GResolver has no timeout of its own here: run it on a private context with a deadline. */
-static void
-check_dns (const char *host, guint timeout_ms, MaReport *report)
+/* One asynchronous GIO call, run to its end on a private main context of this (worker)
+ * thread, cancelled at the deadline: GResolver has no timeout of its own, and GSocketClient's
+ * counts whole seconds. Returns the call's result, to give to its _finish. */
+static GAsyncResult *
+run_with_deadline (guint timeout_ms, DeadlineStartFunc start, gpointer user_data)
 {
-  g_autofree char *name = g_strdup_printf ("dns:%s", host);
   g_autoptr(GMainContext) context = g_main_context_new ();
-  g_autoptr(GResolver) resolver = g_resolver_get_default ();
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(GSource) timeout = g_timeout_source_new (timeout_ms);
-  gint64 started = g_get_monotonic_time ();
-  LookupState state = { 0 };
+  GAsyncResult *result = NULL;
 
   g_main_context_push_thread_default (context);
-  g_source_set_callback (timeout, lookup_timeout, cancellable, NULL);
+  g_source_set_callback (timeout, deadline_passed, cancellable, NULL);
   g_source_attach (timeout, context);
-  g_resolver_lookup_by_name_async (resolver, host, cancellable, lookup_done, &state);
-  while (!state.done)
+  start (cancellable, deadline_done, &result, user_data);
+  while (result == NULL)
     g_main_context_iteration (context, TRUE);
   g_source_destroy (timeout);
+  /* let cancelled attempts finish on this context before it goes */
+  while (g_main_context_pending (context))
+    g_main_context_iteration (context, FALSE);
   g_main_context_pop_thread_default (context);
-
-  if (state.addresses != NULL)
-    {
-      g_autofree char *first = g_inet_address_to_string (state.addresses->data);
-      ma_report_add (report, name, MA_CHECK_PASS, started, "resolves to %s%s", first,
-                     state.addresses->next ? " and more" : "");
-      g_resolver_free_addresses (state.addresses);
-    }
-  else if (g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    ma_report_add (report, name, MA_CHECK_FAIL, started, "no answer within %u ms", timeout_ms);
-  else
-    ma_report_add (report, name, MA_CHECK_FAIL, started, "%s",
-                   state.error ? state.error->message : "no address");
-  g_clear_error (&state.error);
+  return result;
 }
 
 typedef struct
 {
-  GSocketConnection *connection;
-  GError *error;
-  gboolean done;
-} ConnectState;
+  GResolver *resolver;
+  const char *host;
+} Lookup;
 
 static void
-connect_done (GObject *source, GAsyncResult *result, gpointer user_data)
+lookup_start (GCancellable *cancellable, GAsyncReadyCallback done, gpointer done_data,
+              gpointer user_data)
 {
-  ConnectState *state = user_data;
+  Lookup *lookup = user_data;
 
-  state->connection = g_socket_client_connect_to_host_finish (G_SOCKET_CLIENT (source), result,
-                                                              &state->error);
-  state->done = TRUE;
+  g_resolver_lookup_by_name_async (lookup->resolver, lookup->host, cancellable, done, done_data);
 }
 
-/* GSocketClient's own timeout counts whole seconds: the deadline in milliseconds is a timer
- * on a private context, as for DNS. */
+static void
+check_dns (const char *host, guint timeout_ms, MaReport *report)
+{
+  g_autofree char *name = g_strdup_printf ("dns:%s", host);
+  g_autoptr(GResolver) resolver = g_resolver_get_default ();
+  gint64 started = g_get_monotonic_time ();
+  Lookup lookup = { resolver, host };
+  g_autoptr(GAsyncResult) result = run_with_deadline (timeout_ms, lookup_start, &lookup);
+  g_autoptr(GError) error = NULL;
+  GList *addresses = g_resolver_lookup_by_name_finish (resolver, result, &error);
+
+  if (addresses != NULL)
+    {
+      g_autofree char *first = g_inet_address_to_string (addresses->data);
+      ma_report_add (report, name, MA_CHECK_PASS, started, "resolves to %s%s", first,
+                     addresses->next ? " and more" : "");
+      g_resolver_free_addresses (addresses);
+    }
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    ma_report_add (report, name, MA_CHECK_FAIL, started, "no answer within %u ms", timeout_ms);
+  else
+    ma_report_add (report, name, MA_CHECK_FAIL, started, "%s",
+                   error ? error->message : "no address");
+}
+
+typedef struct
+{
+  GSocketClient *client;
+  const char *endpoint;
+} Connect;
+
+static void
+connect_start (GCancellable *cancellable, GAsyncReadyCallback done, gpointer done_data,
+               gpointer user_data)
+{
+  Connect *connect = user_data;
+
+  g_socket_client_connect_to_host_async (connect->client, connect->endpoint, 0, cancellable,
+                                         done, done_data);
+}
+
 static void
 check_tcp (const char *endpoint, guint timeout_ms, MaReport *report)
 {
   g_autofree char *name = g_strdup_printf ("tcp:%s", endpoint);
-  g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(GSocketClient) client = g_socket_client_new ();
-  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autoptr(GSource) timeout = g_timeout_source_new (timeout_ms);
   gint64 started = g_get_monotonic_time ();
-  ConnectState state = { 0 };
+  Connect connect = { client, endpoint };
+  g_autoptr(GAsyncResult) result = NULL;
+  g_autoptr(GSocketConnection) connection = NULL;
+  g_autoptr(GError) error = NULL;
 
   /* whether the endpoint itself accepts: never a proxy's answer */
   g_socket_client_set_enable_proxy (client, FALSE);
-  g_main_context_push_thread_default (context);
-  g_source_set_callback (timeout, lookup_timeout, cancellable, NULL);
-  g_source_attach (timeout, context);
-  g_socket_client_connect_to_host_async (client, endpoint, 0, cancellable, connect_done, &state);
-  while (!state.done)
-    g_main_context_iteration (context, TRUE);
-  g_source_destroy (timeout);
-  /* let the cancelled attempts finish on this context before it goes */
-  while (g_main_context_pending (context))
-    g_main_context_iteration (context, FALSE);
-  g_main_context_pop_thread_default (context);
-
-  if (state.connection != NULL)
+  result = run_with_deadline (timeout_ms, connect_start, &connect);
+  connection = g_socket_client_connect_to_host_finish (client, result, &error);
+  if (connection != NULL)
     ma_report_add (report, name, MA_CHECK_PASS, started, "accepts connections");
-  else if (g_error_matches (state.error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     ma_report_add (report, name, MA_CHECK_FAIL, started,
                    "timed out: no connection within %u ms", timeout_ms);
   else
     ma_report_add (report, name, MA_CHECK_FAIL, started, "%s",
-                   state.error ? state.error->message : "no connection");
-  g_clear_object (&state.connection);
-  g_clear_error (&state.error);
+                   error ? error->message : "no connection");
 }
 
 void

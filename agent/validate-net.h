@@ -4,7 +4,7 @@
 
 #include <json-glib/json-glib.h>
 
-#include "validate.h"
+#include "validate-report.h"
 
 G_BEGIN_DECLS
 

@@ -361,6 +361,62 @@ ma_kit_session_reply (gboolean ok, const char *detail)
   return TRUE;
 }
 
+static MaKitPhaseFunc
+session_phase (const MaKitSession *session, MaKitPhase phase)
+{
+  switch (phase)
+    {
+    case MA_KIT_PHASE_CHECK:
+      return session->check;
+    case MA_KIT_PHASE_QUIESCE:
+      return session->quiesce;
+    case MA_KIT_PHASE_THAW:
+      return session->thaw;
+    case MA_KIT_PHASE_VALIDATE:
+      return session->validate;
+    case MA_KIT_PHASE_RENEW:
+      return session->renew;
+    case MA_KIT_PHASE_INVALID:
+    default:
+      return NULL;
+    }
+}
+
+void
+ma_kit_session_run (const MaKitSession *session, gpointer self)
+{
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(MaKitRequest) request = ma_kit_session_read (&error);
+      g_autoptr(GString) detail = g_string_new (NULL);
+      MaKitPhaseFunc phase;
+      gboolean ok = FALSE;
+
+      if (request == NULL && error != NULL)
+        {
+          if (!ma_kit_session_reply (FALSE, error->message))
+            break;
+          continue;
+        }
+      if (request == NULL)
+        break;
+      if (session->configure != NULL && !session->configure (self, detail))
+        {
+          if (!ma_kit_session_reply (FALSE, detail->str))
+            break;
+          continue;
+        }
+      phase = session_phase (session, request->phase);
+      if (phase != NULL)
+        ok = phase (self, request, detail);
+      else
+        g_string_append (detail, "unexpected phase");
+      if (!ma_kit_session_reply (ok, detail->str))
+        break;
+    }
+}
+
 void
 ma_kit_log (const char *format, ...)
 {

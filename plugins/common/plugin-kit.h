@@ -67,6 +67,25 @@ gboolean ma_kit_session_reply (gboolean ok, const char *detail);
 /* TRUE once a termination signal has arrived. */
 gboolean ma_kit_session_terminated (void);
 
+/* What a session plugin does per request. self is the plugin's state; each phase returns
+ * whether it succeeded and says what happened in detail. configure runs before every request
+ * (settings may change between them; its failure answers that request). A phase left NULL is
+ * answered "unexpected phase". */
+typedef gboolean (*MaKitPhaseFunc) (gpointer self, const MaKitRequest *request, GString *detail);
+typedef struct
+{
+  gboolean (*configure) (gpointer self, GString *detail);
+  MaKitPhaseFunc check;
+  MaKitPhaseFunc quiesce;
+  MaKitPhaseFunc thaw;
+  MaKitPhaseFunc validate;
+  MaKitPhaseFunc renew;
+} MaKitSession;
+
+/* The session loop, after ma_kit_session_init: one answer per request until end of input, a
+ * termination signal or a vanished agent. The caller then gives back whatever it holds. */
+void ma_kit_session_run (const MaKitSession *session, gpointer self);
+
 /* Log to stderr (the agent captures it under the plugin's name). */
 void ma_kit_log (const char *format, ...) G_GNUC_PRINTF (1, 2);
 

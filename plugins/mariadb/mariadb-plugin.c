@@ -345,9 +345,53 @@ run_validate (Mariadb *self, const MaKitRequest *request, GString *detail)
   return TRUE;
 }
 
+static gboolean
+phase_check (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_check (self, request, detail);
+}
+
+static gboolean
+phase_quiesce (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_quiesce (self, request, detail);
+}
+
+static gboolean
+phase_thaw (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return release (self, detail);
+}
+
+static gboolean
+phase_validate (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_validate (self, request, detail);
+}
+
+static gboolean
+phase_renew (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_renew (self, request, detail);
+}
+
+static gboolean
+configure (gpointer self, GString *detail)
+{
+  return load_settings (self, detail);
+}
+
 int
 main (int argc, char **argv)
 {
+  static const MaKitSession session = {
+    .configure = configure,
+    .check = phase_check,
+    .quiesce = phase_quiesce,
+    .thaw = phase_thaw,
+    .validate = phase_validate,
+    .renew = phase_renew,
+  };
   Mariadb self = { 0 };
 
   g_set_prgname ("mariadb");
@@ -358,52 +402,7 @@ main (int argc, char **argv)
       return 1;
     }
 
-  for (;;)
-    {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(MaKitRequest) request = ma_kit_session_read (&error);
-      g_autoptr(GString) detail = g_string_new (NULL);
-      gboolean ok = FALSE;
-
-      if (request == NULL && error != NULL)
-        {
-          if (!ma_kit_session_reply (FALSE, error->message))
-            break;
-          continue;
-        }
-      if (request == NULL)
-        break;
-      if (!load_settings (&self, detail))
-        {
-          if (!ma_kit_session_reply (FALSE, detail->str))
-            break;
-          continue;
-        }
-      switch (request->phase)
-        {
-        case MA_KIT_PHASE_CHECK:
-          ok = run_check (&self, request, detail);
-          break;
-        case MA_KIT_PHASE_QUIESCE:
-          ok = run_quiesce (&self, request, detail);
-          break;
-        case MA_KIT_PHASE_THAW:
-          ok = release (&self, detail);
-          break;
-        case MA_KIT_PHASE_VALIDATE:
-          ok = run_validate (&self, request, detail);
-          break;
-        case MA_KIT_PHASE_RENEW:
-          ok = run_renew (&self, request, detail);
-          break;
-        case MA_KIT_PHASE_INVALID:
-        default:
-          g_string_append (detail, "unexpected phase");
-          break;
-        }
-      if (!ma_kit_session_reply (ok, detail->str))
-        break;
-    }
+  ma_kit_session_run (&session, &self);
 
   /* End of input, a termination signal or a vanished agent: never leave the lock behind. */
   if (self.locked)

@@ -221,58 +221,52 @@ run_probe (Sqlite *self, const MaKitRequest *request, gboolean integrity, GStrin
   return TRUE;
 }
 
+static gboolean
+phase_check (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_probe (self, request, FALSE, detail);
+}
+
+static gboolean
+phase_validate (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_probe (self, request, TRUE, detail);
+}
+
+static gboolean
+phase_quiesce (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_quiesce (self, request, detail);
+}
+
+static gboolean
+phase_thaw (gpointer self, const MaKitRequest *request, GString *detail)
+{
+  return run_thaw (self, detail);
+}
+
+static gboolean
+configure (gpointer self, GString *detail)
+{
+  return load_settings (self, detail);
+}
+
 int
 main (int argc, char **argv)
 {
+  /* renew is not declared in its manifest */
+  static const MaKitSession session = {
+    .configure = configure,
+    .check = phase_check,
+    .quiesce = phase_quiesce,
+    .thaw = phase_thaw,
+    .validate = phase_validate,
+  };
   Sqlite self = { 0 };
 
   g_set_prgname ("sqlite");
   ma_kit_session_init ();
-
-  for (;;)
-    {
-      g_autoptr(GError) error = NULL;
-      g_autoptr(MaKitRequest) request = ma_kit_session_read (&error);
-      g_autoptr(GString) detail = g_string_new (NULL);
-      gboolean ok = FALSE;
-
-      if (request == NULL && error != NULL)
-        {
-          if (!ma_kit_session_reply (FALSE, error->message))
-            break;
-          continue;
-        }
-      if (request == NULL)
-        break;
-      if (!load_settings (&self, detail))
-        {
-          if (!ma_kit_session_reply (FALSE, detail->str))
-            break;
-          continue;
-        }
-      switch (request->phase)
-        {
-        case MA_KIT_PHASE_CHECK:
-          ok = run_probe (&self, request, FALSE, detail);
-          break;
-        case MA_KIT_PHASE_QUIESCE:
-          ok = run_quiesce (&self, request, detail);
-          break;
-        case MA_KIT_PHASE_THAW:
-          ok = run_thaw (&self, detail);
-          break;
-        case MA_KIT_PHASE_VALIDATE:
-          ok = run_probe (&self, request, TRUE, detail);
-          break;
-        case MA_KIT_PHASE_RENEW: /* not declared in its manifest */
-        case MA_KIT_PHASE_INVALID:
-        default:
-          g_string_append (detail, "unexpected phase");
-          break;
-        }
-      if (!ma_kit_session_reply (ok, detail->str))
-        break;
-    }
+  ma_kit_session_run (&session, &self);
 
   /* End of input, a termination signal or a vanished agent: give every lock back. */
   if (self.databases != NULL)
