@@ -20,6 +20,10 @@ struct _MaClient
   GQueue events; /* JsonNode* */
   gint64 next_id;
   gsize scanned; /* bytes of `in` known to hold no newline */
+  /* a request that rides on every sync (ma_client_set_pipelined) and its id once sent */
+  char *pipelined_command;
+  JsonObject *pipelined_args;
+  gint64 pipelined_id;
 };
 
 static gboolean
@@ -185,6 +189,8 @@ ma_client_free (MaClient *self)
   ma_transport_free (self->transport);
   g_byte_array_unref (self->in);
   g_queue_clear_full (&self->events, (GDestroyNotify) json_node_unref);
+  g_free (self->pipelined_command);
+  g_clear_pointer (&self->pipelined_args, json_object_unref);
   g_free (self);
 }
 
@@ -422,17 +428,37 @@ client_send (MaClient *self, const char *command, JsonObject *args, gint64 id, g
   return ma_client_write_raw (self, line, strlen (line), error);
 }
 
+void
+ma_client_set_pipelined (MaClient *self, const char *command, JsonObject *args)
+{
+  g_free (self->pipelined_command);
+  g_clear_pointer (&self->pipelined_args, json_object_unref);
+  self->pipelined_command = g_strdup (command);
+  self->pipelined_args = args != NULL ? json_object_ref (args) : NULL;
+  self->pipelined_id = 0;
+}
+
 gboolean
 ma_client_sync (MaClient *self, GError **error)
 {
   g_autoptr(JsonObject) args = json_object_new ();
   g_autoptr(JsonNode) ret = NULL;
-  gint64 token = g_random_int_range (1, G_MAXINT32);
+  gint64 token = g_random_int_range (1, G_MAXINT32 - 1);
 
   json_object_set_int_member (args, "id", token);
   /* the request id doubles as the token so client_wait_reply matches it */
   if (!client_send (self, "sync-delimited", args, token, TRUE, error))
     return FALSE;
+  /* the pipelined request follows at once with the next id: its reply comes after the sync's
+   * (every attempt sends it again, and a reply to an earlier attempt is a stale id) */
+  self->pipelined_id = 0;
+  if (self->pipelined_command != NULL)
+    {
+      if (!client_send (self, self->pipelined_command, self->pipelined_args, token + 1, FALSE,
+                        error))
+        return FALSE;
+      self->pipelined_id = token + 1;
+    }
   ret = client_wait_reply (self, token, error);
   if (ret == NULL)
     return FALSE;
@@ -442,16 +468,35 @@ ma_client_sync (MaClient *self, GError **error)
                            "the agent answered sync with the wrong token");
       return FALSE;
     }
-  self->next_id = token + 1;
+  self->next_id = token + 2;
   return TRUE;
+}
+
+/* The id to wait for: the pipelined request's when this is it (sent with the sync), else a
+ * new request's, sent now. 0 with error set when the write failed. */
+static gint64
+client_send_or_take_pipelined (MaClient *self, const char *command, JsonObject *args,
+                               GError **error)
+{
+  gint64 id;
+
+  if (self->pipelined_id != 0 && g_strcmp0 (command, self->pipelined_command) == 0
+      && args == self->pipelined_args)
+    {
+      id = self->pipelined_id;
+      self->pipelined_id = 0;
+      return id;
+    }
+  id = self->next_id++;
+  return client_send (self, command, args, id, FALSE, error) ? id : 0;
 }
 
 JsonNode *
 ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError **error)
 {
-  gint64 id = self->next_id++;
+  gint64 id = client_send_or_take_pipelined (self, command, args, error);
 
-  if (!client_send (self, command, args, id, FALSE, error))
+  if (id == 0)
     return NULL;
   return client_wait_reply (self, id, error);
 }
@@ -459,10 +504,10 @@ ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError
 char *
 ma_client_execute_text (MaClient *self, const char *command, JsonObject *args, GError **error)
 {
-  gint64 id = self->next_id++;
+  gint64 id = client_send_or_take_pipelined (self, command, args, error);
   char *text = NULL;
 
-  if (!client_send (self, command, args, id, FALSE, error))
+  if (id == 0)
     return NULL;
   return client_wait_reply_full (self, id, NULL, &text, error) ? text : NULL;
 }
@@ -489,4 +534,13 @@ ma_client_next_event (MaClient *self, int timeout_ms, GError **error)
         g_queue_push_tail (&self->events, g_steal_pointer (&node));
     }
   return g_queue_pop_head (&self->events);
+}
+
+gboolean
+ma_client_command_only_reads (const char *command)
+{
+  static const char *const reads[] = { "ping", "info", "status", "blockers", "plugins",
+                                       "events", NULL };
+
+  return command != NULL && g_strv_contains (reads, command);
 }

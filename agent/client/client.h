@@ -43,6 +43,16 @@ void ma_client_set_timeout (MaClient *self, guint timeout_ms);
 /* Send 0xFF and sync-delimited with a random id, and discard everything until its reply. */
 gboolean ma_client_sync (MaClient *self, GError **error);
 
+/* A request sent with every sync, in the same round trip: the next ma_client_execute (_text)
+ * of this command with these very args (the same pointer) waits for its reply instead of
+ * sending it. Only for a request that changes nothing: a sync that is not answered in time is
+ * sent again with it. */
+void ma_client_set_pipelined (MaClient *self, const char *command, JsonObject *args);
+
+/* Whether a command only reads (ping, info, status, blockers, plugins, events): the ones a
+ * client may pipeline behind a sync. */
+gboolean ma_client_command_only_reads (const char *command);
+
 /* Execute a command; args may be NULL. Returns the "return" member. An error reply
  * becomes MA_ERROR with the code of its class (ma_error_from_class) and its desc. */
 JsonNode *ma_client_execute (MaClient *self, const char *command, JsonObject *args, GError **error);

@@ -10,7 +10,7 @@
 
 static MaClient *
 libvirt_agent_connect (const char *uri, const char *domain, gboolean force, guint timeout_ms,
-                       GError **error)
+                       const char *first_command, JsonObject *first_args, GError **error)
 {
   g_autoptr(virConnect) conn = ma_virt_open (uri, FALSE, error);
   g_autoptr(virDomain) dom = NULL;
@@ -22,7 +22,7 @@ libvirt_agent_connect (const char *uri, const char *domain, gboolean force, guin
   if (dom == NULL)
     return NULL;
   /* the transport keeps its own reference on the connection */
-  return ma_virt_agent_connect (dom, force, timeout_ms, error);
+  return ma_virt_agent_connect (dom, force, timeout_ms, first_command, first_args, error);
 }
 
 static const MigctlLibvirtModule module = {

@@ -13,8 +13,11 @@ typedef struct
 {
   const char *version; /* MA_VERSION of the module: migctl refuses another version */
   /* A synchronised client of the agent of a running domain (errors: MIGCTL_ERROR). */
+  /* first_command (args may be NULL): a request that only reads, sent with the sync
+   * (ma_client_set_pipelined); NULL for none. */
   MaClient *(*agent_connect) (const char *uri, const char *domain, gboolean force,
-                              guint timeout_ms, GError **error);
+                              guint timeout_ms, const char *first_command,
+                              JsonObject *first_args, GError **error);
   /* `migctl [--connect URI] migrate ...`: argv[0] is "migrate"; returns the exit status. */
   int (*migrate) (const char *uri, int argc, char **argv);
 } MigctlLibvirtModule;

@@ -323,7 +323,8 @@ preflight (Migration *m)
 
   gint64 connect_start = g_get_real_time (), connect_end;
 
-  m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, &error);
+  m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, NULL, NULL,
+                                    &error);
   connect_end = g_get_real_time ();
   if (m->agent == NULL)
     {
@@ -747,7 +748,8 @@ finish_on_destination (Migration *m)
   if (m->agent == NULL)
     return MIGCTL_EXIT_OK;
   g_clear_pointer (&m->agent, ma_client_free);
-  m->agent = ma_virt_agent_connect (m->dst_dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 3000, &error);
+  m->agent = ma_virt_agent_connect (m->dst_dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 3000, NULL,
+                                    NULL, &error);
   if (m->agent == NULL)
     {
       g_printerr ("migctl: the agent on the destination: %s\n", error->message);

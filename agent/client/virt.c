@@ -338,7 +338,8 @@ ma_virt_open_agent_channel (virDomainPtr dom, gboolean force, GError **error)
 }
 
 MaClient *
-ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms, GError **error)
+ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms,
+                       const char *first_command, JsonObject *first_args, GError **error)
 {
   g_autoptr(MaClient) client = NULL;
   MaTransport *transport = ma_virt_open_agent_channel (dom, force, error);
@@ -347,6 +348,8 @@ ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms, GErro
   if (transport == NULL)
     return NULL;
   client = ma_client_new (transport, timeout_ms);
+  if (first_command != NULL)
+    ma_client_set_pipelined (client, first_command, first_args);
   for (;;)
     {
       g_autoptr(GError) local = NULL;

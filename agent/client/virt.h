@@ -35,8 +35,10 @@ MaTransport *ma_virt_open_agent_channel (virDomainPtr dom, gboolean force, GErro
 
 /* Connect, resynchronise (sync-delimited, repeated every attempt_ms: bytes written before the
  * guest opened its port are lost) and return a client; MIGCTL_EXIT_AGENT_SILENT when nothing
- * answers within timeout_ms. */
+ * answers within timeout_ms. first_command (NULL for none) rides on the sync: see
+ * ma_client_set_pipelined. */
 MaClient *ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms,
+                                 const char *first_command, JsonObject *first_args,
                                  GError **error);
 
 /* qemu-ga through libvirt: a command's reply text (JSON), or NULL with error set. */

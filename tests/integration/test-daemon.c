@@ -236,6 +236,41 @@ test_reset_byte_and_sync (Fixture *f, gconstpointer data)
   g_assert_cmpint (json_object_get_int_member (obj, "return"), ==, 77);
 }
 
+/* A request that rides on the sync (one round trip): answered after the sync, behind a half
+ * request the 0xFF discards, and the next request gets an id of its own. */
+static void
+test_pipelined_request (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(MaClient) client = ma_client_connect (f->daemon->socket, ma_test_timeout_ms (30000),
+                                                  &error);
+  g_autoptr(JsonObject) args = json_object_new ();
+  g_autoptr(JsonNode) status = NULL;
+  g_autoptr(JsonNode) ping = NULL;
+  g_autoptr(JsonNode) again = NULL;
+  const char half[] = "{\"execute\":\"in";
+
+  g_assert_no_error (error);
+  g_assert_true (ma_client_command_only_reads ("status"));
+  g_assert_false (ma_client_command_only_reads ("quiesce"));
+  g_assert_false (ma_client_command_only_reads ("throttle"));
+  g_assert_true (ma_client_write_raw (client, half, sizeof half - 1, &error));
+  ma_client_set_pipelined (client, "status", args);
+  g_assert_true (ma_client_sync (client, &error));
+  g_assert_no_error (error);
+  status = ma_client_execute (client, "status", args, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (json_object_get_string_member (json_node_get_object (status), "state"), ==,
+                   "idle");
+  ping = ma_client_execute (client, "ping", NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (ping));
+  /* taken once: the same request again is sent and answered anew */
+  again = ma_client_execute (client, "status", args, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (again));
+}
+
 static void
 test_ids_echoed (Fixture *f, gconstpointer data)
 {
@@ -623,6 +658,7 @@ main (int argc, char **argv)
   ADD ("/daemon/oversized-and-deep", test_oversized_and_deep, NULL);
   ADD ("/daemon/reset-byte-and-sync", test_reset_byte_and_sync, NULL);
   ADD ("/daemon/ids-echoed", test_ids_echoed, NULL);
+  ADD ("/daemon/pipelined-request", test_pipelined_request, NULL);
   ADD ("/daemon/blocked-command", test_blocked_command, "[commands]\nblock=status\n");
   ADD ("/daemon/allow-list", test_allow_list, "[commands]\nallow=ping\n");
   g_test_add_func ("/daemon/unknown-command-in-config", test_unknown_command_in_config);
