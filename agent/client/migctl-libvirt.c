@@ -5,6 +5,7 @@
 #include <gmodule.h>
 
 #include "migctl-libvirt.h"
+#include "migrate-guard.h"
 #include "migrate.h"
 #include "virt.h"
 
@@ -29,6 +30,7 @@ static const MigctlLibvirtModule module = {
   .version = MA_VERSION,
   .agent_connect = libvirt_agent_connect,
   .migrate = ma_migrate_main,
+  .migrate_guard = ma_migrate_guard_main,
 };
 
 G_MODULE_EXPORT const MigctlLibvirtModule *migctl_libvirt_module (void);

@@ -20,6 +20,8 @@ typedef struct
                               JsonObject *first_args, GError **error);
   /* `migctl [--connect URI] migrate ...`: argv[0] is "migrate"; returns the exit status. */
   int (*migrate) (const char *uri, int argc, char **argv);
+  /* `migctl migrate-guard ...`: the child migrate --freeze starts (migrate-guard.h). */
+  int (*migrate_guard) (int argc, char **argv);
 } MigctlLibvirtModule;
 
 typedef const MigctlLibvirtModule *(*MigctlLibvirtEntry) (void);

@@ -14,6 +14,7 @@
 #include "migctl-error.h"
 #include "migctl-libvirt.h"
 #include "migctl-output.h"
+#include "migrate-guard.h"
 #include "migrate-options.h"
 
 #define MIGCTL_DEFAULT_CONNECT "unix:" MA_STATEDIR "/control.sock"
@@ -245,6 +246,17 @@ main (int argc, char **argv)
         g_option_context_add_group (context, ma_migrate_options_group (&help_options));
         break;
       }
+  /* the child of migrate --freeze that undoes what a dead migctl held (migrate-guard.h) */
+  if (argc == 5 && g_strcmp0 (argv[1], MA_GUARD_COMMAND) == 0)
+    {
+      const MigctlLibvirtModule *m = load_libvirt_module (&error);
+      if (m == NULL)
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return exit_status_for (error);
+        }
+      return m->migrate_guard (argc - 1, argv + 1);
+    }
   /* `migrate` has options of its own: only what precedes it is migctl's */
   if (command_at < argc && g_strcmp0 (argv[command_at], "migrate") == 0)
     {

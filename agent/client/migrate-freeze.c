@@ -5,6 +5,7 @@
 #include <libvirt/virterror.h>
 
 #include "json.h"
+#include "migrate-guard.h"
 
 /* Holding the switch-over: QEMU switches over when what is left fits in bandwidth × downtime
  * limit; 1 ms at 1 MiB/s is under one page, so pre-copy iterates while the guest dirties any
@@ -49,6 +50,7 @@ migrate_thaw_filesystems (Migration *m, virDomainPtr dom, const char *where)
   if (m->frozen)
     migrate_say (m, "frozen window: %.3f s", (double) (g_get_real_time () - m->frozen_at) / G_USEC_PER_SEC);
   m->frozen = FALSE;
+  migrate_guard_frozen (m->guard, FALSE);
   migrate_step (m, "host", "thawed", where);
 }
 static gpointer
@@ -66,6 +68,16 @@ freeze_thread_run (gpointer data)
   g_main_context_wakeup (NULL);
   return NULL;
 }
+/* Tell the guard whether the switch-over's limits are held now (what it restores). */
+static void
+guard_limits (Migration *m)
+{
+  gboolean held = m->clamp_applied
+                  || (m->downtime_known && m->downtime_applied == MA_MIGRATE_HOLD_DOWNTIME_MS
+                      && m->downtime_wanted != MA_MIGRATE_HOLD_DOWNTIME_MS);
+
+  migrate_guard_limits (m->guard, held, m->downtime_wanted, m->speed_wanted);
+}
 /* Apply the downtime limit the migration should have now (retried each tick: it can only be
  * set once libvirt's job exists). */
 void
@@ -82,12 +94,16 @@ migrate_apply_downtime (Migration *m, virDomainPtr dom)
     m->clamp_applied = clamp;
   if ((!holding && !m->downtime_known && m->opt.downtime_limit_ms == 0)
       || (want == m->downtime_applied && m->downtime_known))
-    return;
+    {
+      guard_limits (m);
+      return;
+    }
   if (virDomainMigrateSetMaxDowntime (dom, want, 0) == 0)
     {
       m->downtime_applied = want;
       m->downtime_known = TRUE;
     }
+  guard_limits (m);
 }
 void
 migrate_release_hold (Migration *m, const char *why)
@@ -121,6 +137,7 @@ migrate_freeze_if_due (Migration *m)
   m->freeze_in_flight = TRUE;
   m->freeze_started = g_get_monotonic_time ();
   g_atomic_int_set (&m->freeze_done, 0);
+  migrate_guard_frozen (m->guard, TRUE);
   migrate_step (m, "host", "freeze", m->iteration >= 2 ? "guest-fsfreeze-freeze (first pass copied)"
                                                : "guest-fsfreeze-freeze (first pass ending)");
   m->freeze_thread = g_thread_new ("freeze", freeze_thread_run, m);
@@ -206,4 +223,5 @@ migrate_restore_limits (Migration *m)
   if (m->downtime_known && m->downtime_applied != m->downtime_wanted && m->downtime_wanted > 0
       && virDomainMigrateSetMaxDowntime (m->dom, m->downtime_wanted, 0) == 0)
     m->downtime_applied = m->downtime_wanted;
+  guard_limits (m);
 }

@@ -79,6 +79,8 @@ typedef struct
 
   MaTimeline *timeline;
   JsonObject *result; /* the --json document */
+
+  struct _MigrateGuard *guard; /* --freeze: undoes the hold and the freeze if migctl dies */
 } Migration;
 
 /* migrate.c */

@@ -15,6 +15,8 @@
 #include "migctl-error.h"
 #include "migctl-output.h"
 #include "migrate-private.h"
+
+#include "migrate-guard.h"
 #include "virt.h"
 
 #include <libvirt/virterror.h>
@@ -809,6 +811,7 @@ finish_on_destination (Migration *m)
 static void
 migration_clear (Migration *m)
 {
+  g_clear_pointer (&m->guard, migrate_guard_free);
   g_clear_pointer (&m->agent, ma_client_free);
   if (m->dst_dom != NULL)
     virDomainFree (m->dst_dom);
@@ -904,6 +907,18 @@ migrate_run (Migration *m)
     {
       undo_on_source (m);
       return MIGCTL_EXIT_INTERRUPTED;
+    }
+  if (m->opt.freeze)
+    {
+      /* what a held switch-over or a freeze leaves in libvirt outlives a killed migctl: a
+       * child of its own undoes it then (leases undo the rest in the guest) */
+      m->guard = migrate_guard_spawn (m->src_uri, m->opt.dest_uri, m->uuid, &error);
+      if (m->guard == NULL)
+        {
+          migrate_say (m, "migctl: warning: no migration guard (%s): if migctl is killed while "
+                       "the switch-over is held, restore its limits by hand", error->message);
+          g_clear_error (&error);
+        }
     }
   status = run_migration (m);
   if (status == MIGCTL_EXIT_CONNECTION)

@@ -8,7 +8,11 @@
 
 #include "migctl-error.h"
 
-#define MA_VIRT_SYNC_ATTEMPT_MS 1000 /* sync-delimited is sent again after this long */
+/* sync-delimited is sent again after this long, doubling from the first to the last (bytes
+ * written before the guest's agent opened its port are lost, and it opens it within moments of
+ * a boot or a migration's end: the first retries come soon) */
+#define MA_VIRT_SYNC_FIRST_ATTEMPT_MS 100
+#define MA_VIRT_SYNC_ATTEMPT_MS 1000
 
 static void
 ignore_libvirt_error (void *opaque, virErrorPtr err)
@@ -344,6 +348,7 @@ ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms,
   g_autoptr(MaClient) client = NULL;
   MaTransport *transport = ma_virt_open_agent_channel (dom, force, error);
   gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  guint attempt_ms = MA_VIRT_SYNC_FIRST_ATTEMPT_MS;
 
   if (transport == NULL)
     return NULL;
@@ -355,7 +360,8 @@ ma_virt_agent_connect (virDomainPtr dom, gboolean force, guint timeout_ms,
       g_autoptr(GError) local = NULL;
       gint64 left_ms = (deadline - g_get_monotonic_time ()) / 1000;
 
-      ma_client_set_timeout (client, (guint) CLAMP (left_ms, 1, MA_VIRT_SYNC_ATTEMPT_MS));
+      ma_client_set_timeout (client, (guint) CLAMP (left_ms, 1, attempt_ms));
+      attempt_ms = MIN (attempt_ms * 2, MA_VIRT_SYNC_ATTEMPT_MS);
       if (ma_client_sync (client, &local))
         break;
       if (!g_error_matches (local, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))

@@ -34,6 +34,10 @@ MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 
 S = vmlib.SCALE
 LEASE = 8            # the lease of the killed-migctl step
+# qemu-ga's fsfreeze hook: it sleeps for the seconds written in SLOW_FREEZE, if that exists
+FREEZE_HOOK = "/run/slow-freeze-hook"
+SLOW_FREEZE = "/run/slow-freeze"
+HOOK_SLEEP = 20
 MIGRATE_TIMEOUT = 240 * S
 h = vmlib.Harness("libvirt-migctl")
 st = {"side": "src"}
@@ -116,12 +120,16 @@ def build():
 
 def boot():
     st["console"] = os.path.join(h.workdir, "g1-console.log")
-    xml = libvirtlib.domain_xml("g1", st["kernel"], st["initrd"], h.disk, "ma.scenario=smoke",
-                                st["console"])
+    xml = libvirtlib.domain_xml("g1", st["kernel"], st["initrd"], h.disk,
+                                "ma.scenario=smoke ma.qgahook=" + FREEZE_HOOK, st["console"])
     t0 = time.monotonic()
     m = libvirtlib.start_guest(st["pair"], "src", xml, st["console"])
     libvirtlib.wait_console(st["console"], r"^MA-SCENARIO-END: smoke rc=0", timeout=60 * S)
     qga().sync()
+    # a freeze is instant unless a step asks for a slow one (qemu-ga runs the hook first)
+    qga().write_file(FREEZE_HOOK, b'#!/bin/sh\n[ "$1" = freeze ] && [ -f %s ] && '
+                     b'sleep "$(cat %s)"\nexit 0\n' % (SLOW_FREEZE.encode(), SLOW_FREEZE.encode()))
+    qga().sh("chmod 755 " + FREEZE_HOOK)
     return "guest ready in %.1f s (guest uptime %s)" % (time.monotonic() - t0, m.group(1))
 
 
@@ -278,6 +286,29 @@ def migrate_happy():
                              len(doc["validation"].get("checks", [])), note)
 
 
+def migrate_freeze_timeout():
+    """A freeze slower than --freeze-timeout (qemu-ga's hook sleeps): migctl says what holds
+    it (the agent's blockers), gives up the freeze (--freeze-retries 0), releases the hold so
+    that the migration completes unfrozen, and thaws the freeze that finished late."""
+    dst = other(st["side"])
+    qga().write_file(SLOW_FREEZE, b"10\n")
+    try:
+        doc, r = run_migrate("--unsafe", "--freeze", "--freeze-timeout", "3", "--freeze-retries",
+                             "0", "--bandwidth", "64")
+    finally:
+        st["side"] = dst if "g1" in st["pair"].running(dst) else st["side"]
+        qga().sh("rm -f " + SLOW_FREEZE)
+    whats = [s["what"] for s in doc["timeline"]["steps"]]
+    for want in ("freeze", "freeze timeout", "switch-over released", "migration completed",
+                 "thawed"):
+        if want not in whats:
+            raise VMError("timeline lacks %r: %r\n%s" % (want, whats, r.stderr[-2000:]))
+    said = r.stdout + r.stderr
+    if "did not finish within 3 s" not in said or "going on unfrozen" not in said:
+        raise VMError("the timeout was not explained: %s" % said[-3000:])
+    return "exit 0 unfrozen after the 3 s timeout; %s" % released(st["side"], doc["operation"])
+
+
 def migrate_refused():
     side = st["side"]
     doc, r = run_migrate("--freeze", expect=11)  # no --unsafe: libvirt refuses
@@ -362,6 +393,65 @@ def migrate_killed():
     app_runs()
     return "libvirt finished the migration to %s; the %d s lease released the plugins (%s)" % (
         st["side"], LEASE, expired[-1]["data"].get("reason"))
+
+
+def migrate_killed_held():
+    """SIGKILL while the switch-over is held for a freeze that takes long (qemu-ga's hook
+    sleeps HOOK_SLEEP s): migctl's guard restores the downtime limit and the bandwidth, so that
+    libvirt finishes the migration instead of iterating at 1 ms forever, then thaws the guest
+    where it runs; the lease releases the applications."""
+    side = st["side"]
+    qga().write_file(SLOW_FREEZE, b"%d\n" % HOOK_SLEEP)
+    env = dict(os.environ, MIGCTL_MODULE_DIR=MODULE_DIR)
+    err_path = os.path.join(h.workdir, "killed-held.stderr")
+    with open(err_path, "w") as err:
+        p = subprocess.Popen([MIGCTL, "--connect", st["pair"].uri(side)]
+                             + migrate_argv("--unsafe", "--freeze", "--bandwidth", "20",
+                                            "--freeze-timeout", "120", "--lease", str(LEASE)),
+                             stdout=subprocess.DEVNULL, stderr=err, env=env)
+    # the hold: QEMU's downtime limit reads 1 ms while the freeze runs
+    until = time.monotonic() + MIGRATE_TIMEOUT
+    while st["pair"].virsh(side, "migrate-getmaxdowntime", "g1", check=False).strip() != "1":
+        if p.poll() is not None:
+            raise VMError("migctl ended (exit %s) before the hold: %s" % (
+                p.returncode, open(err_path).read()[-3000:]))
+        if time.monotonic() > until:
+            raise VMError("the switch-over was never held")
+        time.sleep(0.1)
+    held_at = time.monotonic()
+    p.kill()
+    p.wait()
+    while True:
+        where = [s for s in ("src", "dst") if "g1" in st["pair"].running(s)]
+        if len(where) == 1 and "Unbounded" not in st["pair"].virsh(where[0], "domjobinfo", "g1",
+                                                                    check=False):
+            break
+        if time.monotonic() > until:
+            raise VMError("the held migration did not end: g1 on %r; %s" % (
+                where, open(err_path).read()[-2000:]))
+        time.sleep(0.5)
+    ended = time.monotonic() - held_at
+    st["side"] = where[0]
+    until = time.monotonic() + (HOOK_SLEEP + 120) * S
+    while True:
+        try:
+            if qga().cmd("guest-fsfreeze-status", timeout=10) == "thawed" \
+                    and "thawed" in open(err_path).read():
+                break
+        except vmlib.QMPError:
+            pass  # qemu-ga is busy in the hook
+        if time.monotonic() > until:
+            raise VMError("the guest was not thawed: %s" % open(err_path).read()[-2000:])
+        time.sleep(1)
+    qga().sh("rm -f " + SLOW_FREEZE)
+    said = open(err_path).read()
+    if "downtime limit is back" not in said:
+        raise VMError("the guard did not restore the limits: %s" % said[-2000:])
+    lease_released()
+    app_runs()
+    return "the migration ended %.1f s after the kill, on %s; %s" % (
+        ended, st["side"], " / ".join(l.split(": ", 1)[1][:70] for l in said.splitlines()
+                                      if "migration guard" in l))
 
 
 def lease_released():
@@ -454,10 +544,14 @@ tap = vmlib.Tap([
     ("the dance scenario: an application and two plugins", dance_setup),
     ("migctl migrate --freeze: quiesce, late freeze, RESUMED and validation on the destination",
      migrate_happy),
+    ("a freeze past --freeze-timeout: explained, given up, migrated unfrozen, thawed",
+     migrate_freeze_timeout),
     ("a refused migration leaves the guest running, thawed, released", migrate_refused),
     ("SIGINT mid-migration aborts, thaws and releases", migrate_interrupted),
     ("a blocked preflight changes nothing", migrate_blocked),
     ("a killed migctl: the lease releases the guest", migrate_killed),
+    ("migctl killed while the switch-over is held: its guard restores the limits and thaws",
+     migrate_killed_held),
     ("the source's libvirt daemon killed mid-migration", migrate_daemon_lost),
     ("a guest without the agent: refused, or migrated plainly with --no-agent", migrate_no_agent),
 ])
