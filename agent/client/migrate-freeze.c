@@ -15,26 +15,43 @@
 
 /* ---------------------------------------------------------------- qemu-ga through libvirt */
 
-static gboolean
-qga_is_frozen (virDomainPtr dom)
+/* What qemu-ga says of the freeze: "frozen", "thawed", or NULL when it does not answer (it
+ * may be busy running its fsfreeze hook). */
+static char *
+qga_freeze_status (virDomainPtr dom)
 {
   g_autofree char *reply = ma_virt_qga_command (dom, "{\"execute\":\"guest-fsfreeze-status\"}",
                                                 MA_MIGRATE_QGA_TIMEOUT_S, NULL);
 
-  return reply != NULL && strstr (reply, "\"frozen\"") != NULL;
+  if (reply == NULL)
+    return NULL;
+  return g_strdup (strstr (reply, "\"frozen\"") != NULL ? "frozen" : "thawed");
 }
-/* Thaw the filesystems of the guest on `dom` when they are frozen (or a freeze was ever in
- * flight): never leave a half-frozen guest. */
+/* Thaw the filesystems of the guest on `dom` once a freeze was ever asked for: frozen, in
+ * flight, or failed. A freeze that failed because the guest switched over still runs in its
+ * qemu-ga, which freezes once its hook is done: while qemu-ga does not answer, the thaw is
+ * asked again (it comes after the freeze in qemu-ga's queue), within the freeze timeout plus
+ * qemu-ga's own. Never leave a half-frozen guest. */
 void
 migrate_thaw_filesystems (Migration *m, virDomainPtr dom, const char *where)
 {
+  g_autofree char *status = NULL;
+  gint64 deadline;
   int n;
 
   if (!m->freeze_attempted || dom == NULL)
     return;
-  if (!m->frozen && !m->freeze_in_flight && !qga_is_frozen (dom))
-    return;
-  n = virDomainFSThaw (dom, NULL, 0, 0);
+  if (!m->frozen && !m->freeze_in_flight)
+    {
+      status = qga_freeze_status (dom);
+      if (g_strcmp0 (status, "thawed") == 0)
+        return;
+    }
+  deadline = g_get_monotonic_time ()
+             + (gint64) ((m->opt.freeze_timeout_s + MA_MIGRATE_QGA_TIMEOUT_S) * G_USEC_PER_SEC);
+  while ((n = virDomainFSThaw (dom, NULL, 0, 0)) < 0 && virDomainIsActive (dom) == 1
+         && g_get_monotonic_time () < deadline)
+    g_usleep (MA_MIGRATE_THAW_RETRY_MS * 1000);
   if (n < 0)
     {
       const char *msg = virGetLastErrorMessage ();
@@ -46,7 +63,7 @@ migrate_thaw_filesystems (Migration *m, virDomainPtr dom, const char *where)
   if (m->frozen)
     ma_timeline_phase (m->timeline, "frozen", m->frozen_at, g_get_real_time ());
   migrate_say (m, "thawed %d filesystem(s) on the %s%s", n, where,
-       m->frozen ? "" : " (a freeze had been in flight)");
+       m->frozen ? "" : " (a freeze had been asked for)");
   if (m->frozen)
     migrate_say (m, "frozen window: %.3f s", (double) (g_get_real_time () - m->frozen_at) / G_USEC_PER_SEC);
   m->frozen = FALSE;

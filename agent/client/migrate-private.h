@@ -21,8 +21,9 @@ G_BEGIN_DECLS
 #define MA_MIGRATE_RESUMED_WAIT_S 10       /* the agent's own RESUMED before `resumed` is sent */
 #define MA_MIGRATE_ABORT_WAIT_S 120        /* an aborted job must end within this */
 #define MA_MIGRATE_QGA_TIMEOUT_S 30
+#define MA_MIGRATE_THAW_RETRY_MS 1000     /* a thaw qemu-ga did not take is asked again */
 #define MA_MIGRATE_QEMU_DEFAULT_DOWNTIME_MS 300ULL /* what the switch-over returns to */
-#define MA_MIGRATE_DIRTY_RATE_SECONDS 1.0  /* the guest's own measurement at the start */
+#define MA_MIGRATE_DIRTY_RATE_SECONDS 0.5  /* the guest's own measurement at the start */
 
 /* One sample of libvirt's job statistics. */
 typedef struct

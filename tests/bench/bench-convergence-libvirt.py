@@ -143,6 +143,7 @@ def run_mode(pair, st, args, mode, migctl, env):
     libvirtlib.wait_console(console, r"^MA-CONVERGENCE-READY:")
     time.sleep(3)  # steady state
     s0, b0 = cg.read_counter(q), cg.read_counter(q, cg.BATCH_FILE)
+    s0_wall = time.time()  # the host's clock when the guest's s0 was at most 100 ms old
     row = {"mode": mode}
     t0 = time.monotonic()
     if mode == "migctl":
@@ -173,7 +174,9 @@ def run_mode(pair, st, args, mode, migctl, env):
     try:
         out, err = p.communicate(timeout=args.limit)
         aborted = False
+        end_wall = time.time()
     except subprocess.TimeoutExpired:
+        end_wall = time.time()
         pair.virsh("src", "domjobabort", "g1", check=False)
         out, err = p.communicate(timeout=120)
         aborted = True
@@ -185,9 +188,19 @@ def run_mode(pair, st, args, mode, migctl, env):
     converged = p.returncode == 0 and not aborted and "g1" in pair.running("dst")
     side = "dst" if converged else "src"
     qs = libvirtlib.VirshQGA(pair, side, "g1")
-    s1, b1 = cg.read_counter(qs), cg.read_counter(qs, cg.BATCH_FILE)
-    time.sleep(AFTER_SECONDS)
-    s2 = cg.read_counter(qs)
+    b1 = cg.read_counter(qs, cg.BATCH_FILE)
+    doc = json.loads(out) if mode == "migctl" and out.strip() else None
+    if doc is not None and converged:
+        # the switch-over, from migctl's own timeline: the service is measured up to there,
+        # as for the others (migctl's thaw, release and validation come after)
+        steps = {st_["what"]: st_["t"] for st_ in doc["timeline"]["steps"]}
+        end_wall = doc["timeline"]["origin-us"] / 1e6 + steps.get("migration completed", 0)
+    # the service's history (every 100 ms, guest clock), read once the 5 s after have passed
+    time.sleep(max(0.0, end_wall + AFTER_SECONDS + 0.5 - time.time()))
+    history = cg.read_history(qs)
+    switch_ns = s0[1] + (end_wall - s0_wall) * 1e9
+    s1 = cg.count_at(history, switch_ns)
+    s2 = cg.count_at(history, switch_ns + AFTER_SECONDS * 1e9)
     row.update(converged=converged, total=total, service_before=None,
                service_during=rate(s0, s1), service_after=rate(s1, s2),
                batch_during=rate(b0, b1))
@@ -202,8 +215,7 @@ def run_mode(pair, st, args, mode, migctl, env):
             if line.startswith("Time elapsed:"):
                 row["libvirt_s"] = float(line.split(":")[1].split()[0]) / 1000
         del info
-    if mode == "migctl" and out.strip():
-        doc = json.loads(out)
+    if doc is not None:
         if "downtime-ms" in doc:
             row["downtime"] = doc["downtime-ms"]
             row["sent_mib"] = doc.get("data-bytes", 0) / 2**20

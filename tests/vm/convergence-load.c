@@ -3,7 +3,8 @@
  *   convergence-load dirty MIB [FILE]  rewrite every page of MIB MiB, forever (the batch job);
  *                                   after each pass writes "PASSES MONOTONIC_NS" to FILE
  *   convergence-load service FILE   a fixed unit of CPU work in a loop; every 100 ms writes
- *                                   "ITERATIONS MONOTONIC_NS" to FILE (the service) */
+ *                                   "ITERATIONS MONOTONIC_NS" to FILE (the service) and
+ *                                   appends it to FILE.log (its history, ~25 bytes a line) */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +47,7 @@ run_dirty (size_t mib, const char *path)
         {
           char line[64];
           int n = snprintf (line, sizeof line, "%llu %lld\n", passes, now_ns ());
-          if (pwrite (fd, line, (size_t) n, 0) != n)
+          if (pwrite (fd, line, (size_t) n, 0) != n || write (log_fd, line, (size_t) n) != n)
             return 1;
         }
     }
@@ -56,11 +57,17 @@ static int
 run_service (const char *path)
 {
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  char history[4096];
+  int log_fd;
   unsigned long long iterations = 0;
   uint32_t x = 1;
   long long next;
 
   if (fd < 0)
+    return 1;
+  snprintf (history, sizeof history, "%s.log", path);
+  log_fd = open (history, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  if (log_fd < 0)
     return 1;
   next = now_ns () + REPORT_NS;
   for (;;)

@@ -93,6 +93,27 @@ def service_rate(a, b):
     return (b[0] - a[0]) / dt
 
 
+def read_history(q, path=SERVICE_FILE):
+    """[(count, guest monotonic ns)] of a workload's counter, every 100 ms since it started
+    (FILE.log), through any qemu-ga client."""
+    rows = []
+    for line in q.read_file(path + ".log").decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            rows.append((int(parts[0]), int(parts[1])))
+    return rows
+
+
+def count_at(history, guest_ns):
+    """The counter at a guest time, interpolated between the two reports around it."""
+    before = [r for r in history if r[1] <= guest_ns]
+    after = [r for r in history if r[1] > guest_ns]
+    if not before or not after:
+        return (before or after)[-1 if before else 0]
+    (c0, t0), (c1, t1) = before[-1], after[0]
+    return (c0 + (c1 - c0) * (guest_ns - t0) / (t1 - t0), guest_ns)
+
+
 def read_counter(q, path=SERVICE_FILE):
     """(count, guest monotonic ns) of a workload's counter file, through any qemu-ga client
     (vmlib.QGA or libvirtlib.VirshQGA)."""

@@ -87,6 +87,26 @@ def app_runs(side=None, timeout=30):
         time.sleep(0.3)
 
 
+class Dirtier:
+    """A process that rewrites 256 KiB of guest memory without pause, for the steps that hold
+    the switch-over: QEMU completes a migration when nothing at all is left to send, whatever
+    the downtime limit, so a guest that dirties nothing can switch over during the hold (migctl
+    then thaws it on the destination); these steps need the hold to hold."""
+
+    def __enter__(self):
+        qga().sh("dd if=/dev/zero of=/dev/null bs=256k </dev/null >/dev/null 2>&1 & "
+                 "echo $! > /run/dirtier.pid")
+        return self
+
+    def __exit__(self, *exc):
+        # wherever the guest runs now (the step may have migrated it)
+        side = next((s for s in ("src", "dst") if "g1" in st["pair"].running(s)), st["side"])
+        try:
+            qga(side).sh("kill $(cat /run/dirtier.pid); rm -f /run/dirtier.pid")
+        except (vmlib.QMPError, VMError) as e:
+            log("stopping the dirtier: %s" % e)
+
+
 def released(side, operation):
     """The guest on `side` runs, is thawed, its applications released for this operation."""
     if "g1" not in st["pair"].running(side):
@@ -249,10 +269,13 @@ def run_migrate(*extra, expect=0, timeout=MIGRATE_TIMEOUT):
 def migrate_happy():
     src, dst = st["side"], other(st["side"])
     t0 = time.monotonic()
-    doc, r = run_migrate("--unsafe", "--freeze", "--bandwidth", "64", "--timeline",
-                         os.path.join(h.workdir, "timeline.svg"))
+    try:
+        with Dirtier():
+            doc, r = run_migrate("--unsafe", "--freeze", "--bandwidth", "64", "--timeline",
+                                 os.path.join(h.workdir, "timeline.svg"))
+    finally:
+        st["side"] = dst if "g1" in st["pair"].running(dst) else src
     wall = time.monotonic() - t0
-    st["side"] = dst
     steps = doc["timeline"]["steps"]
     whats = [(s["who"], s["what"]) for s in steps]
     phases = {p["name"]: p for p in doc["timeline"]["phases"]}
@@ -293,8 +316,9 @@ def migrate_freeze_timeout():
     dst = other(st["side"])
     qga().write_file(SLOW_FREEZE, b"10\n")
     try:
-        doc, r = run_migrate("--unsafe", "--freeze", "--freeze-timeout", "3", "--freeze-retries",
-                             "0", "--bandwidth", "64")
+        with Dirtier():
+            doc, r = run_migrate("--unsafe", "--freeze", "--freeze-timeout", "3",
+                                 "--freeze-retries", "0", "--bandwidth", "64")
     finally:
         st["side"] = dst if "g1" in st["pair"].running(dst) else st["side"]
         qga().sh("rm -f " + SLOW_FREEZE)
@@ -404,6 +428,7 @@ def migrate_killed_held():
     qga().write_file(SLOW_FREEZE, b"%d\n" % HOOK_SLEEP)
     env = dict(os.environ, MIGCTL_MODULE_DIR=MODULE_DIR)
     err_path = os.path.join(h.workdir, "killed-held.stderr")
+    dirtier = Dirtier().__enter__()
     with open(err_path, "w") as err:
         p = subprocess.Popen([MIGCTL, "--connect", st["pair"].uri(side)]
                              + migrate_argv("--unsafe", "--freeze", "--bandwidth", "20",
@@ -443,6 +468,7 @@ def migrate_killed_held():
         if time.monotonic() > until:
             raise VMError("the guest was not thawed: %s" % open(err_path).read()[-2000:])
         time.sleep(1)
+    dirtier.__exit__(None, None, None)
     qga().sh("rm -f " + SLOW_FREEZE)
     said = open(err_path).read()
     if "downtime limit is back" not in said:
