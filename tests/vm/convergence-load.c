@@ -47,7 +47,7 @@ run_dirty (size_t mib, const char *path)
         {
           char line[64];
           int n = snprintf (line, sizeof line, "%llu %lld\n", passes, now_ns ());
-          if (pwrite (fd, line, (size_t) n, 0) != n || write (log_fd, line, (size_t) n) != n)
+          if (pwrite (fd, line, (size_t) n, 0) != n)
             return 1;
         }
     }
@@ -79,7 +79,7 @@ run_service (const char *path)
         {
           char line[64];
           int n = snprintf (line, sizeof line, "%llu %lld %u\n", iterations, now_ns (), x & 1);
-          if (pwrite (fd, line, (size_t) n, 0) != n)
+          if (pwrite (fd, line, (size_t) n, 0) != n || write (log_fd, line, (size_t) n) != n)
             return 1;
           next += REPORT_NS;
         }
