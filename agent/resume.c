@@ -204,12 +204,25 @@ on_window_closed (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Whether an operation other than the last resume's is in flight: a new migration was
+ * prepared since, so its resume is a new one even within the holdoff. */
+static gboolean
+new_operation_since_last_resume (MaResume *self)
+{
+  MaLifecycle *lc = ma_agent_get_lifecycle (self->agent);
+
+  return resume_operation_in_flight (lc)
+         && g_strcmp0 (ma_lifecycle_get_operation (lc), self->last_operation) != 0;
+}
+
 /* A primary signal: opens a coalescing window, joins the open one, or belongs to the last
- * resume when it comes within the holdoff. Returns TRUE when it starts a new resume. */
+ * resume when it comes within the holdoff (unless another operation was prepared since).
+ * Returns TRUE when it starts a new resume. */
 static gboolean
 note_primary (MaResume *self, const char *signal, const char *ifname)
 {
-  if (self->window == 0 && within (self->last_at, self->holdoff_seconds))
+  if (self->window == 0 && within (self->last_at, self->holdoff_seconds)
+      && !new_operation_since_last_resume (self))
     {
       if (g_str_equal (signal, "notify-peers"))
         self->last_notify_peers = TRUE;

@@ -206,6 +206,34 @@ test_names_operation (Fixture *f, gconstpointer data)
 }
 
 static void
+test_holdoff_new_operation (Fixture *f, gconstpointer data)
+{
+  MaLifecycle *lc = ma_agent_get_lifecycle (f->agent);
+  g_autoptr(GError) error = NULL;
+  JsonObject *resumed = NULL;
+  const char *operation = NULL;
+
+  g_assert_true (ma_lifecycle_enter (lc, MA_STATE_PREPARED, "op-1", "test", &error));
+  feed (f, craft_newlink (g_byte_array_new (), 2, "eth0", IFLA_EVENT_NOTIFY_PEERS, NULL));
+  wait_until_not_gathering (f);
+  g_assert_cmpuint (ma_resume_get_count (f->resume), ==, 1);
+  /* within the holdoff, the same operation: a late round of the same resume */
+  feed (f, craft_newlink (g_byte_array_new (), 2, "eth0", IFLA_EVENT_NOTIFY_PEERS, NULL));
+  g_assert_false (ma_resume_is_gathering (f->resume));
+  g_assert_cmpuint (ma_resume_get_count (f->resume), ==, 1);
+  /* a migration back at once: another operation prepared, its resume is a new one */
+  g_assert_true (ma_lifecycle_enter (lc, MA_STATE_PREPARED, "op-2", "test", &error));
+  g_assert_no_error (error);
+  feed (f, craft_newlink (g_byte_array_new (), 2, "eth0", IFLA_EVENT_NOTIFY_PEERS, NULL));
+  g_assert_true (ma_resume_is_gathering (f->resume));
+  wait_until_not_gathering (f);
+  g_assert_cmpuint (ma_resume_get_count (f->resume), ==, 2);
+  g_assert_cmpuint (count_events (f, "RESUMED", &resumed), ==, 2);
+  g_assert_true (ma_json_get_string (resumed, "operation", &operation, NULL));
+  g_assert_cmpstr (operation, ==, "op-2");
+}
+
+static void
 test_corroborated (Fixture *f, gconstpointer data)
 {
   JsonObject *resumed = NULL;
@@ -277,6 +305,8 @@ main (int argc, char **argv)
               test_notify_peers_coalesced, fixture_teardown);
   g_test_add ("/resume/names-operation", Fixture, NULL, fixture_setup, test_names_operation,
               fixture_teardown);
+  g_test_add ("/resume/holdoff-new-operation", Fixture, NULL, fixture_setup,
+              test_holdoff_new_operation, fixture_teardown);
   g_test_add ("/resume/corroborated", Fixture, NULL, fixture_setup, test_corroborated,
               fixture_teardown);
   g_test_add ("/resume/ignored", Fixture, NULL, fixture_setup, test_ignored, fixture_teardown);
