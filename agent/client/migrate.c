@@ -558,8 +558,6 @@ run_migration (Migration *m)
   g_autofree char *what = g_strdup_printf ("to %s", m->opt.dest_uri);
   gint64 next_stats = 0, abort_deadline = 0;
 
-  migrate_say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
-  m->migration_started = g_get_real_time ();
   {
     MaConvergePolicy policy = {
       .use_agent = g_strcmp0 (m->opt.converge, "agent") == 0 && m->agent != NULL,
@@ -571,6 +569,11 @@ run_migration (Migration *m)
     };
     m->converge = ma_converge_new (&policy, (double) g_get_monotonic_time () / G_USEC_PER_SEC);
   }
+  /* a guest that already dirties more than the bandwidth can carry is throttled before the
+   * first pass: that pass is not sent in vain, and its service runs at full speed sooner */
+  migrate_converge_from_the_guest (m);
+  migrate_say (m, "migrating %s to %s%s", m->opt.domain_name, m->opt.dest_uri, m->opt.p2p ? " (peer to peer)" : "");
+  m->migration_started = g_get_real_time ();
   migrate_step (m, "host", "migration started", what);
   /* the limit the switch-over returns to after a hold: the user's, else QEMU's default (what
    * QEMU reports now may be a value a previous migration left) */
@@ -583,7 +586,6 @@ run_migration (Migration *m)
   m->samples = g_async_queue_new_full (g_free);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
   m->stats_thread = g_thread_new ("stats", stats_thread_run, m);
-  migrate_converge_from_the_guest (m);
   while (!g_atomic_int_get (&m->migrate_done))
     {
       gint64 now = g_get_monotonic_time ();
