@@ -231,9 +231,12 @@ class LibvirtPair:
         d.start()
 
     def qemu_pids(self):
-        r = subprocess.run(["pgrep", "-f", "qemu-system-x86_64 -name guest="],
+        """The QEMU processes of this pair's daemons (their sockets and logs live in its
+        work directory), not those of another pair on the same machine."""
+        r = subprocess.run(["pgrep", "-af", "qemu-system-x86_64 -name guest="],
                            capture_output=True, text=True)
-        return [int(p) for p in r.stdout.split()]
+        return [int(line.split()[0]) for line in r.stdout.splitlines()
+                if self.workdir in line]
 
     def close(self):
         t0 = time.monotonic()
