@@ -61,9 +61,9 @@ const char *ma_blockers_detail_to_string (MaBlockersDetail detail);
 gboolean ma_blockers_detail_from_string (const char *text, MaBlockersDetail *out);
 
 /* Page keys: a few integers in page order (writers: pid, fd; stuck: tid; locks: major,
- * minor, inode, start, type, pid). A cursor is the key of the last entry returned, as text
+ * minor, inode, start, type, pid and the rank among locks alike in all of those). A cursor is the key of the last entry returned, as text
  * "DETAIL:N.N…" (integers in decimal, '-' for negatives); the next page starts after it. */
-#define MA_PAGE_KEY_MAX 6
+#define MA_PAGE_KEY_MAX 8
 
 typedef struct
 {

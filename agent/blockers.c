@@ -1210,10 +1210,10 @@ out_page (Report *r, const MaBlockersQuery *query, Locks *l, GPtrArray *stuck, G
   MaPageKey cursor = { { 0 }, 0 };
   g_autofree MaPageKey *keys = NULL;
   g_autofree char *next = NULL;
-  guint n = 0, from, written, n_fields;
+  guint n = 0, from, written, n_fields = 1;
   guint limit = query->limit > 0 ? query->limit : MA_BLOCKERS_PAGE_DEFAULT;
-  gpointer items;
-  OutEntryFunc func;
+  gpointer items = NULL;
+  OutEntryFunc func = NULL;
   gpointer data = NULL;
 
   switch (query->detail)
@@ -1222,12 +1222,22 @@ out_page (Report *r, const MaBlockersQuery *query, Locks *l, GPtrArray *stuck, G
       g_array_sort (l->rows, compare_lock_rows_page);
       n = l->rows->len;
       keys = g_new (MaPageKey, MAX (n, 1));
-      for (guint i = 0; i < n; i++)
-        keys[i] = g_array_index (l->rows, LockRow, i).key;
+      for (guint i = 0, rank = 0; i < n; i++)
+        {
+          /* locks that /proc/locks shows alike (two OFD read locks on one range) are told
+           * apart by their rank among their likes */
+          const MaPageKey *k = &g_array_index (l->rows, LockRow, i).key;
+          rank = i > 0 && ma_page_key_compare (&g_array_index (l->rows, LockRow, i - 1).key, k) == 0
+                   ? rank + 1
+                   : 0;
+          keys[i] = *k;
+          keys[i].v[6] = rank;
+          keys[i].n = 7;
+        }
       items = l->rows->data;
       func = out_page_lock_at;
       data = l;
-      n_fields = 6;
+      n_fields = 7;
       break;
     case MA_BLOCKERS_DETAIL_WRITERS:
       n = r->scan->writers->len;
