@@ -58,6 +58,23 @@
 #   perfectly parallel, would still be under 5x lslocks on this 2-CPU machine. The agent's
 #   reply is 1.27x that parallel floor (it also reads /proc/locks, the lock paths, the owners'
 #   /proc info and writes 3.2 MB of text).
+#
+# Issue 17 (bounded replies; both populations), `RUNS=3 tests/bench/bench-blockers.sh
+# build-opt` (debugoptimized), the machine shared with other work at load 10-14 on 2 CPUs:
+#                         reply     agent   lslocks  fuser   bare    lslocks/ agent/
+#                         bytes     s       s        s       s       agent    bare
+#   mixed (issue 3's)     526,245   0.503   1.204    2.691   0.509   2.39x    0.99x
+#     migctl --json                 0.440                            2.74x    0.86x
+#   rw (every fd rw)      529,038   0.588   3.802    4.182   0.861   6.47x    0.68x
+#     migctl --json                 0.780                            4.87x    0.91x
+#   Reply <= 1 MiB: met on both (it was 3.2 MB on mixed and would be about 30 MB on rw, over
+#   migctl's 16 MiB and libvirt's 10 MB). agent/bare <= 1.2: met on both. lslocks/agent >= 3:
+#   met on rw, NOT met on mixed (2.39x; lslocks/bare-on-all-CPUs, the ceiling, was 2.12x in
+#   that run). On this machine the mixed population resolves every fd too (fds_resolved
+#   107,949 of 106,839 fds): other work's qemu processes held OFD locks on the same
+#   filesystem, and the holders of an OFD lock are found only by following every fd there.
+#   An earlier run at load 3.8 (RUNS=1): mixed 0.456 s, 2.48x lslocks, 1.07x bare, reply
+#   551,124 bytes; rw 0.553 s, 4.67x, 1.00x, 523,208 bytes.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")" && pwd)

@@ -466,6 +466,18 @@ test_prepare_bounded (void)
                    >=, pop.n_procs * pop.n_files);
 }
 
+/* The limit every reply keeps is announced, and is under libvirt's 10 MB. */
+static void
+test_info_reply_limit (void)
+{
+  g_autoptr(JsonNode) info = ma_test_execute (pop.client, "info", NULL);
+
+  g_assert_cmpint (int_member (json_node_get_object (info), "max-reply-bytes"), ==,
+                   MA_PROTOCOL_MAX_REPLY_BYTES);
+  g_assert_cmpint (MA_PROTOCOL_MAX_REPLY_BYTES, <, 10 * 1000 * 1000);
+  g_assert_cmpint (MA_BLOCKERS_MAX_REPLY_BYTES, <, MA_PROTOCOL_MAX_REPLY_BYTES);
+}
+
 static void
 test_bad_page_arguments (void)
 {
@@ -589,6 +601,7 @@ main (int argc, char **argv)
   g_test_add_func ("/blockers-scale/lock-pages", test_lock_pages);
   g_test_add_func ("/blockers-scale/prepare-bounded", test_prepare_bounded);
   g_test_add_func ("/blockers-scale/bad-page-arguments", test_bad_page_arguments);
+  g_test_add_func ("/blockers-scale/info-reply-limit", test_info_reply_limit);
   population_start ();
   status = g_test_run ();
   population_stop ();
