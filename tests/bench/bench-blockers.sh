@@ -67,7 +67,7 @@
 #     migctl --json                 0.440                            2.74x    0.86x
 #   rw (every fd rw)      529,038   0.588   3.802    4.182   0.861   6.47x    0.68x
 #     migctl --json                 0.780                            4.87x    0.91x
-#   Reply <= 1 MiB: met on both (it was 3.2 MB on mixed and would be about 30 MB on rw, over
+#   Reply <= 1 MiB: met on both (it was 3.2 MB on mixed; on rw an estimated 30 MB, over
 #   migctl's 16 MiB and libvirt's 10 MB). agent/bare <= 1.2: met on both. lslocks/agent >= 3:
 #   met on rw, NOT met on mixed (2.39x; lslocks/bare-on-all-CPUs, the ceiling, was 2.12x in
 #   that run). On this machine the mixed population resolves every fd too (fds_resolved
