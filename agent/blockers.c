@@ -658,6 +658,9 @@ out_holder (Report *r, gint pid, gint fd)
   out_close (o, '}');
 }
 
+/* holders and waiters listed in one lock's entry (the rest are counted) */
+#define LOCK_PEOPLE_LISTED 16
+
 static void
 out_lock_row (Report *r, Locks *l, const LockRow *row)
 {
@@ -683,16 +686,21 @@ out_lock_row (Report *r, Locks *l, const LockRow *row)
   out_path (o, "path", row->file != NULL ? ma_proc_scan_file_path (r->scan, row->file) : NULL);
   out_bool (o, "deleted", row->file != NULL && row->file->deleted);
   out_open (o, "holders", '[');
-  for (guint j = 0; j < row->n_holders; j++)
+  for (guint j = 0; j < MIN (row->n_holders, LOCK_PEOPLE_LISTED); j++)
     {
       const Holder *h = &g_array_index (l->holders, Holder, row->holders_at + j);
       out_holder (r, h->pid, h->fd);
     }
   out_close (o, ']');
   out_open (o, "waiters", '[');
-  for (guint j = 0; j < row->n_waiters; j++)
+  for (guint j = 0; j < MIN (row->n_waiters, LOCK_PEOPLE_LISTED); j++)
     out_lock_waiter (r, &g_array_index (l->locks, MaLock, row->index + 1 + j));
   out_close (o, ']');
+  /* a lock shared by thousands of processes, or waited for by thousands, stays one entry */
+  if (row->n_holders > LOCK_PEOPLE_LISTED)
+    out_int (o, "holders_total", row->n_holders);
+  if (row->n_waiters > LOCK_PEOPLE_LISTED)
+    out_int (o, "waiters_total", row->n_waiters);
   out_close (o, '}');
 }
 

@@ -21,6 +21,8 @@
 #include "protocol.h"
 
 #define FILE_BYTES 100
+/* more than a lock entry lists (16): the rest are counted in waiters_total */
+#define N_WAITERS 20
 /* the whole reply line around a return: {"return": …, "id": …} */
 #define ENVELOPE_BYTES 64
 
@@ -30,7 +32,8 @@ typedef struct
   char *mountpoint;    /* the filesystem they are on, as the agent names it */
   guint n_procs, n_files, n_locks;
   GArray *pids;        /* pid_t of the writers */
-  pid_t holder, waiter; /* a write lock and the process blocked on it */
+  pid_t holder;         /* a write lock, and N_WAITERS processes blocked on it */
+  pid_t waiters[N_WAITERS];
   MaTestDaemon *daemon;
   MaClient *client;
 } Population;
@@ -296,9 +299,13 @@ test_summary_bounded (void)
       last_waiters = n_waiters;
       if (int_member (h, "pid") == pop.holder)
         {
-          g_assert_cmpuint (n_waiters, ==, 1);
+          /* sixteen listed, all counted */
+          g_assert_cmpuint (n_waiters, ==, 16);
+          g_assert_cmpint (int_member (element (locks, i), "waiters_total"), ==, N_WAITERS);
           holder_listed = TRUE;
         }
+      else if (n_waiters < 16)
+        g_assert_false (json_object_has_member (element (locks, i), "waiters_total"));
     }
   g_assert_true (holder_listed);
   g_assert_cmpint (int_member (tl, "holders_listed"), ==, int_member (tl, "holders"));
@@ -548,8 +555,11 @@ population_start (void)
       g_array_append_val (pop.pids, pid);
     }
   pop.holder = start (1);
-  pop.waiter = start (2);
-  wait_until_waiting (pop.waiter);
+  for (guint i = 0; i < N_WAITERS; i++)
+    {
+      pop.waiters[i] = start (2);
+      wait_until_waiting (pop.waiters[i]);
+    }
   pop.daemon = ma_test_daemon_new (NULL);
   ma_test_daemon_start (pop.daemon, NULL);
   pop.client = ma_test_daemon_connect (pop.daemon);
@@ -568,7 +578,8 @@ population_stop (void)
   for (guint i = 0; i < pop.pids->len; i++)
     kill (g_array_index (pop.pids, pid_t, i), SIGKILL);
   kill (pop.holder, SIGKILL);
-  kill (pop.waiter, SIGKILL);
+  for (guint i = 0; i < N_WAITERS; i++)
+    kill (pop.waiters[i], SIGKILL);
   while (waitpid (-1, NULL, 0) > 0 || errno == EINTR)
     ;
   dir = g_dir_open (pop.dir, 0, NULL);
