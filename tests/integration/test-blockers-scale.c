@@ -473,6 +473,57 @@ test_prepare_bounded (void)
                    >=, pop.n_procs * pop.n_files);
 }
 
+/* migctl --all-pages: one return per line, every page bounded, every writer of the
+ * population once; and the human table of one page says where the next one starts. */
+static void
+test_migctl_all_pages (void)
+{
+  g_autofree char *connect = g_strdup_printf ("unix:%s", pop.daemon->socket);
+  g_autofree char *mps = g_strdup_printf ("mountpoints=[\"%s\"]", pop.mountpoint);
+  const char *argv[] = { g_getenv ("MIGCTL"), "--connect", connect, "--json", "--all-pages",
+                         "--timeout", "600", "blockers", "detail=writers", "limit=20000", mps,
+                         NULL };
+  const char *argv_page[] = { g_getenv ("MIGCTL"), "--connect", connect, "--no-color",
+                              "blockers", "detail=writers", "limit=3", mps, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *out_page = NULL;
+  g_auto(GStrv) lines = NULL;
+  guint population = 0, pages = 0;
+  int status = -1;
+
+  g_assert_nonnull (argv[0]);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                               NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (status, ==, 0);
+  lines = g_strsplit (out, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr(JsonNode) node = NULL;
+      JsonArray *writers;
+
+      if (lines[i][0] == '\0')
+        continue;
+      g_assert_cmpuint (strlen (lines[i]) + ENVELOPE_BYTES, <=, MA_BLOCKERS_MAX_REPLY_BYTES);
+      node = ma_json_parse (lines[i], strlen (lines[i]), &error);
+      g_assert_no_error (error);
+      writers = array_member (json_node_get_object (node), "writers");
+      for (guint j = 0; j < json_array_get_length (writers); j++)
+        population += is_population_pid (int_member (element (writers, j), "pid"));
+      pages++;
+    }
+  g_assert_cmpuint (population, ==, pop.n_procs * pop.n_files);
+  g_assert_cmpuint (pages, >=, pop.n_procs * pop.n_files / 20000);
+
+  g_assert_true (g_spawn_sync (NULL, (char **) argv_page, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &out_page, NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (status, ==, 0);
+  g_assert_nonnull (strstr (out_page, "writers 1–3 of "));
+  g_assert_nonnull (strstr (out_page, "next page: migctl blockers detail=writers cursor=writers:"));
+}
+
 /* The limit every reply keeps is announced, and is under libvirt's 10 MB. */
 static void
 test_info_reply_limit (void)
@@ -613,6 +664,7 @@ main (int argc, char **argv)
   g_test_add_func ("/blockers-scale/prepare-bounded", test_prepare_bounded);
   g_test_add_func ("/blockers-scale/bad-page-arguments", test_bad_page_arguments);
   g_test_add_func ("/blockers-scale/info-reply-limit", test_info_reply_limit);
+  g_test_add_func ("/blockers-scale/migctl-all-pages", test_migctl_all_pages);
   population_start ();
   status = g_test_run ();
   population_stop ();
