@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "blockers-summary.h"
 #include "json.h"
 #include "mounts.h"
 #include "paths.h"
@@ -51,7 +52,7 @@ typedef struct
   gboolean comma;
 } Out;
 
-typedef struct
+typedef struct _Report
 {
   MaMountTable *mounts;
   MaProcScan *scan;
@@ -61,6 +62,14 @@ typedef struct
   Severity verdict;
   GHashTable *processes;    /* pid → the members describing it, as text */
   Out out;
+  /* what the default reply listed of what there is (its `totals`) */
+  guint mounts_total, mounts_listed;
+  guint locks_listed, lock_holders, lock_holders_listed;
+  guint writers_listed, writer_processes, writer_processes_listed, writer_mounts,
+    writer_mounts_listed, writers_deleted;
+  guint64 writer_bytes;
+  guint stuck_listed;
+  guint reasons_listed, order_total, order_listed, nesting_listed;
 } Report;
 
 static void
@@ -216,10 +225,9 @@ out_path (Out *o, const char *key, const char *path)
     }
   out_key (o, key);
   o->comma = TRUE;
-  if (append_safe (o->text, path))
-    {
-      g_string_append_printf (o->text, ",\"%s_escaped\":true", key);
-    }
+  /* an array element (key NULL) has no member to say so: its \xNN form stands alone */
+  if (append_safe (o->text, path) && key != NULL)
+    g_string_append_printf (o->text, ",\"%s_escaped\":true", key);
 }
 
 /* A JSON value made elsewhere, as a member. */
@@ -229,6 +237,35 @@ out_node (Out *o, const char *key, JsonNode *node)
   g_autofree char *text = ma_json_to_string (node);
 
   out_literal (o, key, text);
+}
+
+/* Writes entries while they fit: `budget` bytes of them, at most `limit`. The entry that
+ * would pass the budget is taken back. Returns how many were written. */
+typedef void (*OutEntryFunc) (Report *r, gpointer items, guint i, gpointer data);
+
+static guint
+out_entries (Report *r, gpointer items, guint from, guint n, guint limit, gsize budget,
+             OutEntryFunc func, gpointer data)
+{
+  Out *o = &r->out;
+  gsize start = o->text->len;
+  guint written = 0;
+
+  for (guint i = from; i < n && written < limit; i++)
+    {
+      gsize len = o->text->len;
+      gboolean comma = o->comma;
+
+      func (r, items, i, data);
+      if (o->text->len - start > budget)
+        {
+          g_string_truncate (o->text, len);
+          o->comma = comma;
+          break;
+        }
+      written++;
+    }
+  return written;
 }
 
 static MaSuperblock *
@@ -291,77 +328,127 @@ out_process_members (Report *r, gint pid)
 /* ---- mounts ---- */
 
 static void
-out_mounts (Report *r)
+out_mount_at (Report *r, gpointer items, guint i, gpointer data)
 {
   Out *o = &r->out;
+  MaMount *m = ((MaMount **) items)[i];
+  MaSuperblock *sb = m->sb;
+  gboolean freezable = m->primary && sb->freezable;
+  g_autofree char *dev = g_strdup_printf ("%u:%u", sb->major, sb->minor);
 
-  out_open (o, "mounts", '[');
+  out_open (o, NULL, '{');
+  out_path (o, "mountpoint", m->target);
+  out_string (o, "device", dev);
+  out_path (o, "fstype", m->fstype);
+  out_path (o, "source", m->source);
+  out_path (o, "root", m->root);
+  out_int (o, "mount_id", m->id);
+  out_bool (o, "freezable", freezable);
+  if (!m->primary)
+    {
+      g_autofree char *why = g_strdup_printf ("bind duplicate of %s (same superblock %s)",
+                                              sb->primary->target, dev);
+      out_path (o, "reason", why);
+      out_path (o, "bind_of", sb->primary->target);
+    }
+  else if (!sb->freezable)
+    out_string (o, "reason", sb->reason);
+  out_bool (o, "read_only", sb->read_only);
+  if (sb->frozen)
+    out_bool (o, "frozen", TRUE);
+  out_bool (o, "selected", m->primary && g_hash_table_contains (r->selected, sb));
+  out_close (o, '}');
+}
+
+/* Every mount, grouped by superblock; when they do not all fit, the selected ones (those
+ * standing for a selected superblock) first. */
+static void
+out_mounts (Report *r, gsize budget)
+{
+  Out *o = &r->out;
+  g_autoptr(GPtrArray) all = g_ptr_array_new ();
+  g_autoptr(GPtrArray) selected_first = g_ptr_array_new ();
+
   for (guint i = 0; i < r->mounts->superblocks->len; i++)
     {
       MaSuperblock *sb = r->mounts->superblocks->pdata[i];
       for (guint j = 0; j < sb->mounts->len; j++)
-        {
-          MaMount *m = sb->mounts->pdata[j];
-          gboolean freezable = m->primary && sb->freezable;
-          g_autofree char *dev = g_strdup_printf ("%u:%u", sb->major, sb->minor);
-
-          out_open (o, NULL, '{');
-          out_path (o, "mountpoint", m->target);
-          out_string (o, "device", dev);
-          out_path (o, "fstype", m->fstype);
-          out_path (o, "source", m->source);
-          out_path (o, "root", m->root);
-          out_int (o, "mount_id", m->id);
-          out_bool (o, "freezable", freezable);
-          if (!m->primary)
-            {
-              g_autofree char *why = g_strdup_printf ("bind duplicate of %s (same superblock %s)",
-                                                      sb->primary->target, dev);
-              out_path (o, "reason", why);
-              out_path (o, "bind_of", sb->primary->target);
-            }
-          else if (!sb->freezable)
-            out_string (o, "reason", sb->reason);
-          out_bool (o, "read_only", sb->read_only);
-          if (sb->frozen)
-            out_bool (o, "frozen", TRUE);
-          out_bool (o, "selected", m->primary && g_hash_table_contains (r->selected, sb));
-          out_close (o, '}');
-        }
+        g_ptr_array_add (all, sb->mounts->pdata[j]);
     }
+  r->mounts_total = all->len;
+  out_open (o, "mounts", '[');
+  {
+    gsize len = o->text->len;
+    gboolean comma = o->comma;
+
+    r->mounts_listed = out_entries (r, all->pdata, 0, all->len, G_MAXUINT, budget,
+                                    out_mount_at, NULL);
+    if (r->mounts_listed < all->len)
+      {
+        /* again: the selected ones first, then the others while they fit */
+        g_string_truncate (o->text, len);
+        o->comma = comma;
+        for (guint pass = 0; pass < 2; pass++)
+          for (guint i = 0; i < all->len; i++)
+            {
+              MaMount *m = all->pdata[i];
+              gboolean sel = m->primary && g_hash_table_contains (r->selected, m->sb);
+              if (sel == (pass == 0))
+                g_ptr_array_add (selected_first, m);
+            }
+        r->mounts_listed = out_entries (r, selected_first->pdata, 0, selected_first->len,
+                                        G_MAXUINT, budget, out_mount_at, NULL);
+      }
+  }
   out_close (o, ']');
 }
 
 static void
-out_freeze_order (Report *r)
+out_order_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  out_path (&r->out, NULL, ((MaSuperblock **) items)[i]->primary->target);
+}
+
+static void
+out_freeze_order (Report *r, gsize budget)
 {
   Out *o = &r->out;
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
 
-  out_open (o, "freeze_order", '[');
   for (guint i = 0; i < r->mounts->freeze_order->len; i++)
     {
       MaSuperblock *sb = r->mounts->freeze_order->pdata[i];
       if (g_hash_table_contains (r->selected, sb))
-        out_string (o, NULL, sb->primary->target);
+        g_ptr_array_add (order, sb);
     }
+  out_open (o, "freeze_order", '[');
+  r->order_listed = out_entries (r, order->pdata, 0, order->len, G_MAXUINT, budget, out_order_at,
+                                 NULL);
+  r->order_total = order->len;
   out_close (o, ']');
 }
 
 static void
-out_nesting (Report *r)
+out_nesting_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  Out *o = &r->out;
+  MaMountNesting *n = ((MaMountNesting **) items)[i];
+
+  out_open (o, NULL, '{');
+  out_path (o, "inner", n->inner->primary->target);
+  out_path (o, "outer", n->outer->primary->target);
+  out_path (o, "via", n->via);
+  out_close (o, '}');
+}
+
+static void
+out_nesting (Report *r, gsize budget)
 {
   Out *o = &r->out;
 
   out_open (o, "nesting", '[');
-  for (guint i = 0; i < r->mounts->nesting->len; i++)
-    {
-      MaMountNesting *n = r->mounts->nesting->pdata[i];
-      out_open (o, NULL, '{');
-      out_path (o, "inner", n->inner->primary->target);
-      out_path (o, "outer", n->outer->primary->target);
-      out_path (o, "via", n->via);
-      out_close (o, '}');
-    }
+  r->nesting_listed = out_entries (r, r->mounts->nesting->pdata, 0, r->mounts->nesting->len,
+                                   G_MAXUINT, budget, out_nesting_at, NULL);
   out_close (o, ']');
 }
 
@@ -453,12 +540,110 @@ typedef struct
   gint fd; /* -1 when no fd of the process was found */
 } Holder;
 
+/* One held lock on a selected filesystem, its holders found. */
+typedef struct
+{
+  guint index;        /* in the /proc/locks array; its waiters follow it there */
+  guint n_waiters;
+  guint holders_at;   /* its holders: Locks.holders[holders_at … + n_holders] */
+  guint n_holders;
+  MaOpenFile *file;   /* an fd open on the file (for the path), or NULL */
+  MaPageKey key;      /* page order */
+} LockRow;
+
+typedef struct
+{
+  GArray *locks;      /* MaLock, as parsed */
+  GArray *rows;       /* LockRow, in /proc/locks order */
+  GArray *holders;    /* Holder */
+  guint n_with_waiters;
+} Locks;
+
+static void
+locks_clear (Locks *l)
+{
+  g_clear_pointer (&l->rows, g_array_unref);
+  g_clear_pointer (&l->holders, g_array_unref);
+}
+
 static void
 add_holder (GArray *holders, gint pid, gint fd)
 {
   Holder h = { pid, fd };
 
   g_array_append_val (holders, h);
+}
+
+/* Every held lock on a selected filesystem with its holders: the owner's fd (pid from
+ * /proc/locks), or every open file whose fdinfo lists it. No path is read here. */
+static void
+find_lock_holders (Report *r, Locks *l)
+{
+  FileIndex index = {
+    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
+    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
+    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free,
+                           (GDestroyNotify) g_ptr_array_unref),
+  };
+
+  l->rows = g_array_new (FALSE, TRUE, sizeof (LockRow));
+  l->holders = g_array_new (FALSE, FALSE, sizeof (Holder));
+  index_files (&index, r->scan->orphan_files);
+  index_files (&index, r->scan->lock_files);
+  index_orphans (&index, r->scan->orphan_files);
+  for (guint i = 0; i < l->locks->len; i++)
+    {
+      const MaLock *lock = &g_array_index (l->locks, MaLock, i);
+      guint32 devno = (guint32) makedev (lock->major, lock->minor);
+      MaFileKey key = { lock->inode, devno, (gint32) lock->pid };
+      MaFileKey ikey = { lock->inode, devno, 0 };
+      LockRow row = { 0 };
+
+      if (lock->depth > 0 || !lock->has_inode || !devno_selected (r, devno))
+        continue;
+      row.index = i;
+      row.holders_at = l->holders->len;
+      row.file = lock->pid > 0 ? g_hash_table_lookup (index.by_key, &key) : NULL;
+      if (row.file != NULL)
+        add_holder (l->holders, row.file->pid, row.file->fd);
+      else
+        {
+          GPtrArray *candidates = g_hash_table_lookup (index.orphans, &ikey);
+          for (guint j = 0; candidates != NULL && j < candidates->len; j++)
+            {
+              MaOpenFile *of = candidates->pdata[j];
+              for (guint k = 0; k < of->fdinfo.locks->len; k++)
+                if (fdinfo_lock_matches (lock, &g_array_index (of->fdinfo.locks, MaLock, k)))
+                  {
+                    add_holder (l->holders, of->pid, of->fd);
+                    row.file = row.file != NULL ? row.file : of;
+                    break;
+                  }
+            }
+          /* the owner is known but no fd of its own holds the file (shared, inherited) */
+          if (l->holders->len == row.holders_at && lock->pid > 0)
+            add_holder (l->holders, (gint) lock->pid, -1);
+        }
+      if (row.file == NULL)
+        row.file = g_hash_table_lookup (index.by_inode, &ikey);
+      row.n_holders = l->holders->len - row.holders_at;
+      for (guint j = i + 1; j < l->locks->len; j++)
+        {
+          const MaLock *w = &g_array_index (l->locks, MaLock, j);
+          if (w->id != lock->id || w->depth == 0)
+            break;
+          row.n_waiters++;
+        }
+      if (row.n_waiters > 0)
+        l->n_with_waiters++;
+      row.key = (MaPageKey){ { lock->major, lock->minor, (gint64) MIN (lock->inode, G_MAXINT64),
+                               (gint64) MIN (lock->start, G_MAXINT64), lock->type, lock->pid },
+                             6 };
+      g_array_append_val (l->rows, row);
+    }
+  g_hash_table_unref (index.by_key);
+  g_hash_table_unref (index.by_inode);
+  g_hash_table_unref (index.orphans);
 }
 
 static void
@@ -473,166 +658,334 @@ out_holder (Report *r, gint pid, gint fd)
   out_close (o, '}');
 }
 
+/* holders and waiters listed in one lock's entry (the rest are counted) */
+#define LOCK_PEOPLE_LISTED 16
+
 static void
-out_locks (Report *r, GArray *locks, guint *n_locks, guint *n_with_waiters)
+out_lock_row (Report *r, Locks *l, const LockRow *row)
 {
   Out *o = &r->out;
-  FileIndex index = {
-    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
-    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free, NULL),
-    g_hash_table_new_full (ma_file_key_hash, ma_file_key_equal, g_free,
-                           (GDestroyNotify) g_ptr_array_unref),
-  };
+  const MaLock *lock = &g_array_index (l->locks, MaLock, row->index);
+  guint32 devno = (guint32) makedev (lock->major, lock->minor);
 
-  g_autoptr(GArray) holders = g_array_new (FALSE, FALSE, sizeof (Holder));
-
-  index_files (&index, r->scan->orphan_files);
-  index_files (&index, r->scan->lock_files);
-  index_orphans (&index, r->scan->orphan_files);
-  out_open (o, "locks", '[');
-  for (guint i = 0; i < locks->len; i++)
+  out_open (o, NULL, '{');
+  out_int (o, "id", (gint64) lock->id);
+  out_name (o, "type", ma_lock_type_to_string (lock->type));
+  out_name (o, "mode", ma_lock_mode_to_string (lock->mode));
+  out_string (o, "kind", lock->kind);
+  out_key (o, "device");
+  g_string_append_c (o->text, '"');
+  append_int (o->text, lock->major);
+  g_string_append_c (o->text, ':');
+  append_int (o->text, lock->minor);
+  g_string_append_c (o->text, '"');
+  o->comma = TRUE;
+  out_int (o, "inode", (gint64) lock->inode);
+  out_range (o, lock);
+  out_path (o, "mountpoint", mountpoint_for_devno (r, devno));
+  out_path (o, "path", row->file != NULL ? ma_proc_scan_file_path (r->scan, row->file) : NULL);
+  out_bool (o, "deleted", row->file != NULL && row->file->deleted);
+  out_open (o, "holders", '[');
+  for (guint j = 0; j < MIN (row->n_holders, LOCK_PEOPLE_LISTED); j++)
     {
-      const MaLock *lock = &g_array_index (locks, MaLock, i);
-      guint32 devno = (guint32) makedev (lock->major, lock->minor);
-      MaFileKey key = { lock->inode, devno, (gint32) lock->pid };
-      MaFileKey ikey = { lock->inode, devno, 0 };
-      MaOpenFile *file;
-      guint n_waiters = 0;
-
-      if (lock->depth > 0 || !lock->has_inode || !devno_selected (r, devno))
-        continue;
-      out_open (o, NULL, '{');
-      out_int (o, "id", (gint64) lock->id);
-      out_name (o, "type", ma_lock_type_to_string (lock->type));
-      out_name (o, "mode", ma_lock_mode_to_string (lock->mode));
-      out_string (o, "kind", lock->kind);
-      out_key (o, "device");
-      g_string_append_c (o->text, '"');
-      append_int (o->text, lock->major);
-      g_string_append_c (o->text, ':');
-      append_int (o->text, lock->minor);
-      g_string_append_c (o->text, '"');
-      o->comma = TRUE;
-      out_int (o, "inode", (gint64) lock->inode);
-      out_range (o, lock);
-      out_path (o, "mountpoint", mountpoint_for_devno (r, devno));
-
-      /* holders: the owner's fd (pid from /proc/locks), or every open file whose fdinfo lists it */
-      g_array_set_size (holders, 0);
-      file = lock->pid > 0 ? g_hash_table_lookup (index.by_key, &key) : NULL;
-      if (file != NULL)
-        add_holder (holders, file->pid, file->fd);
-      else
-        {
-          GPtrArray *candidates = g_hash_table_lookup (index.orphans, &ikey);
-          for (guint j = 0; candidates != NULL && j < candidates->len; j++)
-            {
-              MaOpenFile *of = candidates->pdata[j];
-              for (guint k = 0; k < of->fdinfo.locks->len; k++)
-                if (fdinfo_lock_matches (lock, &g_array_index (of->fdinfo.locks, MaLock, k)))
-                  {
-                    add_holder (holders, of->pid, of->fd);
-                    file = file != NULL ? file : of;
-                    break;
-                  }
-            }
-          /* the owner is known but no fd of its own holds the file (shared, inherited) */
-          if (holders->len == 0 && lock->pid > 0)
-            add_holder (holders, (gint) lock->pid, -1);
-        }
-      if (file == NULL)
-        file = g_hash_table_lookup (index.by_inode, &ikey);
-      out_path (o, "path", file != NULL ? file->path : NULL);
-      out_bool (o, "deleted", file != NULL && file->deleted);
-      out_open (o, "holders", '[');
-      for (guint j = 0; j < holders->len; j++)
-        {
-          const Holder *h = &g_array_index (holders, Holder, j);
-          out_holder (r, h->pid, h->fd);
-        }
-      out_close (o, ']');
-
-      out_open (o, "waiters", '[');
-      for (guint j = i + 1; j < locks->len; j++)
-        {
-          const MaLock *w = &g_array_index (locks, MaLock, j);
-          if (w->id != lock->id || w->depth == 0)
-            break;
-          out_lock_waiter (r, w);
-          n_waiters++;
-        }
-      out_close (o, ']');
-      if (n_waiters > 0)
-        (*n_with_waiters)++;
-      out_close (o, '}');
-      (*n_locks)++;
+      const Holder *h = &g_array_index (l->holders, Holder, row->holders_at + j);
+      out_holder (r, h->pid, h->fd);
     }
   out_close (o, ']');
-  g_hash_table_unref (index.by_key);
-  g_hash_table_unref (index.by_inode);
-  g_hash_table_unref (index.orphans);
+  out_open (o, "waiters", '[');
+  for (guint j = 0; j < MIN (row->n_waiters, LOCK_PEOPLE_LISTED); j++)
+    out_lock_waiter (r, &g_array_index (l->locks, MaLock, row->index + 1 + j));
+  out_close (o, ']');
+  /* a lock shared by thousands of processes, or waited for by thousands, stays one entry */
+  if (row->n_holders > LOCK_PEOPLE_LISTED)
+    out_int (o, "holders_total", row->n_holders);
+  if (row->n_waiters > LOCK_PEOPLE_LISTED)
+    out_int (o, "waiters_total", row->n_waiters);
+  out_close (o, '}');
+}
+
+/* Worst first: waited for (most waiters first), then write locks, then /proc/locks order. */
+static gint
+compare_lock_rows_worst (gconstpointer a, gconstpointer b, gpointer data)
+{
+  const LockRow *x = *(const LockRow *const *) a, *y = *(const LockRow *const *) b;
+  GArray *locks = data;
+  gboolean xw = g_array_index (locks, MaLock, x->index).mode == MA_LOCK_MODE_WRITE;
+  gboolean yw = g_array_index (locks, MaLock, y->index).mode == MA_LOCK_MODE_WRITE;
+
+  if (x->n_waiters != y->n_waiters)
+    return x->n_waiters > y->n_waiters ? -1 : 1;
+  if (xw != yw)
+    return xw ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static gint
+compare_lock_rows_page (gconstpointer a, gconstpointer b)
+{
+  const LockRow *x = a, *y = b;
+  gint c = ma_page_key_compare (&x->key, &y->key);
+
+  return c != 0 ? c : (x->index < y->index ? -1 : x->index > y->index);
+}
+
+static void
+out_lock_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  out_lock_row (r, data, ((LockRow **) items)[i]);
+}
+
+/* Per holder process: how many locks it holds, how many of them are waited for. */
+typedef struct
+{
+  gint pid;
+  guint locks;
+  guint waited_for;
+  guint write;
+} HolderCount;
+
+static gint
+compare_holder_counts (gconstpointer a, gconstpointer b)
+{
+  const HolderCount *x = *(HolderCount *const *) a, *y = *(HolderCount *const *) b;
+
+  if (x->waited_for != y->waited_for)
+    return x->waited_for > y->waited_for ? -1 : 1;
+  if (x->locks != y->locks)
+    return x->locks > y->locks ? -1 : 1;
+  return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static void
+out_holder_count_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  Out *o = &r->out;
+  const HolderCount *h = ((HolderCount **) items)[i];
+
+  out_open (o, NULL, '{');
+  out_process_members (r, h->pid);
+  out_int (o, "locks", h->locks);
+  out_int (o, "write_locks", h->write);
+  out_int (o, "waited_for", h->waited_for);
+  out_close (o, '}');
+}
+
+/* The budgets of the default reply's parts (bytes of their entries); with the fixed parts
+ * (writeback, qemu_ga, scan, totals: a few KiB) they stay under MA_BLOCKERS_MAX_REPLY_BYTES. */
+#define BUDGET_MOUNTS (144 * 1024)
+#define BUDGET_ORDER (24 * 1024)
+#define BUDGET_NESTING (24 * 1024)
+#define BUDGET_LOCKS (288 * 1024)
+#define BUDGET_LOCK_HOLDERS (96 * 1024)
+#define BUDGET_WRITERS (64 * 1024)
+#define BUDGET_WRITERS_BY_MOUNT (64 * 1024)
+#define BUDGET_WRITERS_BY_PROCESS (96 * 1024)
+#define BUDGET_STUCK (96 * 1024)
+#define BUDGET_REASONS (48 * 1024)
+/* individual writers listed in the default reply (all of them on a small guest) */
+#define SUMMARY_WRITERS 64
+#define SUMMARY_STUCK 256
+
+/* The default reply's locks: all of them when they fit, else the worst first; then their
+ * holders, one entry per process (the most waited-for first). */
+static void
+out_locks_summary (Report *r, Locks *l)
+{
+  Out *o = &r->out;
+  g_autoptr(GPtrArray) order = g_ptr_array_sized_new (l->rows->len);
+  g_autoptr(GHashTable) by_pid = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_autoptr(GPtrArray) counts = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer value;
+
+  for (guint i = 0; i < l->rows->len; i++)
+    g_ptr_array_add (order, &g_array_index (l->rows, LockRow, i));
+  g_ptr_array_sort_with_data (order, compare_lock_rows_worst, l->locks);
+  out_open (o, "locks", '[');
+  r->locks_listed = out_entries (r, order->pdata, 0, order->len, G_MAXUINT, BUDGET_LOCKS,
+                                 out_lock_at, l);
+  out_close (o, ']');
+
+  for (guint i = 0; i < l->rows->len; i++)
+    {
+      const LockRow *row = &g_array_index (l->rows, LockRow, i);
+      const MaLock *lock = &g_array_index (l->locks, MaLock, row->index);
+      for (guint j = 0; j < row->n_holders; j++)
+        {
+          gint pid = g_array_index (l->holders, Holder, row->holders_at + j).pid;
+          HolderCount *h = g_hash_table_lookup (by_pid, GINT_TO_POINTER (pid));
+          if (h == NULL)
+            {
+              h = g_new0 (HolderCount, 1);
+              h->pid = pid;
+              g_hash_table_insert (by_pid, GINT_TO_POINTER (pid), h);
+            }
+          h->locks++;
+          h->write += lock->mode == MA_LOCK_MODE_WRITE;
+          h->waited_for += row->n_waiters > 0;
+        }
+    }
+  g_hash_table_iter_init (&iter, by_pid);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_ptr_array_add (counts, value);
+  g_ptr_array_sort (counts, compare_holder_counts);
+  r->lock_holders = counts->len;
+  out_open (o, "lock_holders", '[');
+  r->lock_holders_listed = out_entries (r, counts->pdata, 0, counts->len, G_MAXUINT,
+                                        BUDGET_LOCK_HOLDERS, out_holder_count_at, NULL);
+  out_close (o, ']');
 }
 
 /* ---- writers and stuck tasks ---- */
 
 static void
-out_writers (Report *r)
+out_writer_at (Report *r, gpointer items, guint i, gpointer data)
 {
   Out *o = &r->out;
+  MaOpenFile *f = ((MaOpenFile **) items)[i];
 
-  out_open (o, "writers", '[');
-  for (guint i = 0; i < r->scan->writers->len; i++)
+  out_open (o, NULL, '{');
+  out_process_members (r, f->pid);
+  out_int (o, "fd", f->fd);
+  out_path (o, "path", ma_proc_scan_file_path (r->scan, f));
+  out_bool (o, "deleted", f->deleted);
+  out_int (o, "size", (gint64) MIN (f->size, G_MAXINT64));
+  out_path (o, "mountpoint", mountpoint_for_devno (r, f->devno));
+  out_close (o, '}');
+}
+
+static void
+out_group_common (Out *o, const MaWriterGroup *g)
+{
+  out_int (o, "fds", g->fds);
+  out_int (o, "bytes", (gint64) MIN (g->bytes, G_MAXINT64));
+  out_int (o, "deleted", g->deleted);
+}
+
+static void
+out_mount_group_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  Out *o = &r->out;
+  const MaWriterGroup *g = ((MaWriterGroup **) items)[i];
+  guint32 devno = (guint32) g->key;
+  g_autofree char *dev = g_strdup_printf ("%u:%u", major (devno), minor (devno));
+
+  out_open (o, NULL, '{');
+  out_path (o, "mountpoint", mountpoint_for_devno (r, devno));
+  out_string (o, "device", dev);
+  out_group_common (o, g);
+  out_int (o, "processes", g->processes);
+  out_open (o, "examples", '[');
+  for (guint j = 0; j < g->examples->len; j++)
     {
-      MaOpenFile *f = r->scan->writers->pdata[i];
+      MaOpenFile *f = g->examples->pdata[j];
       out_open (o, NULL, '{');
-      out_process_members (r, f->pid);
+      out_int (o, "pid", f->pid);
       out_int (o, "fd", f->fd);
-      out_path (o, "path", f->path);
-      out_bool (o, "deleted", f->deleted);
+      out_path (o, "path", ma_proc_scan_file_path (r->scan, f));
+      out_close (o, '}');
+    }
+  out_close (o, ']');
+  out_close (o, '}');
+}
+
+static void
+out_process_group_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  Out *o = &r->out;
+  const MaWriterGroup *g = ((MaWriterGroup **) items)[i];
+
+  out_open (o, NULL, '{');
+  out_process_members (r, (gint) g->key);
+  out_group_common (o, g);
+  out_int (o, "mounts", g->mounts);
+  out_open (o, "examples", '[');
+  for (guint j = 0; j < g->examples->len; j++)
+    {
+      MaOpenFile *f = g->examples->pdata[j];
+      out_open (o, NULL, '{');
+      out_int (o, "fd", f->fd);
+      out_path (o, "path", ma_proc_scan_file_path (r->scan, f));
       out_path (o, "mountpoint", mountpoint_for_devno (r, f->devno));
       out_close (o, '}');
     }
   out_close (o, ']');
+  out_close (o, '}');
+}
+
+/* The default reply's writers: the first few as before, then all of them aggregated. */
+static void
+out_writers_summary (Report *r)
+{
+  Out *o = &r->out;
+  GPtrArray *writers = r->scan->writers;
+  g_autoptr(MaWriterSummary) sum = ma_writer_summary_new (writers);
+
+  out_open (o, "writers", '[');
+  r->writers_listed = out_entries (r, writers->pdata, 0, writers->len, SUMMARY_WRITERS,
+                                   BUDGET_WRITERS, out_writer_at, NULL);
+  out_close (o, ']');
+  out_open (o, "writers_by_mount", '[');
+  r->writer_mounts_listed = out_entries (r, sum->by_mount->pdata, 0, sum->by_mount->len,
+                                         G_MAXUINT, BUDGET_WRITERS_BY_MOUNT, out_mount_group_at,
+                                         NULL);
+  out_close (o, ']');
+  out_open (o, "writers_by_process", '[');
+  r->writer_processes_listed = out_entries (r, sum->by_process->pdata, 0, sum->by_process->len,
+                                            G_MAXUINT, BUDGET_WRITERS_BY_PROCESS,
+                                            out_process_group_at, NULL);
+  out_close (o, ']');
+  r->writer_processes = sum->processes;
+  r->writer_mounts = sum->mounts;
+  r->writer_bytes = sum->bytes;
+  r->writers_deleted = sum->deleted;
 }
 
 static void
-out_stuck (Report *r, guint *n_stuck, guint *n_freeze_waiters)
+out_stuck_at (Report *r, gpointer items, guint i, gpointer data)
 {
   Out *o = &r->out;
+  MaStuckTask *t = ((MaStuckTask **) items)[i];
 
-  out_open (o, "stuck", '[');
+  out_open (o, NULL, '{');
+  out_process_members (r, t->pid);
+  out_int (o, "tid", t->tid);
+  out_path (o, "task_comm", t->comm);
+  out_string (o, "wchan", t->wchan);
+  if (t->syscall >= 0)
+    {
+      out_int (o, "syscall_nr", t->syscall);
+      if (t->syscall_name != NULL)
+        out_string (o, "syscall", t->syscall_name);
+    }
+  if (t->file != NULL)
+    {
+      out_int (o, "fd", t->file->fd);
+      out_path (o, "path", ma_proc_scan_file_path (r->scan, t->file));
+      out_path (o, "mountpoint", mountpoint_for_devno (r, t->file->devno));
+    }
+  out_bool (o, "waits_for_freeze", g_strcmp0 (t->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) == 0);
+  out_close (o, '}');
+}
+
+/* The stuck tasks to report (a task blocked on a file of another filesystem is not ours),
+ * in tid order, and how many of them wait for a freeze. */
+static GPtrArray *
+reported_stuck (Report *r, guint *n_freeze_waiters)
+{
+  GPtrArray *stuck = g_ptr_array_new ();
+
+  *n_freeze_waiters = 0;
   for (guint i = 0; i < r->scan->stuck->len; i++)
     {
       MaStuckTask *t = r->scan->stuck->pdata[i];
-      gboolean freeze_wait = g_strcmp0 (t->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) == 0;
-
-      /* a task blocked on a file of another filesystem is not ours to report */
       if (t->file != NULL && !devno_selected (r, t->file->devno))
         continue;
-      out_open (o, NULL, '{');
-      out_process_members (r, t->pid);
-      out_int (o, "tid", t->tid);
-      out_path (o, "task_comm", t->comm);
-      out_string (o, "wchan", t->wchan);
-      if (t->syscall >= 0)
-        {
-          out_int (o, "syscall_nr", t->syscall);
-          if (t->syscall_name != NULL)
-            out_string (o, "syscall", t->syscall_name);
-        }
-      if (t->file != NULL)
-        {
-          out_int (o, "fd", t->file->fd);
-          out_path (o, "path", t->file->path);
-          out_path (o, "mountpoint", mountpoint_for_devno (r, t->file->devno));
-        }
-      out_bool (o, "waits_for_freeze", freeze_wait);
-      out_close (o, '}');
-      (*n_stuck)++;
-      if (freeze_wait)
+      g_ptr_array_add (stuck, t);
+      if (g_strcmp0 (t->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) == 0)
         (*n_freeze_waiters)++;
     }
-  out_close (o, ']');
+  return stuck;
 }
 
 /* ---- qemu-ga ---- */
@@ -691,22 +1044,49 @@ out_qemu_ga (Report *r)
 }
 
 static void
-out_reasons (Report *r)
+out_reason_at (Report *r, gpointer items, guint i, gpointer data)
 {
   Out *o = &r->out;
+  Reason *reason = ((Reason **) items)[i];
+
+  out_open (o, NULL, '{');
+  out_name (o, "severity", severity_names[reason->severity]);
+  out_name (o, "code", reason->code);
+  if (reason->mountpoint != NULL)
+    out_string (o, "mountpoint", reason->mountpoint);
+  /* the sentence may quote paths: kept valid UTF-8 */
+  out_string (o, "message", reason->message);
+  out_close (o, '}');
+}
+
+static gint
+compare_reasons (gconstpointer a, gconstpointer b)
+{
+  const Reason *x = *(Reason *const *) a, *y = *(Reason *const *) b;
+
+  return x->severity > y->severity ? -1 : x->severity < y->severity;
+}
+
+/* The worst first when they do not all fit (a list of many unfreezable mountpoints). */
+static void
+out_reasons (Report *r, gsize budget)
+{
+  Out *o = &r->out;
+  gsize len;
+  gboolean comma;
 
   out_open (o, "reasons", '[');
-  for (guint i = 0; i < r->reasons->len; i++)
+  len = o->text->len;
+  comma = o->comma;
+  r->reasons_listed = out_entries (r, r->reasons->pdata, 0, r->reasons->len, G_MAXUINT, budget,
+                                   out_reason_at, NULL);
+  if (r->reasons_listed < r->reasons->len)
     {
-      Reason *reason = r->reasons->pdata[i];
-      out_open (o, NULL, '{');
-      out_name (o, "severity", severity_names[reason->severity]);
-      out_name (o, "code", reason->code);
-      if (reason->mountpoint != NULL)
-        out_string (o, "mountpoint", reason->mountpoint);
-      /* the sentence may quote paths: kept valid UTF-8 */
-      out_string (o, "message", reason->message);
-      out_close (o, '}');
+      g_string_truncate (o->text, len);
+      o->comma = comma;
+      g_ptr_array_sort (r->reasons, compare_reasons);
+      r->reasons_listed = out_entries (r, r->reasons->pdata, 0, r->reasons->len, G_MAXUINT,
+                                       budget, out_reason_at, NULL);
     }
   out_close (o, ']');
 }
@@ -822,9 +1202,167 @@ seconds_since (gint64 start_us)
   return (double) (g_get_monotonic_time () - start_us) / G_USEC_PER_SEC;
 }
 
+/* ---- pages ---- */
+
+static void
+out_page_lock_at (Report *r, gpointer items, guint i, gpointer data)
+{
+  out_lock_row (r, data, &((LockRow *) items)[i]);
+}
+
+/* One page of the entries of query->detail, in page order, starting after the cursor. */
+static gboolean
+out_page (Report *r, const MaBlockersQuery *query, Locks *l, GPtrArray *stuck, GError **error)
+{
+  Out *o = &r->out;
+  MaPageKey cursor = { { 0 }, 0 };
+  g_autofree MaPageKey *keys = NULL;
+  g_autofree char *next = NULL;
+  guint n = 0, from, written, n_fields = 1;
+  guint limit = query->limit > 0 ? query->limit : MA_BLOCKERS_PAGE_DEFAULT;
+  gpointer items = NULL;
+  OutEntryFunc func = NULL;
+  gpointer data = NULL;
+
+  switch (query->detail)
+    {
+    case MA_BLOCKERS_DETAIL_LOCKS:
+      g_array_sort (l->rows, compare_lock_rows_page);
+      n = l->rows->len;
+      keys = g_new (MaPageKey, MAX (n, 1));
+      for (guint i = 0, rank = 0; i < n; i++)
+        {
+          /* locks that /proc/locks shows alike (two OFD read locks on one range) are told
+           * apart by their rank among their likes */
+          const MaPageKey *k = &g_array_index (l->rows, LockRow, i).key;
+          rank = i > 0 && ma_page_key_compare (&g_array_index (l->rows, LockRow, i - 1).key, k) == 0
+                   ? rank + 1
+                   : 0;
+          keys[i] = *k;
+          keys[i].v[6] = rank;
+          keys[i].n = 7;
+        }
+      items = l->rows->data;
+      func = out_page_lock_at;
+      data = l;
+      n_fields = 7;
+      break;
+    case MA_BLOCKERS_DETAIL_WRITERS:
+      n = r->scan->writers->len;
+      keys = g_new (MaPageKey, MAX (n, 1));
+      for (guint i = 0; i < n; i++)
+        {
+          MaOpenFile *f = r->scan->writers->pdata[i];
+          keys[i] = (MaPageKey){ { f->pid, f->fd }, 2 };
+        }
+      items = r->scan->writers->pdata;
+      func = out_writer_at;
+      n_fields = 2;
+      break;
+    case MA_BLOCKERS_DETAIL_STUCK:
+      n = stuck->len;
+      keys = g_new (MaPageKey, MAX (n, 1));
+      for (guint i = 0; i < n; i++)
+        keys[i] = (MaPageKey){ { ((MaStuckTask *) stuck->pdata[i])->tid }, 1 };
+      items = stuck->pdata;
+      func = out_stuck_at;
+      n_fields = 1;
+      break;
+    case MA_BLOCKERS_DETAIL_SUMMARY:
+    default:
+      g_assert_not_reached ();
+    }
+  if (query->cursor != NULL
+      && !ma_page_cursor_parse (query->cursor, query->detail, n_fields, &cursor, error))
+    return FALSE;
+  from = ma_page_start (keys, n, query->cursor != NULL ? &cursor : NULL);
+  out_open (o, ma_blockers_detail_to_string (query->detail), '[');
+  written = out_entries (r, items, from, n, limit, MA_BLOCKERS_PAGE_BYTES, func, data);
+  out_close (o, ']');
+  if (written == 0 && from < n)
+    {
+      /* one entry alone passes a page: cannot happen with the bounded members (paths and
+       * command lines are cut by the kernel's own limits), said rather than looping */
+      g_set_error (error, MA_ERROR, MA_ERROR_TOO_LARGE, "entry %u of %s does not fit in a page",
+                   from, ma_blockers_detail_to_string (query->detail));
+      return FALSE;
+    }
+  if (from + written < n)
+    next = ma_page_cursor_format (query->detail, &keys[from + written - 1]);
+  out_open (o, "page", '{');
+  out_name (o, "detail", ma_blockers_detail_to_string (query->detail));
+  out_int (o, "limit", limit);
+  out_string (o, "cursor", query->cursor);
+  out_int (o, "total", n);
+  out_int (o, "skipped", from);
+  out_int (o, "returned", written);
+  out_string (o, "next_cursor", next);
+  out_close (o, '}');
+  return TRUE;
+}
+
+static void
+out_totals (Report *r, Locks *l, guint n_stuck, gboolean summary)
+{
+  Out *o = &r->out;
+  guint n_writers = r->scan->writers->len;
+
+  out_open (o, "totals", '{');
+  out_open (o, "locks", '{');
+  out_int (o, "total", l->rows->len);
+  if (summary)
+    out_int (o, "listed", r->locks_listed);
+  out_int (o, "with_waiters", l->n_with_waiters);
+  if (summary)
+    {
+      out_int (o, "holders", r->lock_holders);
+      out_int (o, "holders_listed", r->lock_holders_listed);
+    }
+  out_close (o, '}');
+  out_open (o, "writers", '{');
+  out_int (o, "fds", n_writers);
+  if (summary)
+    {
+      out_int (o, "listed", r->writers_listed);
+      out_int (o, "processes", r->writer_processes);
+      out_int (o, "processes_listed", r->writer_processes_listed);
+      out_int (o, "mounts", r->writer_mounts);
+      out_int (o, "mounts_listed", r->writer_mounts_listed);
+      out_int (o, "bytes", (gint64) MIN (r->writer_bytes, G_MAXINT64));
+      out_int (o, "deleted", r->writers_deleted);
+    }
+  out_close (o, '}');
+  out_open (o, "stuck", '{');
+  out_int (o, "total", n_stuck);
+  if (summary)
+    out_int (o, "listed", r->stuck_listed);
+  out_close (o, '}');
+  if (summary)
+    {
+      out_open (o, "mounts", '{');
+      out_int (o, "total", r->mounts_total);
+      out_int (o, "listed", r->mounts_listed);
+      out_close (o, '}');
+    }
+  out_open (o, "reasons", '{');
+  out_int (o, "total", r->reasons->len);
+  out_int (o, "listed", r->reasons_listed);
+  out_close (o, '}');
+  out_close (o, '}');
+  if (summary)
+    out_bool (o, "complete",
+              r->locks_listed == l->rows->len && r->lock_holders_listed == r->lock_holders
+                && r->writers_listed == n_writers && r->writer_mounts_listed == r->writer_mounts
+                && r->writer_processes_listed == r->writer_processes && r->stuck_listed == n_stuck
+                && r->mounts_listed == r->mounts_total && r->order_listed == r->order_total
+                && r->nesting_listed == r->mounts->nesting->len
+                && r->reasons_listed == r->reasons->len);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Locks, locks_clear)
+
 char *
-ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
-                          GError **error)
+ma_blockers_query_text (const MaBlockersQuery *query, GCancellable *cancellable, GError **error)
 {
   g_autoptr(MaWritebackSample) wb_start = ma_writeback_sample_new ();
   g_autoptr(MaMountTable) mounts = NULL;
@@ -832,13 +1370,16 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   g_autoptr(GHashTable) selected = g_hash_table_new (NULL, NULL);
   g_autoptr(GHashTable) alive = g_hash_table_new (NULL, NULL);
   g_autoptr(GArray) locks = NULL;
+  g_autoptr(GPtrArray) stuck = NULL;
   g_autoptr(JsonNode) writeback = NULL;
   g_autofree char *locks_path = ma_path_build (ma_path_procfs (), "locks", NULL);
   g_autofree char *locks_text = NULL;
   gsize locks_len = 0;
-  guint n_bad_locks = 0, n_locks = 0, n_with_waiters = 0, n_stuck = 0, n_freeze_waiters = 0;
+  guint n_bad_locks = 0, n_freeze_waiters = 0;
   gint64 started = g_get_monotonic_time (), mounts_read, locks_read, pass_started, scanned, reported;
   g_auto(Report) r = { 0 };
+  g_auto(Locks) l = { 0 };
+  gboolean summary = query->detail == MA_BLOCKERS_DETAIL_SUMMARY;
   Out *o;
   double sync_seconds;
   gint64 dirty = 0, writeback_bytes = 0;
@@ -851,8 +1392,14 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   r.selected = selected;
   r.reasons = g_ptr_array_new_with_free_func ((GDestroyNotify) reason_free);
   r.processes = g_hash_table_new_full (NULL, NULL, NULL, g_free);
-  if (!select_mounts (&r, mountpoints, error))
+  if (!select_mounts (&r, query->mountpoints, error))
     return NULL;
+  if (query->cursor != NULL && summary)
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "Parameter 'cursor' needs 'detail' (locks, writers or stuck)");
+      return NULL;
+    }
 
   /* /proc/locks takes a global lock in the kernel: read it once */
   if (!g_file_get_contents (locks_path, &locks_text, &locks_len, error))
@@ -918,17 +1465,28 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
           ma_mount_table_mark_frozen (mounts, sb, evidence);
         }
     }
+  l.locks = locks;
+  find_lock_holders (&r, &l);
+  stuck = reported_stuck (&r, &n_freeze_waiters);
 
-  /* about 400 bytes per lock */
-  r.out.text = g_string_sized_new (65536 + (gsize) locks->len * 512);
+  r.out.text = g_string_sized_new (summary ? MA_BLOCKERS_MAX_REPLY_BYTES / 4 : 65536);
   o = &r.out;
   out_open (o, NULL, '{');
-  out_mounts (&r);
-  out_freeze_order (&r);
-  out_nesting (&r);
-  out_locks (&r, locks, &n_locks, &n_with_waiters);
-  out_writers (&r);
-  out_stuck (&r, &n_stuck, &n_freeze_waiters);
+  out_name (o, "detail", ma_blockers_detail_to_string (query->detail));
+  if (summary)
+    {
+      out_mounts (&r, BUDGET_MOUNTS);
+      out_freeze_order (&r, BUDGET_ORDER);
+      out_nesting (&r, BUDGET_NESTING);
+      out_locks_summary (&r, &l);
+      out_writers_summary (&r);
+      out_open (o, "stuck", '[');
+      r.stuck_listed = out_entries (&r, stuck->pdata, 0, stuck->len, SUMMARY_STUCK, BUDGET_STUCK,
+                                    out_stuck_at, NULL);
+      out_close (o, ']');
+    }
+  else if (!out_page (&r, query, &l, stuck, error))
+    return NULL;
   reported = g_get_monotonic_time ();
   writeback = ma_writeback_report (wb_start, cancellable);
   out_node (o, "writeback", writeback);
@@ -940,20 +1498,19 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
     add_reason (&r, SEVERITY_BLOCKED, "freeze-in-progress", NULL,
                 "%u task(s) wait in %s: a freeze is already in progress or stuck", n_freeze_waiters,
                 MA_BLOCKERS_FREEZE_WAIT_WCHAN);
-  if (n_stuck > n_freeze_waiters)
+  if (stuck->len > n_freeze_waiters)
     {
       MaStuckTask *t = NULL;
-      for (guint i = 0; i < scan->stuck->len && t == NULL; i++)
+      for (guint i = 0; i < stuck->len && t == NULL; i++)
         {
-          MaStuckTask *c = scan->stuck->pdata[i];
-          if (g_strcmp0 (c->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) != 0
-              && (c->file == NULL || devno_selected (&r, c->file->devno)))
+          MaStuckTask *c = stuck->pdata[i];
+          if (g_strcmp0 (c->wchan, MA_BLOCKERS_FREEZE_WAIT_WCHAN) != 0)
             t = c;
         }
       add_reason (&r, SEVERITY_SLOW, "stuck-tasks", NULL,
                   "%u task(s) are in uninterruptible sleep (e.g. pid %d %s in %s): the freeze "
                   "waits for their I/O",
-                  n_stuck - n_freeze_waiters, t ? t->pid : 0, t ? t->comm : "?",
+                  stuck->len - n_freeze_waiters, t ? t->pid : 0, t ? t->comm : "?",
                   t && t->wchan ? t->wchan : "an unknown kernel function");
     }
   sync_seconds = ma_writeback_report_get_sync_seconds (writeback);
@@ -970,23 +1527,25 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
     {
       MaOpenFile *w = scan->writers->pdata[0];
       MaProcInfo *info = ma_proc_scan_describe (scan, w->pid);
+      const char *path = ma_proc_scan_file_path (scan, w);
       add_reason (&r, SEVERITY_INFO, "writers", NULL,
                   "%u file(s) are open for writing (e.g. %s by pid %d %s): those writes stall "
                   "while frozen",
-                  scan->writers->len, w->path ? w->path : "?", w->pid,
+                  scan->writers->len, path ? path : "?", w->pid,
                   info != NULL ? info->comm : "(exited)");
     }
-  if (n_locks > 0)
+  if (l.rows->len > 0)
     add_reason (&r, SEVERITY_INFO, "locks", NULL,
                 "%u lock(s) are held on these filesystems, %u with waiters: their holders keep "
                 "them across a freeze",
-                n_locks, n_with_waiters);
+                l.rows->len, l.n_with_waiters);
   if (g_hash_table_size (selected) == 0)
     add_reason (&r, SEVERITY_INFO, "nothing-to-freeze", NULL,
                 "no mounted filesystem supports freezing");
 
   out_name (o, "verdict", verdict_names[r.verdict]);
-  out_reasons (&r);
+  out_reasons (&r, BUDGET_REASONS);
+  out_totals (&r, &l, stuck->len, summary);
   out_open (o, "scan", '{');
   out_int (o, "processes", scan->n_processes);
   out_int (o, "tasks", scan->n_tasks);
@@ -1002,12 +1561,29 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   out_close (o, '}');
   g_debug ("blockers: %u locks, %u fds; seconds: mounts %.3f, /proc/locks %.3f, keys %.3f, "
            "pass %.3f, report text %.3f (%" G_GSIZE_FORMAT " bytes), writeback and verdict %.3f",
-           n_locks, scan->n_fds, (double) (mounts_read - started) / G_USEC_PER_SEC,
+           l.rows->len, scan->n_fds, (double) (mounts_read - started) / G_USEC_PER_SEC,
            (double) (locks_read - mounts_read) / G_USEC_PER_SEC,
            (double) (pass_started - locks_read) / G_USEC_PER_SEC,
            (double) (scanned - pass_started) / G_USEC_PER_SEC,
            (double) (reported - scanned) / G_USEC_PER_SEC, o->text->len, seconds_since (reported));
+  if (o->text->len > MA_BLOCKERS_MAX_REPLY_BYTES - 4096)
+    {
+      /* the budgets above make this unreachable; a bug must not become a 16 MiB reply */
+      g_set_error (error, MA_ERROR, MA_ERROR_TOO_LARGE,
+                   "the blockers report grew to %" G_GSIZE_FORMAT " bytes, over its bound",
+                   o->text->len);
+      return NULL;
+    }
   return g_string_free (g_steal_pointer (&r.out.text), FALSE);
+}
+
+char *
+ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
+                          GError **error)
+{
+  MaBlockersQuery query = { mountpoints, MA_BLOCKERS_DETAIL_SUMMARY, 0, NULL };
+
+  return ma_blockers_query_text (&query, cancellable, error);
 }
 
 JsonNode *
@@ -1022,11 +1598,30 @@ ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, 
 
 /* ---- the command ---- */
 
+typedef struct
+{
+  char **mountpoints;
+  MaBlockersDetail detail;
+  guint limit;
+  char *cursor;
+} BlockersArgs;
+
+static void
+blockers_args_free (BlockersArgs *args)
+{
+  g_strfreev (args->mountpoints);
+  g_free (args->cursor);
+  g_free (args);
+}
+
 static void
 blockers_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
+  BlockersArgs *args = task_data;
+  MaBlockersQuery query = { (const char *const *) args->mountpoints, args->detail, args->limit,
+                            args->cursor };
   GError *error = NULL;
-  char *text = ma_blockers_collect_text ((const char *const *) task_data, cancellable, &error);
+  char *text = ma_blockers_query_text (&query, cancellable, &error);
 
   /* the reply goes out as written: no json-glib tree for tens of thousands of locks */
   if (text == NULL)
@@ -1048,24 +1643,64 @@ blockers_done (GObject *source, GAsyncResult *result, gpointer user_data)
     ma_call_return (call, ret);
 }
 
+/* detail, limit and cursor; FALSE with a GenericError naming the member. */
+static gboolean
+parse_page_arguments (JsonObject *arguments, BlockersArgs *args, GError **error)
+{
+  const char *detail = NULL, *cursor = NULL;
+  gint64 limit = 0;
+
+  if (!ma_json_get_string (arguments, "detail", &detail, error)
+      || !ma_json_get_string (arguments, "cursor", &cursor, error)
+      || !ma_json_get_int (arguments, "limit", &limit, error))
+    return FALSE;
+  if (detail != NULL && !ma_blockers_detail_from_string (detail, &args->detail))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "Parameter 'detail' expects summary, locks, writers or stuck");
+      return FALSE;
+    }
+  if (json_object_has_member (arguments, "limit")
+      && (limit < 1 || limit > MA_BLOCKERS_PAGE_MAX))
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                   "Parameter 'limit' expects an integer from 1 to %d", MA_BLOCKERS_PAGE_MAX);
+      return FALSE;
+    }
+  if (args->detail == MA_BLOCKERS_DETAIL_SUMMARY
+      && (cursor != NULL || json_object_has_member (arguments, "limit")))
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_INVALID_ARGUMENT,
+                           "Parameters 'limit' and 'cursor' need 'detail' (locks, writers or "
+                           "stuck)");
+      return FALSE;
+    }
+  args->limit = (guint) limit;
+  args->cursor = g_strdup (cursor);
+  return TRUE;
+}
+
 static void
 cmd_blockers (MaCall *call, gpointer user_data)
 {
-  static const char *const allowed[] = { "mountpoints", NULL };
+  static const char *const allowed[] = { "mountpoints", "detail", "limit", "cursor", NULL };
   g_autoptr(GTask) task = NULL;
-  g_auto(GStrv) mountpoints = NULL;
+  BlockersArgs *args;
   GError *error = NULL;
 
   if (!ma_call_check_arguments (call, allowed))
     return;
-  if (!ma_json_get_strv (ma_call_get_arguments (call), "mountpoints", &mountpoints, &error))
+  args = g_new0 (BlockersArgs, 1);
+  if (!ma_json_get_strv (ma_call_get_arguments (call), "mountpoints", &args->mountpoints, &error)
+      || !parse_page_arguments (ma_call_get_arguments (call), args, &error))
     {
+      blockers_args_free (args);
       ma_call_return_error (call, error);
       return;
     }
   task = g_task_new (NULL, NULL, blockers_done, ma_call_ref (call));
   g_task_set_source_tag (task, cmd_blockers);
-  g_task_set_task_data (task, g_steal_pointer (&mountpoints), (GDestroyNotify) g_strfreev);
+  g_task_set_task_data (task, args, (GDestroyNotify) blockers_args_free);
   g_task_run_in_thread (task, blockers_thread);
 }
 

@@ -6,6 +6,7 @@
 #include <json-glib/json-glib.h>
 
 #include "agent.h"
+#include "blockers-summary.h"
 
 G_BEGIN_DECLS
 
@@ -17,8 +18,22 @@ G_BEGIN_DECLS
 /* An MaModuleRegisterFunc: the command and the "blockers" capability; never fails. */
 gboolean ma_blockers_register (MaAgent *agent, GError **error);
 
-/* The whole report as one line of JSON text, blocking (run it in a worker thread).
- * mountpoints: NULL for every freezable filesystem. */
+/* What a `blockers` request asks for (agent/PROTOCOL.md): the bounded default report
+ * (detail SUMMARY) or one page of one kind of entry, after a cursor. */
+typedef struct
+{
+  const char *const *mountpoints; /* NULL for every freezable filesystem */
+  MaBlockersDetail detail;
+  guint limit;                    /* entries per page; 0 for MA_BLOCKERS_PAGE_DEFAULT */
+  const char *cursor;             /* a page's next_cursor, or NULL for the first page */
+} MaBlockersQuery;
+
+/* The reply as one line of JSON text (at most MA_BLOCKERS_MAX_REPLY_BYTES), blocking (run
+ * it in a worker thread). */
+char *ma_blockers_query_text (const MaBlockersQuery *query, GCancellable *cancellable,
+                              GError **error);
+
+/* The default report as text: ma_blockers_query_text () with detail SUMMARY. */
 char *ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
                                 GError **error);
 /* The same report as a json-glib tree (parsed from that text), for callers that read it. */

@@ -159,8 +159,20 @@ void
 ma_call_return (MaCall *call, JsonNode *ret)
 {
   g_autoptr(JsonNode) owned = ret;
+  char *line = ma_reply_return (call->request->id, owned);
+  gsize len = strlen (line);
 
-  call_reply (call, ma_reply_return (call->request->id, owned));
+  if (len > MA_PROTOCOL_MAX_REPLY_BYTES)
+    {
+      /* the last guard: no command's answer may pass what a client can read */
+      g_autofree char *desc = g_strdup_printf (
+        "the reply to '%s' would be %" G_GSIZE_FORMAT " bytes, over the protocol's limit of %d",
+        call->request->execute, len, MA_PROTOCOL_MAX_REPLY_BYTES);
+      g_warning ("%s", desc);
+      g_free (line);
+      line = ma_reply_error_class (call->request->id, "GenericError", desc);
+    }
+  call_reply (call, line);
 }
 
 void

@@ -64,6 +64,7 @@ cmd_info (MaCall *call, gpointer user_data)
   json_object_set_member (obj, "commands", ma_commands_to_json (ma_agent_get_commands (agent)));
   json_object_set_member (obj, "capabilities", ma_agent_capabilities_to_json (agent));
   json_object_set_int_member (obj, "max-request-bytes", MA_PROTOCOL_MAX_REQUEST_BYTES);
+  json_object_set_int_member (obj, "max-reply-bytes", MA_PROTOCOL_MAX_REPLY_BYTES);
   ma_call_return (call, ma_json_new_object_node (obj));
 }
 

@@ -295,6 +295,7 @@ devno_for_mount (MaProcScan *self, int piddir, gint mnt_id, guint32 fallback)
  * FUSE server (a hung NFS server or FUSE daemon would hold the pass in D state for good). The
  * inode, mount id and link count are what the cache already knows. */
 #define TARGET_STATX_FLAGS AT_STATX_DONT_SYNC
+#define TARGET_STATX_MASK (STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID | STATX_SIZE)
 
 /* statx through the fd link: the target's inode, mount and link count. */
 static gboolean
@@ -302,7 +303,7 @@ stat_target (MaProcScan *self, int piddir, int fddir, const char *name, struct s
 {
   g_atomic_int_inc (&self->n_statx);
   return statx (fddir, name, TARGET_STATX_FLAGS,
-                STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, stx) == 0;
+                TARGET_STATX_MASK, stx) == 0;
 }
 
 /* The superblock device of a statx result: through the mount id when there is one. */
@@ -317,8 +318,7 @@ devno_of (MaProcScan *self, int piddir, const struct statx *stx)
 }
 
 static MaOpenFile *
-open_file_new (int fddir, gint pid, gint fd, const char *name, const struct statx *stx,
-               guint32 devno, gboolean writable)
+open_file_new (gint pid, gint fd, const struct statx *stx, guint32 devno, gboolean writable)
 {
   MaOpenFile *file = g_new0 (MaOpenFile, 1);
 
@@ -328,11 +328,34 @@ open_file_new (int fddir, gint pid, gint fd, const char *name, const struct stat
   file->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (gint) stx->stx_mnt_id : -1;
   file->devno = devno;
   file->writable = writable;
-  file->path = readlink_at (fddir, name);
+  file->size = (stx->stx_mask & STATX_SIZE) ? stx->stx_size : 0;
   file->deleted = stx->stx_nlink == 0 && S_ISREG (stx->stx_mode);
-  if (file->deleted && file->path != NULL && g_str_has_suffix (file->path, MA_PROC_DELETED_SUFFIX))
-    file->path[strlen (file->path) - strlen (MA_PROC_DELETED_SUFFIX)] = '\0';
   return file;
+}
+
+const char *
+ma_proc_scan_file_path (MaProcScan *self, MaOpenFile *file)
+{
+  char name[64];
+  struct statx stx;
+
+  if (file->path_tried)
+    return file->path;
+  file->path_tried = TRUE;
+  g_snprintf (name, sizeof name, "%s/%d/fd/%d", ma_path_procfs (), file->pid, file->fd);
+  file->path = readlink_at (AT_FDCWD, name);
+  if (file->path == NULL)
+    return NULL;
+  /* the fd may have been closed and reused since the pass: the same file, or no path */
+  g_atomic_int_inc (&self->n_statx);
+  if (statx (AT_FDCWD, name, TARGET_STATX_FLAGS, STATX_INO, &stx) != 0 || stx.stx_ino != file->ino)
+    {
+      g_clear_pointer (&file->path, g_free);
+      return NULL;
+    }
+  if (file->deleted && g_str_has_suffix (file->path, MA_PROC_DELETED_SUFFIX))
+    file->path[strlen (file->path) - strlen (MA_PROC_DELETED_SUFFIX)] = '\0';
+  return file->path;
 }
 
 /* ---- statx in batches ----
@@ -657,7 +680,8 @@ open_file_copy (const MaOpenFile *file)
   return copy;
 }
 
-/* What one resolved fd is: a wanted lock's, a writer, an orphan lock's holder. */
+/* What one resolved fd is: a wanted lock's, a writer, an orphan lock's holder. Counts the
+ * lock files found (their process is described during the pass); no path is read here. */
 static guint
 scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gboolean writable,
          guint *wanted_left, ScanPart *part)
@@ -681,19 +705,20 @@ scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gb
               && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
   if (is_lock || is_writer)
     {
-      MaOpenFile *file = open_file_new (fddir, pid, e->fd, e->name, stx, devno, writable);
+      MaOpenFile *file = open_file_new (pid, e->fd, stx, devno, writable);
       if (is_lock && is_writer)
         g_ptr_array_add (part->writers, open_file_copy (file));
       g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
-      n_found++;
+      /* a writer's process is described only if the report lists it, afterwards */
+      if (is_lock)
+        n_found++;
     }
   if (want_orphans)
     {
       MaFileKey key = { stx->stx_ino, 0, 0 };
       if (g_hash_table_contains (self->orphan_inodes, &key))
         {
-          g_autoptr(MaOpenFile) file = open_file_new (fddir, pid, e->fd, e->name, stx, devno,
-                                                      writable);
+          g_autoptr(MaOpenFile) file = open_file_new (pid, e->fd, stx, devno, writable);
           char name[48];
           g_autofree char *text = NULL;
           gsize len = 0;
@@ -772,8 +797,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           if (n_ahead > 0)
             {
               stat_batch_add (part->batch, fddir, fds[n].name, TARGET_STATX_FLAGS,
-                              STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[n].target,
-                              &fds[n].target_res);
+                              TARGET_STATX_MASK, &fds[n].target, &fds[n].target_res);
               n_ahead--;
               n_early++;
             }
@@ -805,8 +829,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           for (guint j = i; j < end; j++)
             if (fd_needs_target (&fds[j], wanted_left, want_orphans))
               stat_batch_add (part->batch, fddir, fds[j].name, TARGET_STATX_FLAGS,
-                              STATX_TYPE | STATX_INO | STATX_NLINK | STATX_MNT_ID, &fds[j].target,
-                              &fds[j].target_res);
+                              TARGET_STATX_MASK, &fds[j].target, &fds[j].target_res);
           g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
           stat_batch_run (part->batch);
         }
@@ -1184,7 +1207,7 @@ ma_proc_scan_stat_fd (MaProcScan *self, gint pid, gint fd)
       g_snprintf (name, sizeof name, "%d", fd);
       if (fstatat (fddir, name, &st, AT_SYMLINK_NOFOLLOW) == 0
           && stat_target (self, piddir, fddir, name, &stx))
-        file = open_file_new (fddir, pid, fd, name, &stx, devno_of (self, piddir, &stx),
+        file = open_file_new (pid, fd, &stx, devno_of (self, piddir, &stx),
                               (st.st_mode & S_IWUSR) != 0);
       close (fddir);
     }

@@ -30,7 +30,10 @@ typedef struct
   gint mnt_id;
   gboolean writable; /* opened O_WRONLY or O_RDWR */
   gboolean deleted;  /* the file has no name left (st_nlink 0) */
-  char *path;        /* readlink, " (deleted)" removed when deleted; raw bytes */
+  guint64 size;      /* the target's size in bytes (what the cache knows) */
+  char *path;        /* raw bytes, " (deleted)" removed when deleted; NULL until
+                      * ma_proc_scan_file_path () resolves it (only what is reported is) */
+  gboolean path_tried;
   MaFdinfo fdinfo;   /* only read for fds that may hold an OFD/orphan lock (locks NULL otherwise) */
 } MaOpenFile;
 
@@ -97,6 +100,11 @@ gboolean ma_proc_scan_run (MaProcScan *self, GCancellable *cancellable, GError *
 
 /* Who a process is (cached; comm etc. read now if the pass did not). NULL when it is gone. */
 MaProcInfo *ma_proc_scan_describe (MaProcScan *self, gint pid);
+
+/* The path of an open file (readlink of /proc/PID/fd/N, once, then cached in file->path);
+ * NULL when the fd is gone or now names another file. The pass resolves none: a report
+ * asks only for the paths it prints. */
+const char *ma_proc_scan_file_path (MaProcScan *self, MaOpenFile *file);
 
 /* Resolve one fd of one process now (for waiters and stuck tasks). NULL when gone. */
 MaOpenFile *ma_proc_scan_stat_fd (MaProcScan *self, gint pid, gint fd);

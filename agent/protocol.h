@@ -8,6 +8,9 @@ G_BEGIN_DECLS
 
 #define MA_PROTOCOL_VERSION 1
 #define MA_PROTOCOL_MAX_REQUEST_BYTES (1024 * 1024)
+/* No reply line is longer (newline included): under migctl's 16 MiB and under the 10 MB a
+ * libvirt guest-agent client reads. A longer one is answered with an error instead. */
+#define MA_PROTOCOL_MAX_REPLY_BYTES (8 * 1024 * 1024)
 #define MA_PROTOCOL_RESET_BYTE 0xFF
 
 /* ---- framing ---- */

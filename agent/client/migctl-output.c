@@ -861,6 +861,117 @@ blockers_mount_compare (gconstpointer a, gconstpointer b)
   return g_strcmp0 (x->mountpoint, y->mountpoint);
 }
 
+/* One page of `blockers detail=…`: its entries as a table and how to ask for the next. */
+static void
+format_blockers_page (JsonObject *obj, const char *detail)
+{
+  JsonArray *array = NULL;
+  JsonObject *page = NULL;
+  g_autoptr(MaTable) table = ma_table_new (5, "WHAT", "PID", "COMM", "DETAIL", "PATH");
+
+  printf ("verdict: %s\n", ma_out_status (str_member (obj, "verdict", "?")));
+  if (ma_json_get_array (obj, detail, &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *e = as_object (json_array_get_element (array, i));
+        g_autofree char *pid = NULL;
+        g_autofree char *what = NULL;
+        JsonArray *holders = NULL, *waiters = NULL;
+        if (e == NULL)
+          continue;
+        if (g_strcmp0 (detail, "locks") == 0)
+          {
+            JsonObject *h = NULL;
+            ma_json_get_array (e, "holders", &holders, NULL);
+            ma_json_get_array (e, "waiters", &waiters, NULL);
+            if (holders != NULL && json_array_get_length (holders) > 0)
+              h = as_object (json_array_get_element (holders, 0));
+            pid = g_strdup_printf ("%" G_GINT64_FORMAT, h != NULL ? int_member (h, "pid", 0) : 0);
+            what = g_strdup_printf ("%s %s%s", str_member (e, "type", "?"),
+                                    str_member (e, "mode", "?"),
+                                    waiters != NULL && json_array_get_length (waiters) > 0
+                                      ? ", waited for" : "");
+            ma_table_add (table, "lock", pid, h != NULL ? str_member (h, "comm", "?") : "?", what,
+                          str_member (e, "path", ""));
+          }
+        else if (g_strcmp0 (detail, "writers") == 0)
+          {
+            pid = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (e, "pid", 0));
+            what = g_strdup_printf ("fd %" G_GINT64_FORMAT, int_member (e, "fd", -1));
+            ma_table_add (table, "writer", pid, str_member (e, "comm", "?"), what,
+                          str_member (e, "path", ""));
+          }
+        else
+          {
+            pid = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (e, "pid", 0));
+            what = g_strdup_printf ("D in %s (%s)", str_member (e, "wchan", "?"),
+                                    str_member (e, "syscall", "no syscall"));
+            ma_table_add (table, "stuck", pid, str_member (e, "comm", "?"), what,
+                          str_member (e, "path", ""));
+          }
+      }
+  ma_table_print (table);
+  if (ma_json_get_object (obj, "page", &page, NULL) && page != NULL)
+    {
+      const char *next = str_member (page, "next_cursor", NULL);
+      gint64 skipped = int_member (page, "skipped", 0);
+      gint64 returned = int_member (page, "returned", 0);
+      printf ("%s %" G_GINT64_FORMAT "–%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT "\n", detail,
+              returned > 0 ? skipped + 1 : skipped, skipped + returned,
+              int_member (page, "total", 0));
+      if (next != NULL)
+        printf ("next page: migctl blockers detail=%s cursor=%s (or --all-pages)\n", detail,
+                next);
+    }
+}
+
+/* The writers in aggregate: per process, the largest first, as many as the reply lists. */
+static void
+format_writer_groups (JsonObject *obj)
+{
+  JsonArray *array = NULL;
+  JsonObject *totals = NULL, *tw = NULL;
+  g_autoptr(MaTable) table = ma_table_new (6, "PID", "COMM", "UNIT", "FDS", "BYTES", "E.G.");
+  guint shown = 0;
+
+  if (!ma_json_get_array (obj, "writers_by_process", &array, NULL) || array == NULL
+      || json_array_get_length (array) == 0)
+    return;
+  for (guint i = 0; i < json_array_get_length (array) && shown < 10; i++)
+    {
+      JsonObject *g = as_object (json_array_get_element (array, i));
+      JsonArray *examples = NULL;
+      JsonObject *e = NULL;
+      g_autofree char *pid = NULL;
+      g_autofree char *fds = NULL;
+      g_autofree char *bytes = NULL;
+      if (g == NULL)
+        continue;
+      ma_json_get_array (g, "examples", &examples, NULL);
+      if (examples != NULL && json_array_get_length (examples) > 0)
+        e = as_object (json_array_get_element (examples, 0));
+      pid = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (g, "pid", 0));
+      fds = g_strdup_printf ("%" G_GINT64_FORMAT, int_member (g, "fds", 0));
+      bytes = g_format_size ((guint64) MAX (int_member (g, "bytes", 0), 0));
+      ma_table_add (table, pid, str_member (g, "comm", "?"), str_member (g, "unit", "-"), fds,
+                    bytes, e != NULL ? str_member (e, "path", "") : "");
+      shown++;
+    }
+  if (ma_json_get_object (obj, "totals", &totals, NULL) && totals != NULL)
+    ma_json_get_object (totals, "writers", &tw, NULL);
+  printf ("\nwriters by process");
+  if (tw != NULL)
+    {
+      g_autofree char *bytes = g_format_size ((guint64) MAX (int_member (tw, "bytes", 0), 0));
+      printf (" (%" G_GINT64_FORMAT " fds in %" G_GINT64_FORMAT " processes, %s)",
+              int_member (tw, "fds", 0), int_member (tw, "processes", 0), bytes);
+    }
+  printf (":\n");
+  ma_table_print (table);
+  if (tw != NULL && int_member (tw, "processes", 0) > shown)
+    printf ("… and %" G_GINT64_FORMAT " more processes\n", int_member (tw, "processes", 0) - shown);
+}
+
 static void
 format_blockers (JsonNode *ret)
 {
@@ -874,9 +985,16 @@ format_blockers (JsonNode *ret)
   GHashTableIter iter;
   gpointer value;
   double sync = 0;
+  const char *kind;
 
   if (obj == NULL)
     return;
+  kind = str_member (obj, "detail", "summary");
+  if (g_strcmp0 (kind, "summary") != 0)
+    {
+      format_blockers_page (obj, kind);
+      return;
+    }
   printf ("verdict: %s\n", ma_out_status (str_member (obj, "verdict", "?")));
   if (ma_json_get_array (obj, "reasons", &array, NULL) && array != NULL)
     for (guint i = 0; i < json_array_get_length (array); i++)
@@ -922,6 +1040,15 @@ format_blockers (JsonNode *ret)
         m->writers++;
         detail = g_strdup_printf ("fd %" G_GINT64_FORMAT, int_member (w, "fd", -1));
         blockers_row (m, ma_out_paint ("yellow", "writer"), w, detail);
+      }
+  /* the listed writers are the first few: the counts come from the aggregate */
+  if (ma_json_get_array (obj, "writers_by_mount", &array, NULL) && array != NULL)
+    for (guint i = 0; i < json_array_get_length (array); i++)
+      {
+        JsonObject *g = as_object (json_array_get_element (array, i));
+        if (g != NULL)
+          blockers_mount (by_mp, str_member (g, "mountpoint", NULL))->writers
+            = (guint) int_member (g, "fds", 0);
       }
   if (ma_json_get_array (obj, "locks", &array, NULL) && array != NULL)
     for (guint i = 0; i < json_array_get_length (array); i++)
@@ -973,9 +1100,11 @@ format_blockers (JsonNode *ret)
               m->stuck, m->writers, m->locks);
       if (m->rows > 0)
         ma_table_print (m->table);
-      if (m->hidden > 0)
-        printf ("… and %u more (--json shows all)\n", m->hidden);
+      if (m->hidden > 0 || m->rows < m->stuck + m->writers + m->locks)
+        printf ("… and %u more (migctl blockers detail=writers|locks|stuck lists every one)\n",
+                MAX (m->hidden, m->stuck + m->writers + m->locks - m->rows));
     }
+  format_writer_groups (obj);
 
   if (ma_json_get_array (obj, "mounts", &array, NULL) && array != NULL)
     {

@@ -31,7 +31,9 @@ static const char usage_text[] =
   "  quiesce [operation=ID] [lease_seconds=N] [plugins=[...]]\n"
   "  thaw [operation=ID] | renew [lease_seconds=N] | check [phase=validate]\n"
   "  plugin-test NAME     run every phase of one plugin and time each\n"
-  "  blockers [mountpoints=[...]]   what would make a freeze slow or fail\n"
+  "  blockers [mountpoints=[...]] [detail=locks|writers|stuck [limit=N] [cursor=C]]\n"
+  "                       what would make a freeze slow or fail: a bounded summary, or\n"
+  "                       every entry of one kind, a page at a time (--all-pages: all)\n"
   "  prepare operation=ID           snapshot + blockers + plugin checks: ready to migrate?\n"
   "  snapshot [take=true] | validate | resumed operation=ID | announce\n"
   "  dirty-rate [seconds=N] [top=N] | throttle class=NAME|auto | unthrottle\n"
@@ -197,6 +199,65 @@ run_watch (MaClient *client, JsonObject *args, gboolean json_output)
     }
 }
 
+/* The page's next_cursor in a paged return, or NULL on the last page. */
+static char *
+next_cursor (JsonNode *ret)
+{
+  JsonObject *page = NULL;
+  const char *next = NULL;
+
+  if (JSON_NODE_HOLDS_OBJECT (ret)
+      && ma_json_get_object (json_node_get_object (ret), "page", &page, NULL) && page != NULL)
+    ma_json_get_string (page, "next_cursor", &next, NULL);
+  return g_strdup (next);
+}
+
+/* Every page of a paged command, one request each, each printed as it comes. */
+static int
+run_all_pages (MaClient *client, const char *command, JsonObject *args, gboolean json_output)
+{
+  MaFormatter formatter = ma_out_find_formatter (command);
+  g_autofree char *cursor = NULL;
+
+  if (!json_object_has_member (args, "detail"))
+    {
+      g_printerr ("migctl: --all-pages needs a paged request (blockers detail=locks|writers|"
+                  "stuck)\n");
+      return MIGCTL_EXIT_USAGE;
+    }
+  do
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *text = NULL;
+      g_autoptr(JsonNode) ret = NULL;
+
+      if (cursor != NULL)
+        json_object_set_string_member (args, "cursor", cursor);
+      text = ma_client_execute_text (client, command, args, &error);
+      if (text != NULL)
+        ret = ma_json_parse (text, strlen (text), &error);
+      if (ret == NULL)
+        {
+          g_printerr ("migctl: %s\n", error->message);
+          return exit_status_for (error);
+        }
+      if (json_output)
+        {
+          fputs (text, stdout);
+          fputc ('\n', stdout);
+        }
+      else if (formatter != NULL)
+        formatter (ret);
+      else
+        ma_out_print_json (ret, TRUE);
+      fflush (stdout);
+      g_free (cursor);
+      cursor = next_cursor (ret);
+    }
+  while (cursor != NULL);
+  return MIGCTL_EXIT_OK;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -210,6 +271,7 @@ main (int argc, char **argv)
   g_autofree char *domain = NULL;
   g_auto(GStrv) rest = NULL;
   gboolean json_output = FALSE, no_color = FALSE, version = FALSE, force = FALSE;
+  gboolean all_pages = FALSE;
   int command_at = find_command_word (argc, argv);
   MaMigrateOptions help_options = { 0 };
   int global_argc = command_at;
@@ -228,6 +290,9 @@ main (int argc, char **argv)
     { "args", 'a', 0, G_OPTION_ARG_STRING, &args_json, "Arguments as one JSON object", "JSON" },
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &timeout, "Seconds to wait for the answer (60)",
       "SECONDS" },
+    { "all-pages", 0, 0, G_OPTION_ARG_NONE, &all_pages,
+      "With a paged reply (blockers detail=…): follow next_cursor to the last page (--json: "
+      "one return per line)", NULL },
     { "no-color", 0, 0, G_OPTION_ARG_NONE, &no_color, "Never colour the output", NULL },
     { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, "COMMAND [KEY=VALUE…]" },
@@ -343,6 +408,8 @@ main (int argc, char **argv)
 
   if (g_strcmp0 (command, "watch") == 0)
     return run_watch (client, args, json_output);
+  if (all_pages)
+    return run_all_pages (client, command, args, json_output);
 
   /* --json prints the return as the agent wrote it: a blockers report of megabytes needs no
    * tree (validate's verdict is read for the exit status) */

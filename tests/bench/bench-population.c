@@ -1,11 +1,13 @@
 /* bench-population.c — the synthetic load of the blockers benchmark: NPROC processes that
  * each hold NFILES open files and LOCKS locks (flock and POSIX alternating), every 20th one
- * also writing. Prints "ready" when all hold their locks; ends them all on stdin EOF. */
+ * also writing; with "rw", every file of every process is open read-write (a database or a
+ * build farm). Prints "ready" when all hold their locks; ends them all on stdin EOF. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -14,6 +16,8 @@
 #define POOL_FILES 1000
 #define WRITER_EVERY 20
 #define WRITER_FILES 5
+
+static int all_rw;
 
 static void
 child (const char *dir, int index, int nfiles, int nlocks, int ready)
@@ -27,7 +31,7 @@ child (const char *dir, int index, int nfiles, int nlocks, int ready)
       struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET };
       int fd;
       snprintf (path, sizeof path, "%s/lock-%d-%d", dir, index, i);
-      fd = open (path, O_RDONLY | O_CREAT, 0600);
+      fd = open (path, (all_rw ? O_RDWR : O_RDONLY) | O_CREAT, 0600);
       if (fd < 0 || (i % 2 == 0 ? flock (fd, LOCK_EX) : fcntl (fd, F_SETLK, &fl)) != 0)
         _exit (2);
     }
@@ -35,7 +39,7 @@ child (const char *dir, int index, int nfiles, int nlocks, int ready)
     {
       int writer = index % WRITER_EVERY == 0 && i < WRITER_FILES;
       snprintf (path, sizeof path, "%s/pool-%d", dir, (index * 7 + i) % POOL_FILES);
-      if (open (path, writer ? O_WRONLY | O_APPEND : O_RDONLY) < 0)
+      if (open (path, all_rw ? O_RDWR : writer ? O_WRONLY | O_APPEND : O_RDONLY) < 0)
         _exit (3);
     }
   if (write (ready, "r", 1) != 1)
@@ -50,11 +54,12 @@ main (int argc, char **argv)
   int nproc, nfiles, nlocks, pipefd[2], done = 0;
   char path[4096], c;
 
-  if (argc != 5)
+  if (argc != 5 && !(argc == 6 && strcmp (argv[5], "rw") == 0))
     {
-      fprintf (stderr, "usage: %s DIR NPROC NFILES LOCKS-PER-PROCESS\n", argv[0]);
+      fprintf (stderr, "usage: %s DIR NPROC NFILES LOCKS-PER-PROCESS [rw]\n", argv[0]);
       return 2;
     }
+  all_rw = argc == 6;
   nproc = atoi (argv[2]);
   nfiles = atoi (argv[3]);
   nlocks = atoi (argv[4]);

@@ -218,6 +218,48 @@ test_hook_order (Fixture *f, gconstpointer data)
   g_assert_cmpstr (f->trace->str, ==, "second:free first:free ");
 }
 
+/* No answer passes the protocol's reply limit: one that would is answered with an error
+ * saying so, with the request's id; one just under it goes out whole. */
+static void
+test_reply_bound (Fixture *f, gconstpointer data)
+{
+  const gsize sizes[] = { MA_PROTOCOL_MAX_REPLY_BYTES - 256, MA_PROTOCOL_MAX_REPLY_BYTES + 1024 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    {
+      MaRequest *request = g_new0 (MaRequest, 1);
+      g_autoptr(MaCall) call = NULL;
+      g_autofree char *line = NULL;
+      GString *text = g_string_sized_new (sizes[i]);
+
+      request->execute = g_strdup ("big");
+      request->arguments = json_object_new ();
+      request->id = json_node_init_int (json_node_alloc (), 7);
+      call = ma_call_new (f->agent, request, on_reply, &line, NULL);
+      /* a string of that many bytes, as a raw reply as blockers makes them */
+      g_string_append_c (text, '"');
+      while (text->len < sizes[i] - 32)
+        g_string_append (text, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+      g_string_append_c (text, '"');
+      {
+        /* the over-long one is logged as a warning: not fatal here */
+        GLogLevelFlags fatal = g_log_set_always_fatal (G_LOG_FATAL_MASK);
+        ma_call_return (call, ma_json_new_raw_node (g_string_free (text, FALSE)));
+        g_log_set_always_fatal (fatal);
+      }
+      g_assert_nonnull (line);
+      g_assert_cmpuint (strlen (line), <=, MA_PROTOCOL_MAX_REPLY_BYTES);
+      if (i == 0)
+        g_assert_true (g_str_has_prefix (line, "{\"return\":\"xxx"));
+      else
+        {
+          g_assert_nonnull (strstr (line, "GenericError"));
+          g_assert_nonnull (strstr (line, "over the protocol's limit"));
+          g_assert_nonnull (strstr (line, "\"id\":7"));
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -227,6 +269,8 @@ main (int argc, char **argv)
   g_test_add ("/agent/modules/lookup", Fixture, NULL, fixture_setup, test_lookup,
               fixture_teardown);
   g_test_add ("/agent/modules/hook-order", Fixture, NULL, fixture_setup, test_hook_order,
+              fixture_teardown);
+  g_test_add ("/agent/modules/reply-bound", Fixture, NULL, fixture_setup, test_reply_bound,
               fixture_teardown);
   return g_test_run ();
 }
