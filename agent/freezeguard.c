@@ -15,6 +15,7 @@
 #include "json.h"
 #include "paths.h"
 #include "procscan.h"
+#include "syscalls.h"
 
 /* Evidence that the guest's filesystems are frozen. */
 typedef enum

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""The include graph of agent/ is a DAG, and the client keeps to its side.
+"""The include graph of agent/ is a DAG, the client keeps to its side, and no .c is too long.
 
 A module is a .c/.h pair (agent/NAME or agent/client/NAME; a NAME-private.h belongs to NAME);
 module A depends on module B when A.c or A.h includes B.h. Checks:
   - no cycle between modules (a module including its own header is not a cycle);
   - the client (agent/client/) includes, of the daemon's headers, only the shared leaves
     error.h, json.h and protocol.h;
-  - the daemon never includes a client header.
+  - the daemon never includes a client header;
+  - no .c file of agent/ or agent/client/ is over MAX_LINES lines (one concern per module).
 Prints TAP. usage: check-includes.py AGENT_DIR
 """
 import os
@@ -15,6 +16,7 @@ import sys
 
 SHARED_WITH_CLIENT = {"error", "json", "protocol"}
 GENERATED = {"buildconfig.h"}
+MAX_LINES = 1200
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
@@ -87,7 +89,16 @@ def main():
         if colour[m] == 0:
             visit(m)
 
-    print("1..3")
+    too_long = []
+    for files in known.values():
+        for path in files:
+            if path.endswith(".c"):
+                with open(path, encoding="utf-8") as f:
+                    n = sum(1 for _ in f)
+                if n > MAX_LINES:
+                    too_long.append(f"{os.path.relpath(path, agent_dir)}: {n} lines")
+
+    print("1..4")
     print(f"{'ok' if not cycles else 'not ok'} 1 - the include graph of {len(graph)} modules "
           "is acyclic")
     for c in cycles:
@@ -100,7 +111,11 @@ def main():
     print(f"{'ok' if not other else 'not ok'} 3 - every quoted include names a module of agent/")
     for p in other:
         print("# " + p)
-    return 1 if cycles or problems else 0
+    print(f"{'ok' if not too_long else 'not ok'} 4 - no .c file of agent/ is over {MAX_LINES} "
+          "lines")
+    for p in sorted(too_long):
+        print(f"# {p} (split it along its seams)")
+    return 1 if cycles or problems or too_long else 0
 
 
 if __name__ == "__main__":
