@@ -14,10 +14,9 @@
 #
 # Columns: "agent ms" is freeze+thaw as a caller sees it (two migctl runs); "phase ms" is
 # one phase inside the agent (the `seconds` of its quiesce and thaw answers, median of
-# both); "per plugin" is (phase − the scripts' own time) / 10, the agent's overhead per
-# plugin, which includes starting the script (fork/exec of /bin/sh). "exec floor" is what
-# that start costs on this machine: 10 no-op scripts run one after another by a shell,
-# divided by 10.
+# both); "floor ms" is the same 10 scripts started with posix_spawn one after the other and
+# all reaped, by a bare C program (spawn-floor.c): what starting them costs on this machine,
+# whoever starts them; "per plugin" is (phase − floor) / 10, the agent's own overhead.
 set -euo pipefail
 
 BUILD="${1:-$(dirname "$0")/../../build}"
@@ -88,31 +87,30 @@ bench_agent() { # NAME → "total_ms phase_ms" (medians): quiesce+thaw through m
     "$(awk '{ print $2; print $3 }' "$dir/rounds" | median | awk '{ printf "%.1f", $1 * 1000 }')"
 }
 
-exec_floor() { # → ms to start and reap one no-op script, from a shell, one after another
-  local dir="$TMP/noop" t0 t1
+exec_floor() { # NAME → ms to start the 10 scripts with posix_spawn and reap them (median)
+  local dir="$TMP/$1"
   for _ in $(seq "$ROUNDS"); do
-    t0=$(now_ns)
-    for s in "$dir"/fsfreeze-hook.d/s*; do "$s" freeze; done
-    t1=$(now_ns)
-    echo $(( (t1 - t0) / 1000 ))
-  done | median | awk '{ printf "%.2f", $1 / 10000 }'
+    "$TMP/spawn-floor" freeze "$dir"/fsfreeze-hook.d/s*
+  done | median | awk '{ printf "%.1f", $1 }'
 }
 
+cc -O2 -o "$TMP/spawn-floor" "$(dirname "$0")/spawn-floor.c"
 setup_workload noop 'exit 0'
 setup_workload slow 'sleep 0.1'
 
-printf '%-22s %9s %9s %7s %8s %9s %10s\n' "workload (freeze+thaw)" "hook ms" "agent ms" "ratio" \
-  "speedup" "phase ms" "per plugin"
+printf '%-22s %8s %8s %6s %8s %8s %8s %10s\n' "workload (freeze+thaw)" "hook ms" "agent ms" \
+  "ratio" "speedup" "phase ms" "floor ms" "per plugin"
 for w in noop slow; do
   hook=$(bench_hook "$w")
   read -r agent phase < <(bench_agent "$w")
-  work=$([ "$w" = noop ] && echo 0 || echo 100)
+  floor=$(exec_floor "$w")
   label=$([ "$w" = noop ] && echo "10 no-op scripts" || echo "10 x 100 ms scripts")
-  printf '%-22s %9s %9s %7s %7sx %9s %8s ms\n' "$label" "$hook" "$agent" \
+  printf '%-22s %8s %8s %6s %7sx %8s %8s %7s ms\n' "$label" "$hook" "$agent" \
     "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.2f", a / h }')" \
-    "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.1f", h / a }')" "$phase" \
-    "$(awk -v p="$phase" -v w="$work" 'BEGIN { printf "%.2f", (p - w) / 10 }')"
+    "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.1f", h / a }')" "$phase" "$floor" \
+    "$(awk -v p="$phase" -v f="$floor" 'BEGIN { printf "%.2f", (p - f) / 10 }')"
 done
-echo "exec floor: $(exec_floor) ms to start and reap one no-op script from a shell on this machine"
-echo "ratio = agent / qemu-ga fsfreeze-hook, speedup = hook / agent, median of $ROUNDS rounds;"
-echo "phase ms = one quiesce or thaw inside the agent; per plugin = (phase - the scripts' own time) / 10"
+echo "ratio = agent / qemu-ga fsfreeze-hook, speedup = hook / agent, median of $ROUNDS rounds."
+echo "phase ms: one quiesce or thaw inside the agent (its answer's seconds); floor ms: the same"
+echo "10 scripts started with posix_spawn one after the other and reaped (spawn-floor.c), the least"
+echo "any plugin runner pays here; per plugin = (phase - floor) / 10, the agent's own overhead."
