@@ -71,7 +71,8 @@ spawn_direct (const char *const *argv, const char *const *envp, MaSpawned *out, 
   posix_spawnattr_init (&attr);
   posix_spawn_file_actions_init (&actions);
   sigemptyset (&none);
-  /* the agent blocks SIGIO and ignores SIGPIPE; a plugin starts with defaults */
+  /* the agent blocks SIGIO and ignores SIGPIPE; a plugin starts with defaults (glibc leaves
+   * its own two reserved signals, 32 and 33, ignored: they are not in a sigset_t it fills) */
   sigfillset (&defaults);
   sigdelset (&defaults, SIGKILL);
   sigdelset (&defaults, SIGSTOP);
