@@ -10,7 +10,8 @@
 # Without --long: 100,000 requests and 1,000 cycles (a few minutes). With --long: 1,000,000
 # requests and 10,000 cycles (most of an hour on 2 CPUs: a cycle runs prepare, which scans /proc,
 # and two plugins twice). MA_SOAK_CYCLES, MA_SOAK_REQUESTS and MA_SOAK_EVENTS (the event ring,
-# default 1024) override the length. The program is the suite's test-soak (its short form runs
+# default 1024) override the length. The run happens in a PID namespace of its own (with its own
+# /proc), so the agent's scans see the soak's processes, not the rest of the machine. The program is the suite's test-soak (its short form runs
 # in `meson test --suite integration`); it fails on any wrong answer, any fd more at the end
 # than after the warm-up, or memory growth over 64 KiB.
 set -euo pipefail
