@@ -767,8 +767,9 @@ test_soak (void)
   s.next_id = 1;
 
   per_cycle = (guint) (total_requests / cycles);
-  /* the rest of a cycle's share (each cycle carries its own requests while quiesced) */
-  per_cycle = per_cycle > 2 * REQ_CHEAP_KINDS + 4 ? per_cycle - (2 * REQ_CHEAP_KINDS + 4) : 1;
+  /* the rest of a cycle's share: each cycle makes 2 × REQ_CHEAP_KINDS - 1 requests while
+   * quiesced and three calls (prepare, quiesce, thaw) */
+  per_cycle = per_cycle > 2 * REQ_CHEAP_KINDS + 2 ? per_cycle - (2 * REQ_CHEAP_KINDS + 2) : 1;
   for (guint c = 0; c < cycles; c++)
     {
       /* the cycle first: the first one stores the snapshot that `snapshot` reads */
