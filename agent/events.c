@@ -2,12 +2,24 @@
  * in-memory ring so a reconnecting orchestrator can replay what it missed. */
 #include "events.h"
 
+#include <string.h>
+
 #include "json.h"
 #include "protocol.h"
 
+/* An event as kept in the ring: its text, not its tree. A json-glib tree of a small event costs
+ * about 3 KiB of heap (an object, a hash table and a node for every member), its text about
+ * 190 bytes: measured in the soak, the default ring of 1,024 events held 3.3 MiB as trees.
+ * `events` parses the few it returns. */
+typedef struct
+{
+  guint64 seq;
+  char text[]; /* the event, serialized */
+} MaStoredEvent;
+
 struct _MaEvents
 {
-  GQueue ring; /* JsonNode*, oldest first */
+  GQueue ring; /* MaStoredEvent*, oldest first */
   guint capacity;
   guint64 next_seq;
   MaEventFunc func;
@@ -30,7 +42,7 @@ ma_events_free (MaEvents *self)
 {
   if (self == NULL)
     return;
-  g_queue_clear_full (&self->ring, (GDestroyNotify) json_node_unref);
+  g_queue_clear_full (&self->ring, g_free);
   g_free (self);
 }
 
@@ -45,11 +57,16 @@ guint64
 ma_events_emit (MaEvents *self, const char *name, JsonNode *data)
 {
   guint64 seq = self->next_seq++;
-  JsonNode *event = ma_event_new (name, data, seq, g_get_real_time ());
+  g_autoptr(JsonNode) event = ma_event_new (name, data, seq, g_get_real_time ());
+  g_autofree char *text = ma_json_to_string (event);
+  gsize len = strlen (text);
+  MaStoredEvent *stored = g_malloc (sizeof (MaStoredEvent) + len + 1);
 
-  g_queue_push_tail (&self->ring, event);
+  stored->seq = seq;
+  memcpy (stored->text, text, len + 1);
+  g_queue_push_tail (&self->ring, stored);
   while (self->ring.length > self->capacity)
-    json_node_unref (g_queue_pop_head (&self->ring));
+    g_free (g_queue_pop_head (&self->ring));
   g_debug ("event %" G_GUINT64_FORMAT " %s", seq, name);
   if (self->func != NULL)
     self->func (event, self->user_data);
@@ -62,32 +79,39 @@ ma_events_last_seq (MaEvents *self)
   return self->next_seq - 1;
 }
 
-static guint64
-event_seq (JsonNode *event)
-{
-  return (guint64) json_object_get_int_member (json_node_get_object (event), "seq");
-}
 
 JsonNode *
 ma_events_since (MaEvents *self, guint64 after, guint limit)
 {
   JsonObject *obj = json_object_new ();
   JsonArray *array = json_array_new ();
-  guint64 first = self->ring.length > 0 ? event_seq (g_queue_peek_head (&self->ring))
+  guint64 first = self->ring.length > 0 ? ((MaStoredEvent *) g_queue_peek_head (&self->ring))->seq
                                         : self->next_seq;
   guint64 missed = after + 1 < first ? first - (after + 1) : 0;
   gboolean more = FALSE;
 
   for (GList *l = self->ring.head; l != NULL; l = l->next)
     {
-      if (event_seq (l->data) <= after)
+      MaStoredEvent *stored = l->data;
+      g_autoptr(GError) error = NULL;
+      JsonNode *event;
+
+      if (stored->seq <= after)
         continue;
       if (json_array_get_length (array) >= limit)
         {
           more = TRUE;
           break;
         }
-      json_array_add_element (array, json_node_copy (l->data));
+      /* the agent wrote it: it parses */
+      event = ma_json_parse (stored->text, strlen (stored->text), &error);
+      if (event == NULL)
+        {
+          g_warning ("event %" G_GUINT64_FORMAT " does not parse back: %s", stored->seq,
+                     error->message);
+          continue;
+        }
+      json_array_add_element (array, event);
     }
   json_object_set_array_member (obj, "events", array);
   json_object_set_int_member (obj, "first-seq", (gint64) first);

@@ -3,6 +3,7 @@
 #include "buildconfig.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,6 +108,13 @@ main (int argc, char **argv)
     { "version", 'V', 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
     { NULL }
   };
+
+  /* One malloc arena for every thread: the agent's worker threads (a /proc scan, a snapshot)
+   * would each keep an arena of their own with the freed chunks of their last job, 0.3-0.6 MiB
+   * of private memory apiece that never goes back; they are few and rarely concurrent, so the
+   * lock costs nothing measurable. Freed memory at the top of the heap goes back past 64 KiB. */
+  mallopt (M_ARENA_MAX, 1);
+  mallopt (M_TRIM_THRESHOLD, 64 * 1024);
 
   /* Before any thread exists: SIGIO is read from a signalfd, SIGPIPE is an error code. */
   sigemptyset (&mask);

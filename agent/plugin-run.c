@@ -1,9 +1,8 @@
 /* plugin-run.c — running one phase of one plugin: the oneshot and session protocols,
- * GSubprocess with argv and a scrubbed environment, deadlines, process-group kill, bounded capture. */
+ * a scrubbed environment (plugin-spawn starts it), deadlines, process-group kill, bounded capture. */
 #include "plugin-run.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -11,16 +10,18 @@
 #include <unistd.h>
 
 #include <gio/gio.h>
+#include <gio/gunixinputstream.h>
+#include <gio/gunixoutputstream.h>
 
 #include "error.h"
 #include "json.h"
 #include "plugin-reply.h"
+#include "plugin-spawn.h"
 
 #define READ_CHUNK 4096
 /* Chunks read per wake-up (a pipe's default buffer): a plugin, or a child it left behind, that
  * writes without pause cannot keep the main loop here, where its deadline could never fire. */
 #define READ_CHUNKS_PER_DISPATCH 16
-#define MAX_GROUPS 256
 
 typedef struct
 {
@@ -37,8 +38,8 @@ struct _MaPluginProcess
 {
   gint refcount;
   MaPlugin *plugin;
-  GSubprocess *proc;
-  pid_t pgid;
+  pid_t pgid;            /* the process's id and its group's */
+  int wait_status;       /* once exited */
   GOutputStream *stdin_pipe; /* NULL once closed */
   MaCapture out, err;
   gboolean session;
@@ -142,7 +143,8 @@ process_unref (MaPluginProcess *self)
   capture_free (&self->out);
   capture_free (&self->err);
   g_clear_object (&self->stdin_pipe);
-  g_clear_object (&self->proc);
+  g_clear_object (&self->out.stream);
+  g_clear_object (&self->err.stream);
   g_clear_pointer (&self->result, ma_phase_result_free);
   ma_plugin_unref (self->plugin);
   g_free (self);
@@ -377,12 +379,12 @@ capture_start (MaPluginProcess *self, MaCapture *capture, GInputStream *stream, 
 }
 
 static char *
-describe_exit (GSubprocess *proc)
+describe_exit (int status)
 {
-  if (g_subprocess_get_if_signaled (proc))
-    return g_strdup_printf ("killed by signal %d (%s)", g_subprocess_get_term_sig (proc),
-                            g_strsignal (g_subprocess_get_term_sig (proc)));
-  return g_strdup_printf ("exited with status %d", g_subprocess_get_exit_status (proc));
+  if (WIFSIGNALED (status))
+    return g_strdup_printf ("killed by signal %d (%s)", WTERMSIG (status),
+                            g_strsignal (WTERMSIG (status)));
+  return g_strdup_printf ("exited with status %d", WEXITSTATUS (status));
 }
 
 /* oneshot: the last stdout line may be {"detail": "..."} */
@@ -397,15 +399,14 @@ oneshot_detail (MaPluginProcess *self)
 }
 
 static void
-on_process_exit (GObject *source, GAsyncResult *res, gpointer user_data)
+on_process_exit (GPid pid, gint status, gpointer user_data)
 {
   MaPluginProcess *self = user_data;
-  g_autoptr(GError) error = NULL;
   gboolean clean;
 
-  g_subprocess_wait_finish (self->proc, res, &error);
   self->exited = TRUE;
-  clean = g_subprocess_get_if_exited (self->proc) && g_subprocess_get_exit_status (self->proc) == 0;
+  self->wait_status = status;
+  clean = WIFEXITED (status) && WEXITSTATUS (status) == 0;
   /* drain what the process wrote before it exited, then stop reading: a background
    * child may keep the pipes open */
   if (self->out.source != NULL)
@@ -436,14 +437,14 @@ on_process_exit (GObject *source, GAsyncResult *res, gpointer user_data)
             r->detail = g_steal_pointer (&detail);
           else if (!clean)
             {
-              g_autofree char *how = describe_exit (self->proc);
+              g_autofree char *how = describe_exit (self->wait_status);
               const char *why = self->err.last_line != NULL ? self->err.last_line : NULL;
               r->detail = why != NULL ? g_strdup_printf ("%s: %s", how, why) : g_steal_pointer (&how);
             }
         }
       else if (self->session && self->awaiting_reply && !r->timed_out)
         {
-          g_autofree char *how = describe_exit (self->proc);
+          g_autofree char *how = describe_exit (self->wait_status);
           r->ok = FALSE;
           r->detail = g_strdup_printf ("%s before answering", how);
         }
@@ -451,7 +452,7 @@ on_process_exit (GObject *source, GAsyncResult *res, gpointer user_data)
     }
   else if (self->session && self->abandon_timeout_ms == 0)
     {
-      g_autofree char *how = describe_exit (self->proc);
+      g_autofree char *how = describe_exit (self->wait_status);
       plugin_log (self->plugin, G_LOG_LEVEL_WARNING, "session %s while quiesced", how);
     }
   process_unref (self); /* the wait's reference */
@@ -473,35 +474,6 @@ process_finish_phase (MaPluginProcess *self)
               result->ok ? "ok" : "FAILED", result->seconds, result->detail ? ": " : "",
               result->detail ? result->detail : "");
   done (result, data);
-}
-
-typedef struct
-{
-  gboolean switch_user;
-  uid_t uid;
-  gid_t gid;
-  gid_t groups[MAX_GROUPS];
-  int n_groups;
-} MaChildSetup;
-
-/* In the child between fork and exec: only async-signal-safe calls. */
-static void
-child_setup (gpointer user_data)
-{
-  MaChildSetup *setup = user_data;
-  sigset_t none;
-
-  setpgid (0, 0);
-  /* the agent blocks SIGIO and ignores SIGPIPE; a plugin starts with defaults */
-  sigemptyset (&none);
-  sigprocmask (SIG_SETMASK, &none, NULL);
-  signal (SIGPIPE, SIG_DFL);
-  if (setup->switch_user)
-    {
-      if (setgroups ((size_t) setup->n_groups, setup->groups) < 0 || setgid (setup->gid) < 0
-          || setuid (setup->uid) < 0)
-        _exit (126);
-    }
 }
 
 static char **
@@ -526,14 +498,18 @@ build_environment (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ct
 static MaPluginProcess *
 process_spawn (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ctx, GError **error)
 {
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   g_autofree char *state_dir = g_build_filename (ctx->state_dir, "plugins", plugin->name, NULL);
   g_auto(GStrv) env = NULL;
-  MaChildSetup setup = { 0 };
+  MaSpawned spawned;
   MaPluginProcess *self;
-  GSubprocess *proc;
 
+  if (g_mkdir_with_parents (state_dir, 0700) < 0)
+    {
+      g_set_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "cannot create %s: %s", state_dir,
+                   g_strerror (errno));
+      return NULL;
+    }
   if (plugin->user != NULL)
     {
       struct passwd *pw = getpwnam (plugin->user);
@@ -543,24 +519,9 @@ process_spawn (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ctx, G
                        plugin->user);
           return NULL;
         }
-      setup.switch_user = TRUE;
-      setup.uid = pw->pw_uid;
-      setup.gid = pw->pw_gid;
-      setup.n_groups = MAX_GROUPS;
-      if (getgrouplist (plugin->user, pw->pw_gid, setup.groups, &setup.n_groups) < 0)
-        {
-          setup.n_groups = 1;
-          setup.groups[0] = pw->pw_gid;
-        }
+      if (chown (state_dir, pw->pw_uid, pw->pw_gid) < 0)
+        g_warning ("cannot give %s to %s: %s", state_dir, plugin->user, g_strerror (errno));
     }
-  if (g_mkdir_with_parents (state_dir, 0700) < 0)
-    {
-      g_set_error (error, MA_ERROR, MA_ERROR_PLUGIN_FAILED, "cannot create %s: %s", state_dir,
-                   g_strerror (errno));
-      return NULL;
-    }
-  if (setup.switch_user && chown (state_dir, setup.uid, setup.gid) < 0)
-    g_warning ("cannot give %s to %s: %s", state_dir, plugin->user, g_strerror (errno));
 
   for (guint i = 0; plugin->argv[i] != NULL; i++)
     g_ptr_array_add (argv, plugin->argv[i]);
@@ -569,34 +530,22 @@ process_spawn (MaPlugin *plugin, MaPluginPhase phase, const MaRunContext *ctx, G
   g_ptr_array_add (argv, NULL);
 
   env = build_environment (plugin, phase, ctx, state_dir);
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_PIPE
-                                        | G_SUBPROCESS_FLAGS_STDOUT_PIPE
-                                        | G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_set_environ (launcher, env);
-  g_subprocess_launcher_set_cwd (launcher, "/");
-  g_subprocess_launcher_set_child_setup (launcher, child_setup, &setup, NULL);
-  proc = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata, error);
-  if (proc == NULL)
+  if (!ma_plugin_spawn ((const char *const *) argv->pdata, (const char *const *) env,
+                        plugin->user, &spawned, error))
     return NULL;
 
   self = g_new0 (MaPluginProcess, 1);
   self->refcount = 1;
   self->plugin = ma_plugin_ref (plugin);
-  self->proc = proc;
+  self->pgid = spawned.pid;
   self->session = plugin->protocol == MA_PLUGIN_SESSION;
   self->current_phase = phase;
-  {
-    const char *id = g_subprocess_get_identifier (proc);
-    guint64 pid = 0;
-    if (id != NULL && g_ascii_string_to_unsigned (id, 10, 1, G_MAXINT, &pid, NULL))
-      self->pgid = (pid_t) pid;
-  }
-  self->stdin_pipe = g_object_ref (g_subprocess_get_stdin_pipe (proc));
+  self->stdin_pipe = g_unix_output_stream_new (spawned.stdin_fd, TRUE);
   if (!self->session)
     close_stdin (self);
-  capture_start (self, &self->out, g_subprocess_get_stdout_pipe (proc), TRUE);
-  capture_start (self, &self->err, g_subprocess_get_stderr_pipe (proc), FALSE);
-  g_subprocess_wait_async (proc, NULL, on_process_exit, process_ref (self));
+  capture_start (self, &self->out, g_unix_input_stream_new (spawned.stdout_fd, TRUE), TRUE);
+  capture_start (self, &self->err, g_unix_input_stream_new (spawned.stderr_fd, TRUE), FALSE);
+  g_child_watch_add (spawned.pid, on_process_exit, process_ref (self));
   plugin_log (plugin, G_LOG_LEVEL_DEBUG, "%s: started pid %d", ma_plugin_phase_to_string (phase),
               (int) self->pgid);
   return self;

@@ -104,18 +104,27 @@ item_ready (MaBatch *batch, MaBatchItem *item)
 static void
 batch_pump (MaBatch *batch)
 {
+  g_autoptr(GPtrArray) wave = g_ptr_array_new ();
+  MaRunContext ctx = { batch->operation, batch->lease_seconds, batch->state_dir };
+
+  /* everything ready now starts together: the owner hears of the wave once, before any of it
+   * runs (the quiesce journal is written once a wave, not once a plugin) */
   for (guint i = 0; i < batch->items->len && !batch->stopped; i++)
     {
       MaBatchItem *item = batch->items->pdata[i];
-      MaRunContext ctx = { batch->operation, batch->lease_seconds,
-                           batch->state_dir };
-
-      if (item->state != ITEM_PENDING || !item_ready (batch, item))
-        continue;
-      item->state = ITEM_RUNNING;
-      batch->running++;
-      if (batch->starting != NULL)
-        batch->starting (batch, item, batch->user_data);
+      if (item->state == ITEM_PENDING && item_ready (batch, item))
+        g_ptr_array_add (wave, item);
+    }
+  for (guint i = 0; i < wave->len; i++)
+    ((MaBatchItem *) wave->pdata[i])->state = ITEM_RUNNING;
+  batch->running += wave->len;
+  if (wave->len > 0 && batch->starting != NULL)
+    batch->starting (batch, wave, batch->user_data);
+  /* results come on later main-loop turns (ma_plugin_run_phase never answers at once), so
+   * nothing below changes under this loop */
+  for (guint i = 0; i < wave->len; i++)
+    {
+      MaBatchItem *item = wave->pdata[i];
       ma_plugin_run_phase (item->plugin, batch->phase, &ctx, item->session, on_item_done, item);
     }
   if (batch->running == 0)

@@ -29,7 +29,8 @@ typedef struct
 } MaBatchItem;
 
 typedef void (*MaBatchFunc) (MaBatch *batch, gpointer user_data);
-typedef void (*MaBatchItemFunc) (MaBatch *batch, MaBatchItem *item, gpointer user_data);
+/* items: the MaBatchItem* about to start together (one wave: everything that became ready) */
+typedef void (*MaBatchWaveFunc) (MaBatch *batch, GPtrArray *items, gpointer user_data);
 
 /* What the owner of a batch hears as it runs; each may be NULL. */
 typedef struct
@@ -56,7 +57,7 @@ struct _MaBatch
   guint running;
   gint64 started;
   MaBatchFunc done;
-  MaBatchItemFunc starting; /* set it before ma_batch_start: called as each item starts */
+  MaBatchWaveFunc starting; /* set it before ma_batch_start: called before each wave starts */
   gpointer user_data;
   /* a thaw of named plugins (a retry or a replay), besides the items: */
   GPtrArray *held_back;       /* names present but unable to run their thaw now: still pending */

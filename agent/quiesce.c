@@ -355,22 +355,29 @@ quiesce_operation_release (MaOperation *op, const char *reason, MaState state)
 }
 
 static void
-on_quiesce_starting (MaBatch *batch, MaBatchItem *item, gpointer user_data)
+on_quiesce_starting (MaBatch *batch, GPtrArray *items, gpointer user_data)
 {
   MaOperation *op = user_data;
+  gboolean journal = FALSE;
 
-  for (guint i = 0; i < op->nodes->len; i++)
+  for (guint w = 0; w < items->len; w++)
     {
-      MaOpNode *node = op->nodes->pdata[i];
-      if (node->plugin == item->plugin)
-        node->attempted = TRUE;
+      MaBatchItem *item = items->pdata[w];
+      for (guint i = 0; i < op->nodes->len; i++)
+        {
+          MaOpNode *node = op->nodes->pdata[i];
+          if (node->plugin == item->plugin)
+            node->attempted = TRUE;
+        }
+      if (item->plugin->protocol == MA_PLUGIN_ONESHOT)
+        {
+          g_ptr_array_add (op->journaled, g_strdup (item->plugin->name));
+          journal = TRUE;
+        }
     }
-  /* before it runs: an agent that dies from here on thaws it at its next start */
-  if (item->plugin->protocol == MA_PLUGIN_ONESHOT)
-    {
-      g_ptr_array_add (op->journaled, g_strdup (item->plugin->name));
-      quiesce_journal_write (op);
-    }
+  /* before any of them runs: an agent that dies from here on thaws them at its next start */
+  if (journal)
+    quiesce_journal_write (op);
 }
 
 static void

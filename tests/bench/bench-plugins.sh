@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench-plugins.sh — quiesce+thaw time of migration-agent's plugin engine against qemu-ga's
 # stock fsfreeze-hook (/etc/qemu/fsfreeze-hook from Debian's qemu-guest-agent) running the
-# same scripts, measured in the same run, printed as ratios (agent / hook).
+# same scripts, measured in the same run, printed as ratios (agent / hook), and the agent's
+# own cost per plugin.
 #
 #   tests/bench/bench-plugins.sh [BUILD_DIR] [ROUNDS]
 #
@@ -10,6 +11,12 @@
 # plugins, independent of each other, so in parallel. Each round is one freeze and one
 # thaw; the agent side includes starting migctl twice (as the qemu-ga bridge does).
 # The only change to the stock hook is its log file, moved into the temporary directory.
+#
+# Columns: "agent ms" is freeze+thaw as a caller sees it (two migctl runs); "phase ms" is
+# one phase inside the agent (the `seconds` of its quiesce and thaw answers, median of
+# both); "floor ms" is the same 10 scripts started with posix_spawn one after the other and
+# all reaped, by a bare C program (spawn-floor.c): what starting them costs on this machine,
+# whoever starts them; "per plugin" is (phase − floor) / 10, the agent's own overhead.
 set -euo pipefail
 
 BUILD="${1:-$(dirname "$0")/../../build}"
@@ -57,33 +64,53 @@ bench_hook() { # NAME → median ms of freeze+thaw
   done | median | awk '{ printf "%.1f", $1 / 1000 }'
 }
 
-bench_agent() { # NAME → median ms of quiesce+thaw through migctl
-  local dir="$TMP/$1" t0 t1 sock="$TMP/$1/agent.sock"
+bench_agent() { # NAME → "total_ms phase_ms" (medians): quiesce+thaw through migctl, one phase
+  local dir="$TMP/$1" t0 t1 sock="$TMP/$1/agent.sock" q t
   "$AGENT" --foreground --listen "unix:$sock" --state-dir "$dir/state" --config "$dir/agent.conf" \
     2> "$dir/agent.log" &
   AGENT_PID=$!
   for _ in $(seq 200); do "$MIGCTL" -c "unix:$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
   [ "$("$MIGCTL" -c "unix:$sock" --json plugins | grep -o '"status":"ready"' | wc -l)" -eq 10 ] \
     || { echo "agent did not load 10 plugins" >&2; exit 1; }
+  : > "$dir/rounds"
   for r in $(seq "$ROUNDS"); do
     t0=$(now_ns)
-    "$MIGCTL" -c "unix:$sock" quiesce "operation=bench-$r" lease_seconds=60 >/dev/null
-    "$MIGCTL" -c "unix:$sock" thaw >/dev/null
+    q=$("$MIGCTL" -c "unix:$sock" --json quiesce "operation=bench-$r" lease_seconds=60)
+    t=$("$MIGCTL" -c "unix:$sock" --json thaw)
     t1=$(now_ns)
-    echo $(( (t1 - t0) / 1000 ))
-  done | median | awk '{ printf "%.1f", $1 / 1000 }'
+    # the answer's first "seconds" is the phase's (the plugins' own follow in "results")
+    echo "$(( (t1 - t0) / 1000 )) $(grep -o '"seconds":[0-9.e-]*' <<< "$q" | head -1 | cut -d: -f2)" \
+      "$(grep -o '"seconds":[0-9.e-]*' <<< "$t" | head -1 | cut -d: -f2)" >> "$dir/rounds"
+  done
   kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=
+  printf '%s %s\n' "$(awk '{ print $1 }' "$dir/rounds" | median | awk '{ printf "%.1f", $1 / 1000 }')" \
+    "$(awk '{ print $2; print $3 }' "$dir/rounds" | median | awk '{ printf "%.1f", $1 * 1000 }')"
 }
 
+exec_floor() { # NAME → ms to start the 10 scripts with posix_spawn and reap them (median)
+  local dir="$TMP/$1"
+  for _ in $(seq "$ROUNDS"); do
+    "$TMP/spawn-floor" freeze "$dir"/fsfreeze-hook.d/s*
+  done | median | awk '{ printf "%.1f", $1 }'
+}
+
+cc -O2 -o "$TMP/spawn-floor" "$(dirname "$0")/spawn-floor.c"
 setup_workload noop 'exit 0'
 setup_workload slow 'sleep 0.1'
 
-printf '%-28s %12s %12s %8s\n' "workload (freeze+thaw)" "hook ms" "agent ms" "ratio"
+printf '%-22s %8s %8s %6s %8s %8s %8s %10s\n' "workload (freeze+thaw)" "hook ms" "agent ms" \
+  "ratio" "speedup" "phase ms" "floor ms" "per plugin"
 for w in noop slow; do
   hook=$(bench_hook "$w")
-  agent=$(bench_agent "$w")
+  read -r agent phase < <(bench_agent "$w")
+  floor=$(exec_floor "$w")
   label=$([ "$w" = noop ] && echo "10 no-op scripts" || echo "10 x 100 ms scripts")
-  printf '%-28s %12s %12s %8s\n' "$label" "$hook" "$agent" \
-    "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.2f", a / h }')"
+  printf '%-22s %8s %8s %6s %7sx %8s %8s %7s ms\n' "$label" "$hook" "$agent" \
+    "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.2f", a / h }')" \
+    "$(awk -v a="$agent" -v h="$hook" 'BEGIN { printf "%.1f", h / a }')" "$phase" "$floor" \
+    "$(awk -v p="$phase" -v f="$floor" 'BEGIN { printf "%.2f", (p - f) / 10 }')"
 done
-echo "ratio = agent / qemu-ga fsfreeze-hook, median of $ROUNDS rounds (below 1: the agent is faster)"
+echo "ratio = agent / qemu-ga fsfreeze-hook, speedup = hook / agent, median of $ROUNDS rounds."
+echo "phase ms: one quiesce or thaw inside the agent (its answer's seconds); floor ms: the same"
+echo "10 scripts started with posix_spawn one after the other and reaped (spawn-floor.c), the least"
+echo "any plugin runner pays here; per plugin = (phase - floor) / 10, the agent's own overhead."

@@ -1596,6 +1596,53 @@ test_environment (Fixture *f, gconstpointer data)
   g_assert_true (g_file_test (plugin_state, G_FILE_TEST_IS_DIR));
 }
 
+/* What a plugin process starts with (plugin-spawn): its own process group, cwd /, no blocked
+ * and no ignored signal (the agent blocks SIGIO and ignores SIGPIPE; glibc's posix_spawn
+ * leaves its two reserved signals, 32 and 33, ignored, as for every program it starts), and
+ * none of the agent's descriptors besides its three pipes. */
+static void
+test_process_setup (Fixture *f, gconstpointer data)
+{
+  g_autofree char *dump_path = g_build_filename (f->daemon->dir, "setup.dump", NULL);
+  g_autofree char *fds_path = g_build_filename (f->daemon->dir, "setup.fds", NULL);
+  g_autofree char *dump = NULL;
+  g_autofree char *fds = NULL;
+  g_autoptr(JsonNode) c = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_auto(GStrv) fd_lines = NULL;
+  guint64 ignored;
+
+  /* the fds first, by one command (writing its file itself) while the shell holds nothing of
+   * its own but the script */
+  write_plugin (f, "setup", NULL,
+                "find /proc/$$/fd -mindepth 1 -fprintf \"$DIR/setup.fds\" '%f %l\\n'\n"
+                "{ echo \"pid $$\"; echo \"pgid $(cut -d' ' -f5 /proc/$$/stat)\"; echo \"cwd $(pwd)\";\n"
+                "  grep -E '^Sig(Blk|Ign):' /proc/$$/status; } > \"$DIR/setup.dump\"");
+  start (f);
+  c = ma_test_execute (f->client, "check", NULL);
+  g_assert_true (g_file_get_contents (dump_path, &dump, NULL, NULL));
+  g_assert_true (g_file_get_contents (fds_path, &fds, NULL, NULL));
+  g_test_message ("%s%s", dump, fds);
+  lines = g_strsplit (dump, "\n", -1);
+  g_assert_true (g_str_has_prefix (lines[0], "pid "));
+  g_assert_cmpstr (lines[1] + strlen ("pgid "), ==, lines[0] + strlen ("pid "));
+  g_assert_cmpstr (lines[2], ==, "cwd /");
+  g_assert_cmpstr (lines[3], ==, "SigBlk:\t0000000000000000");
+  g_assert_true (g_str_has_prefix (lines[4], "SigIgn:\t"));
+  ignored = g_ascii_strtoull (lines[4] + strlen ("SigIgn:\t"), NULL, 16);
+  g_assert_cmphex (ignored & ~G_GUINT64_CONSTANT (0x180000000), ==, 0);
+  fd_lines = g_strsplit (fds, "\n", -1);
+  for (guint i = 0; fd_lines[i] != NULL && *fd_lines[i] != '\0'; i++)
+    {
+      g_auto(GStrv) words = g_strsplit (fd_lines[i], " ", 2);
+      guint64 fd = g_ascii_strtoull (words[0], NULL, 10);
+      if (fd <= 2)
+        g_assert_true (g_str_has_prefix (words[1], "pipe:"));
+      else if (!g_str_has_suffix (words[1], "setup.sh") && !g_str_has_prefix (words[1], "/proc/"))
+        g_error ("the plugin inherited fd %s -> %s", words[0], words[1]);
+    }
+}
+
 static void
 test_output_bounded (Fixture *f, gconstpointer data)
 {
@@ -2672,6 +2719,7 @@ main (int argc, char **argv)
   ADD ("/quiesce/sigterm-releases", test_sigterm_releases);
   ADD ("/quiesce/insecure-refused", test_insecure_refused);
   ADD ("/quiesce/environment", test_environment);
+  ADD ("/quiesce/process-setup", test_process_setup);
   ADD ("/quiesce/output-bounded", test_output_bounded);
   ADD ("/quiesce/endless-output", test_endless_output);
   ADD ("/quiesce/plugin-test", test_plugin_test);

@@ -272,6 +272,62 @@ test_batch_empty (Fixture *f, gconstpointer data)
   ma_batch_free (batch);
 }
 
+/* the wave callback: which items start together, and that none of them has run yet */
+static void
+on_wave (MaBatch *batch, GPtrArray *items, gpointer user_data)
+{
+  Fixture *f = user_data;
+  g_autoptr(GString) names = g_string_new ("wave:");
+  g_autofree char *log = read_log (f);
+
+  for (guint i = 0; i < items->len; i++)
+    {
+      MaBatchItem *item = items->pdata[i];
+      g_autofree char *line = g_strdup_printf ("%s quiesce\n", item->plugin->name);
+      g_assert_cmpint (item->state, ==, ITEM_RUNNING);
+      g_assert_null (strstr (log, line));
+      g_string_append_printf (names, " %s", item->plugin->name);
+    }
+  g_ptr_array_add (f->heard, g_strdup (names->str));
+}
+
+/* Plugins that become ready together start as one wave, announced once, before any of them
+ * runs (the quiesce journal is written there, once a wave). */
+static void
+test_batch_waves (Fixture *f, gconstpointer data)
+{
+  g_autoptr(MaPluginSet) set = NULL;
+  GPtrArray *ordered;
+  MaBatch *batch;
+  guint timeout;
+  g_autoptr(GString) waves = g_string_new (NULL);
+
+  write_plugin (f, "db", "Order=10", 0);
+  write_plugin (f, "cache1", "Order=20", 0);
+  write_plugin (f, "cache2", "Order=20", 0);
+  write_plugin (f, "app", "Order=30", 0);
+  set = load_plugins (f);
+  ordered = ma_plugin_set_get_ordered (set);
+  batch = ma_batch_new (set, MA_PLUGIN_PHASE_QUIESCE, "op-1", 30, f->dir, &observer, f);
+  batch->starting = on_wave;
+  for (guint i = 0; i < ordered->len; i++)
+    ma_batch_add (batch, ordered->pdata[i], NULL);
+  f->done = FALSE;
+  ma_batch_start (batch, on_batch_done, f);
+  timeout = g_timeout_add_seconds (WAIT_SECONDS, on_timeout, f->loop);
+  if (!f->done)
+    g_main_loop_run (f->loop);
+  g_source_remove (timeout);
+  g_assert_true (f->done);
+  g_assert_null (ma_batch_first_failure (batch));
+  ma_batch_free (batch);
+
+  for (guint i = 0; i < f->heard->len; i++)
+    if (g_str_has_prefix (f->heard->pdata[i], "wave:"))
+      g_string_append_printf (waves, "%s;", (char *) f->heard->pdata[i]);
+  g_assert_cmpstr (waves->str, ==, "wave: db;wave: cache1 cache2;wave: app;");
+}
+
 static void
 test_journal_roundtrip (Fixture *f, gconstpointer data)
 {
@@ -289,6 +345,11 @@ test_journal_roundtrip (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   g_assert_cmpint (g_stat (path, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 0777, ==, 0600);
+  {
+    /* written beside it and renamed: nothing left over */
+    g_autofree char *tmp = g_strconcat (path, ".new", NULL);
+    g_assert_false (g_file_test (tmp, G_FILE_TEST_EXISTS));
+  }
   g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
   g_assert_nonnull (strstr (text, "\"thaw-failed\":true"));
 
@@ -391,6 +452,8 @@ main (int argc, char **argv)
   g_test_add ("/quiesce/batch/stops-at-failure", Fixture, NULL, fixture_setup,
               test_batch_stops_at_failure, fixture_teardown);
   g_test_add ("/quiesce/batch/named-thaw", Fixture, NULL, fixture_setup, test_batch_named_thaw,
+              fixture_teardown);
+  g_test_add ("/quiesce/batch/waves", Fixture, NULL, fixture_setup, test_batch_waves,
               fixture_teardown);
   g_test_add ("/quiesce/batch/empty", Fixture, NULL, fixture_setup, test_batch_empty,
               fixture_teardown);

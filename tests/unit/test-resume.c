@@ -115,6 +115,7 @@ feed (Fixture *f, GByteArray *buf)
   g_byte_array_unref (buf);
 }
 
+/* last (may be NULL): the data of the last such event, a reference the caller drops */
 static guint
 count_events (Fixture *f, const char *name, JsonObject **last)
 {
@@ -135,7 +136,9 @@ count_events (Fixture *f, const char *name, JsonObject **last)
         {
           JsonObject *data = NULL;
           ma_json_get_object (event, "data", &data, NULL);
-          *last = data;
+          /* the answer is the caller's only copy: keep the data past it */
+          g_clear_pointer (last, json_object_unref);
+          *last = data != NULL ? json_object_ref (data) : NULL;
         }
     }
   return count;
@@ -155,7 +158,7 @@ static void
 test_notify_peers_coalesced (Fixture *f, gconstpointer data)
 {
   g_autoptr(JsonNode) keep = NULL;
-  JsonObject *resumed = NULL;
+  g_autoptr(JsonObject) resumed = NULL;
   JsonArray *signals = NULL, *interfaces = NULL;
 
   /* QEMU's announce: NOTIFY_PEERS then IGMP_RESEND, in rounds; a round may share a datagram */
@@ -190,7 +193,7 @@ test_names_operation (Fixture *f, gconstpointer data)
 {
   MaLifecycle *lc = ma_agent_get_lifecycle (f->agent);
   g_autoptr(GError) error = NULL;
-  JsonObject *resumed = NULL;
+  g_autoptr(JsonObject) resumed = NULL;
   const char *operation = NULL;
 
   /* detected by itself, the resume belongs to the operation prepared on the source */
@@ -236,7 +239,7 @@ test_holdoff_new_operation (Fixture *f, gconstpointer data)
 static void
 test_corroborated (Fixture *f, gconstpointer data)
 {
-  JsonObject *resumed = NULL;
+  g_autoptr(JsonObject) resumed = NULL;
   JsonArray *signals = NULL;
 
   ma_resume_note_signal (f->resume, "host-reconnect");
