@@ -265,7 +265,7 @@ class LibvirtPair:
 
 
 def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
-               agent_channel=True, mac="52:54:00:12:34:56"):
+               agent_channel=True, mac="52:54:00:12:34:56", disk_format="raw"):
     """The VM suite's guest as a TCG domain: direct kernel boot, the data disk (virtio,
     cache=none), the serial console to a file, qemu-ga's channel and (agent_channel) the
     agent's, and a NIC on QEMU's restricted user network (libvirt 9.0 cannot say
@@ -286,7 +286,7 @@ def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw' cache='none'/>
+      <driver name='qemu' type='%(format)s' cache='none'/>
       <source file='%(disk)s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -308,7 +308,8 @@ def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
   </qemu:commandline>
 </domain>
 """ % {"name": name, "mem": mem_mib, "kernel": kernel, "initrd": initrd, "cmdline": cmdline,
-       "disk": disk, "console": console_log, "agent": agent, "mac": mac}
+       "disk": disk, "console": console_log, "agent": agent, "mac": mac,
+       "format": disk_format}
 
 
 def wait_console(path, pattern, timeout=vmlib.BOOT_TIMEOUT, start=0):
