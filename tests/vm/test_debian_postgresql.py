@@ -66,10 +66,15 @@ def services():
     for name in ("postgresql@15-main", "qemu-guest-agent", "migration-agent"):
         if u.get(name, ["?"])[0] != "active":
             raise VMError("%s: %r" % (name, u.get(name)))
-    # the agent has no [Install]: only its port's device unit wants it (the udev rule)
-    wanted = " ".join(u["migration-agent"][1:])
-    if "org.migration_agent.0.device" not in wanted.replace("\\x2d", "-"):
-        raise VMError("migration-agent was not started by its port: %r" % u["migration-agent"])
+    # the agent has no [Install]: only its port's device unit wants it (the udev rule's
+    # SYSTEMD_WANTS); that device is the one udev linked as org.migration_agent.0
+    if u["migration-agent"][1] != "static":
+        raise VMError("migration-agent is %s, not static" % u["migration-agent"][1])
+    names = st["g"].sh("for d in $(systemctl show -P WantedBy migration-agent); do "
+                       "systemctl show -P Names \"$d\"; done")
+    if "dev-virtio\\x2dports-org.migration_agent.0.device" not in names:
+        raise VMError("migration-agent was not started by its port: wanted by %r (%s)" % (
+            u["migration-agent"], names))
     ping = st["g"].sh("migctl ping").strip()
     return "postgresql@15-main %s; qemu-ga %s; migration-agent %s (%s)" % (
         " ".join(u["postgresql@15-main"][:2]), " ".join(u["qemu-guest-agent"][:2]),
