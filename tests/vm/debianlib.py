@@ -102,6 +102,20 @@ class DebianGuest:
             raise VMError("the boot is degraded; failed units: %s" % failed)
         return time.monotonic() - t0
 
+    def wait_ready(self, timeout=180):
+        """Until PostgreSQL accepts connections (pg_isready)."""
+        until = time.monotonic() + timeout * S
+        while True:
+            rc, out, err = self.qga().exec(["runuser", "-u", "postgres", "--",
+                                            PGBIN + "/pg_isready", "-q"], timeout=60 * S)
+            if rc == 0:
+                return
+            if time.monotonic() > until:
+                raise VMError("PostgreSQL does not accept connections: %s" % self.sh(
+                    "systemctl status postgresql@15-main --no-pager; tail -n 30 "
+                    "/var/log/postgresql/postgresql-15-main.log || true"))
+            time.sleep(1)
+
     def units(self):
         """How the three services came up: {unit: (ActiveState, how it was started)}."""
         out = self.sh("for u in postgresql@15-main qemu-guest-agent migration-agent; do "
@@ -272,3 +286,91 @@ def migctl_json(migctl, module_dir, uri, *args, timeout=600 * S):
     r = subprocess.run([migctl, "--connect", uri] + list(args), capture_output=True, text=True,
                        timeout=timeout, env=env)
     return r, (json.loads(r.stdout) if r.stdout.strip().startswith("{") else {})
+
+
+# -- application consistency: a copy of the disk taken while frozen, and its recovery --------
+
+def lsn(text):
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def frozen_copy(guest, dest, migctl=None, module_dir=None, operation=None):
+    """Copy the guest's disk while its filesystems are frozen: with `operation`, the agent
+    quiesces first (the PostgreSQL plugin's CHECKPOINT) as `migctl migrate` does, then qemu-ga
+    freezes; without it, qemu-ga's freeze alone. The overlay is read while QEMU holds it
+    (`qemu-img convert -U`): the freeze made the guest flush, so the file is consistent.
+    Returns the seconds the filesystems stayed frozen."""
+    uri = guest.pair.uri(guest.side)
+    if operation:
+        r, doc = migctl_json(migctl, module_dir, uri, "--domain", guest.name, "quiesce",
+                             "operation=" + operation, "lease_seconds=120", "--json",
+                             timeout=180 * S)
+        if r.returncode != 0:
+            raise VMError("quiesce: exit %d: %s %s" % (r.returncode, r.stdout, r.stderr))
+    q = guest.qga()
+    try:
+        t0 = time.monotonic()
+        q.cmd("guest-fsfreeze-freeze", timeout=120 * S)
+        try:
+            subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2",
+                            "-B", os.path.join(guest.image_dir, "debian12.qcow2"),
+                            "-F", "qcow2", guest.disk, dest], check=True, timeout=300 * S)
+        finally:
+            q.cmd("guest-fsfreeze-thaw", timeout=120 * S)
+        frozen = time.monotonic() - t0
+    finally:
+        if operation:
+            migctl_json(migctl, module_dir, uri, "--domain", guest.name, "thaw",
+                        "operation=" + operation, "--json", timeout=120 * S)
+    return frozen
+
+
+def recovery(guest):
+    """PostgreSQL's crash recovery in a guest booted from a frozen copy, from its server log:
+    {'replayed': WAL bytes redone, 'redo_s': redo time (the server's own figure, or None),
+     'ready_s': from the server's start to accepting connections (log timestamps)}."""
+    log_text = guest.sh("cat /var/log/postgresql/postgresql-15-main.log")
+    rx_ts = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)"
+    import datetime
+    import re
+
+    def ts(line):
+        m = re.match(rx_ts, line)
+        return datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f") if m else None
+
+    # the last start in the log is this boot's
+    lines = log_text.splitlines()
+    starts = [i for i, l in enumerate(lines) if "starting PostgreSQL" in l]
+    if not starts:
+        raise VMError("no server start in the log: %s" % log_text[-2000:])
+    lines = lines[starts[-1]:]
+    start = ts(lines[0])
+    res = {"replayed": 0, "redo_s": None, "ready_s": None, "interrupted": False}
+    redo_start = None
+    for line in lines:
+        if "was interrupted" in line or "was not properly shut down" in line:
+            res["interrupted"] = True
+        m = re.search(r"redo starts at ([0-9A-F]+/[0-9A-F]+)", line)
+        if m:
+            redo_start = lsn(m.group(1))
+        m = re.search(r"redo done at ([0-9A-F]+/[0-9A-F]+).*elapsed: ([0-9.]+) s", line)
+        if m and redo_start is not None:
+            res["replayed"] = lsn(m.group(1)) - redo_start
+            res["redo_s"] = float(m.group(2))
+        if "ready to accept connections" in line and res["ready_s"] is None:
+            res["ready_s"] = (ts(line) - start).total_seconds()
+    if res["ready_s"] is None:
+        raise VMError("the server never accepted connections: %s" % "\n".join(lines[-30:]))
+    return res
+
+
+def boot_copy(pair, workdir, image_dir, disk, name, side="dst", mac="52:54:00:12:34:60"):
+    """Boot a frozen copy as a third guest; returns (guest, recovery figures)."""
+    g = DebianGuest(pair, workdir, image_dir, name=name, side=side, mac=mac, disk=disk)
+    g.boot(overlay=False)
+    g.wait_ready()
+    rec = recovery(g)
+    rows = int(g.psql("SELECT count(*) FROM acked").strip())
+    rec["rows"] = rows
+    return g, rec

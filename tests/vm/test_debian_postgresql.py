@@ -70,8 +70,8 @@ def services():
     # SYSTEMD_WANTS); that device is the one udev linked as org.migration_agent.0
     if u["migration-agent"][1] != "static":
         raise VMError("migration-agent is %s, not static" % u["migration-agent"][1])
-    names = st["g"].sh("for d in $(systemctl show -P WantedBy migration-agent); do "
-                       "systemctl show -P Names \"$d\"; done")
+    names = st["g"].sh("for d in $(systemctl show -P WantedBy migration-agent | tr -d '\"'); "
+                       "do systemctl show -P Names \"$d\"; done")
     if "dev-virtio\\x2dports-org.migration_agent.0.device" not in names:
         raise VMError("migration-agent was not started by its port: wanted by %r (%s)" % (
             u["migration-agent"], names))
