@@ -70,11 +70,11 @@ def services():
     # SYSTEMD_WANTS); that device is the one udev linked as org.migration_agent.0
     if u["migration-agent"][1] != "static":
         raise VMError("migration-agent is %s, not static" % u["migration-agent"][1])
-    names = st["g"].sh("for d in $(systemctl show -P WantedBy migration-agent | tr -d '\"'); "
-                       "do systemctl show -P Names \"$d\"; done")
-    if "dev-virtio\\x2dports-org.migration_agent.0.device" not in names:
-        raise VMError("migration-agent was not started by its port: wanted by %r (%s)" % (
-            u["migration-agent"], names))
+    port = st["g"].sh("basename $(readlink /dev/virtio-ports/org.migration_agent.0)").strip()
+    wanted_by = " ".join(u["migration-agent"][2:])
+    if not port or "virtio\\x2dports-%s.device" % port not in wanted_by:
+        raise VMError("migration-agent is not wanted by its port's device (%s): %r" % (
+            port, u["migration-agent"]))
     ping = st["g"].sh("migctl ping").strip()
     return "postgresql@15-main %s; qemu-ga %s; migration-agent %s (%s)" % (
         " ".join(u["postgresql@15-main"][:2]), " ".join(u["qemu-guest-agent"][:2]),
