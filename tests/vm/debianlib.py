@@ -165,6 +165,15 @@ class DebianGuest:
                 % LOAD_DIR)
         return self.wait_acked(50)
 
+    def restart_load(self):
+        """A new client after stop_load: it goes on from the table's highest id; the log of
+        acknowledged ids is kept (appended to)."""
+        self.sh("rm -f %s/stop %s/status; systemctl reset-failed pgload 2>/dev/null; true"
+                % (LOAD_DIR, LOAD_DIR))
+        self.sh("systemd-run --unit=pgload-%d -p User=postgres -E OUT=%s /bin/bash "
+                "/run/pgload.sh" % (int(time.time()), LOAD_DIR))
+        return self.wait_acked(self.acked_count() + 20)
+
     def acked_count(self):
         out = self.sh("cat %s/acked 2>/dev/null | wc -l" % LOAD_DIR).strip()
         return int(out or 0)

@@ -9,16 +9,18 @@
 #   $OUT/acked    "EPOCHREALTIME ID" per acknowledged commit; any other line is a failure
 #   $OUT/errors   psql's stderr (an error ends the session: ON_ERROR_STOP)
 #   $OUT/status   "exit STATUS LAST" once the load ended (psql's exit status, last id sent)
-# Stop: touch $OUT/stop; psql quits after the row in flight.
+# Stop: touch $OUT/stop; psql quits after the row in flight. Started again, a client goes on
+# from the table's highest id and appends to the same log.
 OUT=${OUT:-/run/pgload}
 DB=${DB:-loaddb}
 trap '' PIPE
-exec 3>"$OUT/acked"
-coproc PSQL { exec stdbuf -oL psql -X -q -v ON_ERROR_STOP=1 -d "$DB" 2>"$OUT/errors"; }
+i=$(psql -X -At -d "$DB" -c 'SELECT coalesce(max(id), 0) FROM acked' 2>>"$OUT/errors") \
+    || { echo "exit 2 start" > "$OUT/status"; exit 2; }
+exec 3>>"$OUT/acked"
+coproc PSQL { exec stdbuf -oL psql -X -q -v ON_ERROR_STOP=1 -d "$DB" 2>>"$OUT/errors"; }
 in=${PSQL[1]}
 out=${PSQL[0]}
 pid=$PSQL_PID
-i=0
 while [ ! -e "$OUT/stop" ]; do
     i=$((i + 1))
     printf 'INSERT INTO acked(id) VALUES (%d);\n\\echo ACK %d\n' "$i" "$i" >&"$in" \
