@@ -7,24 +7,29 @@
 # and the PostgreSQL plugin enabled exactly as plugins/postgresql/README.md says. Nothing
 # else is copied into the image: the agent's files all come from its package.
 #
-# usage: build-debian-image.sh OUTDIR DEBDIR
+# usage: build-debian-image.sh CACHEDIR DEBDIR
 #   DEBDIR                 holds migration-agent_*.deb and migration-agent-plugin-postgresql_*.deb
-#   OUTDIR/debian12.qcow2  the disk (ext4 on the whole disk, root=/dev/vda)
-#   OUTDIR/vmlinuz, OUTDIR/initrd.img   the image's own kernel and initramfs, taken out of
-#                          its /boot (libvirt boots them directly: the disk has no bootloader)
-#   OUTDIR/image.key       cache key; nothing is rebuilt while it matches
-#   OUTDIR/build.log       mmdebstrap's output of the last build
+#   the image goes to CACHEDIR/debian12-KEY/ (KEY: a hash of this script, the .debs and the
+#   host's apt sources), whose path is the last line of the output ("image: DIR"):
+#     debian12.qcow2       the disk (ext4 on the whole disk, root=/dev/vda)
+#     vmlinuz, initrd.img  the image's own kernel and initramfs, taken out of its /boot
+#                          (libvirt boots them directly: the disk has no bootloader)
+#     image.key            the key; written last, so a directory without it is incomplete
+#     build.log            mmdebstrap's output
+#     packages.txt         what the image has installed (name version)
 #
 # The apt sources are the host's own (/etc/apt/sources.list.d/*.sources and
 # /etc/apt/sources.list): the image uses the mirror this machine uses. Downloaded packages are
-# kept in OUTDIR/../apt-archives, so a rebuild for a new .deb downloads nothing.
+# kept in CACHEDIR/apt-archives, so a rebuild for a new .deb downloads nothing. Builds are
+# serialized by a lock on CACHEDIR (several checkouts may share it); images not used for two
+# days are removed.
 #
 # Needs root (mmdebstrap's root mode), mmdebstrap, mkfs.ext4 (-d), qemu-img.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: build-debian-image.sh OUTDIR DEBDIR}
-debdir=${2:?usage: build-debian-image.sh OUTDIR DEBDIR}
+cache=${1:?usage: build-debian-image.sh CACHEDIR DEBDIR}
+debdir=${2:?usage: build-debian-image.sh CACHEDIR DEBDIR}
 die() { echo "build-debian-image: $*" >&2; exit 1; }
 
 SUITE=bookworm
@@ -55,18 +60,30 @@ key=$( {
     sha256sum "$0" "$agent_deb" "$pg_deb" $sources
 } | sha256sum | cut -d' ' -f1 )
 
-mkdir -p "$out"
-if [ -f "$out/image.key" ] && [ "$(cat "$out/image.key")" = "$key" ] \
-   && [ -f "$out/debian12.qcow2" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ]; then
-    echo "build-debian-image: $out is up to date"
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+out=$cache/debian12-$(echo "$key" | cut -c1-16)
+exec 9>"$cache/.lock"
+flock 9
+# images nobody used for two days (a running guest keeps its backing file open)
+find "$cache" -mindepth 2 -maxdepth 2 -name image.key -mtime +2 2>/dev/null | while read -r k; do
+    [ "$(dirname "$k")" = "$out" ] || rm -rf "$(dirname "$k")"
+done
+if [ -f "$out/image.key" ] && [ "$(cat "$out/image.key")" = "$key" ]; then
+    touch "$out/image.key"
+    echo "build-debian-image: up to date"
+    echo "image: $out"
     exit 0
 fi
-rm -f "$out/image.key"
+rm -rf "$out"
+mkdir -p "$out"
 
-archives=$(cd "$out/.." && pwd)/apt-archives
+archives=$cache/apt-archives
 mkdir -p "$archives"
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/ma-debian.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"   # apt's sandbox user reads the lists under it
+# never remove a tree that still has something mounted in it (mmdebstrap unmounts its own)
+trap 'grep -q " $work/" /proc/mounts || rm -rf "$work"' EXIT
 mkdir -p "$work/debs"
 cp "$agent_deb" "$pg_deb" "$work/debs/"
 
@@ -111,5 +128,6 @@ cp "$kernel" "$out/vmlinuz"
 cp "$initrd" "$out/initrd.img"
 dpkg --root="$work/root" -l | awk '/^ii/ {print $2, $3}' > "$out/packages.txt"
 echo "$key" > "$out/image.key"
-echo "build-debian-image: built $out/debian12.qcow2 in $(( $(date +%s) - t0 )) s" \
+echo "build-debian-image: built in $(( $(date +%s) - t0 )) s" \
      "($(du -m "$out/debian12.qcow2" | cut -f1) MiB, kernel $(basename "$kernel"), $(wc -l < "$out/packages.txt") packages)"
+echo "image: $out"

@@ -3,7 +3,7 @@ write load, as a libvirt domain on the two daemons of libvirtlib; shared by the 
 test_debian_postgresql.py and the demo's --real mode (demo_libvirt.py).
 
 The image is built from Debian's packages and cached under a content key in
-$MA_DEBIAN_IMAGE_CACHE (default /var/cache/migration-agent-tests/debian12): the key covers the
+$MA_DEBIAN_IMAGE_CACHE (default /var/cache/migration-agent-tests, one directory per key): the key covers the
 build script, the .debs and the host's apt sources, so a clean clone of the same tree reuses
 it. Each run boots a copy-on-write overlay of it, never the cached disk itself.
 
@@ -33,7 +33,7 @@ IMAGE_BUILD_TIMEOUT = 1800 * S
 
 
 def image_cache():
-    return os.environ.get("MA_DEBIAN_IMAGE_CACHE") or "/var/cache/migration-agent-tests/debian12"
+    return os.environ.get("MA_DEBIAN_IMAGE_CACHE") or "/var/cache/migration-agent-tests"
 
 
 def missing_tools():
@@ -44,16 +44,19 @@ def missing_tools():
 
 
 def ensure_image():
-    """The image's directory (debian12.qcow2, vmlinuz, initrd.img), built when its key changed."""
+    """(the image's directory: debian12.qcow2, vmlinuz, initrd.img, packages.txt; what the
+    build said; seconds), built when its key changed."""
     deb = vmlib.ensure_deb()
-    out = image_cache()
     t0 = time.monotonic()
-    r = subprocess.run([os.path.join(HERE, "build-debian-image.sh"), out, os.path.dirname(deb)],
+    r = subprocess.run([os.path.join(HERE, "build-debian-image.sh"), image_cache(),
+                        os.path.dirname(deb)],
                        capture_output=True, text=True, timeout=IMAGE_BUILD_TIMEOUT)
-    if r.returncode != 0:
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines or not lines[-1].startswith("image: "):
         log(r.stdout + r.stderr)
         raise VMError("build-debian-image.sh failed")
-    return out, (r.stdout.strip().splitlines() or [""])[-1], time.monotonic() - t0
+    note = lines[-2].replace("build-debian-image: ", "") if len(lines) > 1 else ""
+    return lines[-1][len("image: "):], note, time.monotonic() - t0
 
 
 class DebianGuest:

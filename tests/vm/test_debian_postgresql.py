@@ -23,7 +23,7 @@ network.
   long form with the stall and commit rate of three kinds of migration.
 
 Environment: MA_DEBIAN_IMAGE_CACHE (the image's cache, default
-/var/cache/migration-agent-tests/debian12), MA_VM_TIMEOUT_SCALE (every deadline).
+/var/cache/migration-agent-tests), MA_VM_TIMEOUT_SCALE (every deadline).
 tests/vm/demo --real runs this same scenario.
 """
 
@@ -54,7 +54,7 @@ def image():
     with open(os.path.join(st["image"], "packages.txt")) as fp:
         pkgs = dict(line.split()[:2] for line in fp if line.strip())
     return "%s (%.0f s); postgresql-15 %s, migration-agent %s; two daemons up" % (
-        note.replace("build-debian-image: ", ""), secs, pkgs.get("postgresql-15"),
+        note, secs, pkgs.get("postgresql-15"),
         pkgs.get("migration-agent"))
 
 
@@ -157,6 +157,10 @@ def migrate():
     fs = g.qga().cmd("guest-fsfreeze-status")
     if fs != "thawed":
         raise VMError("filesystems on the destination: %s" % fs)
+    # the agent read the kernel log (snapshot, validation) with its own capability
+    kmsg = g.sh("dmesg | grep -i 'syslog with CAP_SYS_ADMIN' || true").strip()
+    if kmsg:
+        raise VMError("the agent reads the kernel log without CAP_SYSLOG: %s" % kmsg)
     after = g.wait_acked(g.acked_count() + 50)
     return "%.1f s; quiesced %.2f s, frozen %.2f s of the %.2f s migration; validation pass " \
         "(%d checks); the client went on from %d to %d acknowledged rows" % (
