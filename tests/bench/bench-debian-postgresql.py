@@ -103,9 +103,10 @@ def main():
         copies = {}
         for label, op in (("qemu-ga freeze", None), ("agent quiesce + freeze", "bench-copy")):
             path = os.path.join(h.workdir, "copy-%s.qcow2" % ("agent" if op else "qga"))
+            acked = g.acked_count()
             frozen = debianlib.frozen_copy(g, path, migctl, module_dir, operation=op)
-            copies[label] = {"path": path, "frozen": frozen, "acked": g.acked_count()}
-            say("copy (%s): frozen %.2f s, %d rows acknowledged by then" % (
+            copies[label] = {"path": path, "frozen": frozen, "acked": acked}
+            say("copy (%s): frozen %.2f s, %d rows acknowledged before the freeze" % (
                 label, frozen, copies[label]["acked"]))
             time.sleep(15)
 
@@ -129,10 +130,15 @@ def main():
             cg, rec = debianlib.boot_copy(pair, h.workdir, image, c["path"], "copy%d" % n,
                                           side=g.side)
             rec["amcheck"] = cg.amcheck()
+            have = set(int(x) for x in cg.psql("SELECT id FROM acked").split())
+            lost = sorted(set(range(1, c["acked"] + 1)) - have)
+            if lost:
+                raise VMError("%s: %d ids acknowledged before the freeze are not in the copy: "
+                              "%s" % (label, len(lost), lost[:20]))
             c.update(rec)
             say("recovery (%s): %d bytes of WAL replayed, redo %s s, accepting connections "
-                "%.2f s after the start; %d rows" % (label, rec["replayed"], rec["redo_s"],
-                                                     rec["ready_s"], rec["rows"]))
+                "%.2f s after the start; %d rows, every acknowledged one; pg_amcheck passes" % (
+                    label, rec["replayed"], rec["redo_s"], rec["ready_s"], rec["rows"]))
             pair.virsh(g.side, "destroy", cg.name)
 
         say("\n| migration | total s | frozen s | worst client stall s | commits/s |")
