@@ -92,9 +92,7 @@ t0=$(date +%s)
 # install the package with apt (its dependencies from Debian alone), enable the plugin as
 # its README says, and the few lines any disk image needs (fstab, hostname).
 # shellcheck disable=SC2086
-# (dpkg without fsync: the tree is packed into a new disk afterwards anyway)
 mmdebstrap --mode=root --variant=apt --format=directory --skip=essential/unlink \
-    --dpkgopt=force-unsafe-io --aptopt='Acquire::Languages "none"' \
     --include="$INCLUDE" \
     --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
     --setup-hook="sync-in $archives /var/cache/apt/archives/" \
