@@ -231,9 +231,12 @@ class LibvirtPair:
         d.start()
 
     def qemu_pids(self):
-        r = subprocess.run(["pgrep", "-f", "qemu-system-x86_64 -name guest="],
+        """This pair's QEMUs: those whose command line names a file of its work directory
+        (the console log, the disks); never another pair's on the same machine."""
+        r = subprocess.run(["pgrep", "-af", "qemu-system-x86_64 -name guest="],
                            capture_output=True, text=True)
-        return [int(p) for p in r.stdout.split()]
+        return [int(line.split()[0]) for line in r.stdout.splitlines()
+                if self.workdir.rstrip("/") + "/" in line]
 
     def close(self):
         t0 = time.monotonic()
