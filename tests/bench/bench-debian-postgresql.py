@@ -24,7 +24,6 @@ MA_VM_TIMEOUT_SCALE. Exit status 0 when every run completed and nothing acknowle
 """
 
 import os
-import subprocess
 import sys
 import time
 

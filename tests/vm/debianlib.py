@@ -3,7 +3,8 @@ write load, as a libvirt domain on the two daemons of libvirtlib; shared by the 
 test_debian_postgresql.py and the demo's --real mode (demo_libvirt.py).
 
 The image is built from Debian's packages and cached under a content key in
-$MA_DEBIAN_IMAGE_CACHE (default /var/cache/migration-agent-tests, one directory per key): the key covers the
+$MA_DEBIAN_IMAGE_CACHE (default /var/cache/migration-agent-tests, one directory per key): the
+key covers the
 build script, the .debs and the host's apt sources, so a clean clone of the same tree reuses
 it. Each run boots a copy-on-write overlay of it, never the cached disk itself.
 
