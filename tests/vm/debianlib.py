@@ -1,14 +1,14 @@
 """debianlib — the real Debian 12 guest (tests/vm/build-debian-image.sh) with PostgreSQL under a
 write load, as a libvirt domain on the two daemons of libvirtlib; shared by the VM test
-test_debian_postgresql.py and the demo's --real mode (demo_libvirt.py).
+test_debian_postgresql.py (which `tests/vm/demo --real` runs) and the benchmark
+tests/bench/bench-debian-postgresql.py.
 
 The image is built from Debian's packages and cached under a content key in
 $MA_DEBIAN_IMAGE_CACHE (default /var/cache/migration-agent-tests, one directory per key): the
-key covers the
-build script, the .debs and the host's apt sources, so a clean clone of the same tree reuses
-it. Each run boots a copy-on-write overlay of it, never the cached disk itself.
+key covers the build script, the .debs and the host's apt sources, so a clean clone of the same
+tree reuses it. Each run boots a copy-on-write overlay of it, never the cached disk itself.
 
-    img = ensure_image()
+    img, note, seconds = ensure_image()
     with libvirtlib.LibvirtPair(workdir) as pair:
         g = DebianGuest(pair, workdir, img)
         g.boot(); g.start_load(); ...; g.stop_load(); g.check_acknowledged()
