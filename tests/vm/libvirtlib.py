@@ -231,12 +231,12 @@ class LibvirtPair:
         d.start()
 
     def qemu_pids(self):
-        """The QEMU processes of this pair's daemons (their sockets and logs live in its
-        work directory), not those of another pair on the same machine."""
+        """This pair's QEMUs: those whose command line names a file of its work directory
+        (the console log, the disks); never another pair's on the same machine."""
         r = subprocess.run(["pgrep", "-af", "qemu-system-x86_64 -name guest="],
                            capture_output=True, text=True)
         return [int(line.split()[0]) for line in r.stdout.splitlines()
-                if self.workdir in line]
+                if self.workdir.rstrip("/") + "/" in line]
 
     def close(self):
         t0 = time.monotonic()
@@ -268,7 +268,7 @@ class LibvirtPair:
 
 
 def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
-               agent_channel=True, mac="52:54:00:12:34:56"):
+               agent_channel=True, mac="52:54:00:12:34:56", disk_format="raw"):
     """The VM suite's guest as a TCG domain: direct kernel boot, the data disk (virtio,
     cache=none), the serial console to a file, qemu-ga's channel and (agent_channel) the
     agent's, and a NIC on QEMU's restricted user network (libvirt 9.0 cannot say
@@ -289,7 +289,7 @@ def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw' cache='none'/>
+      <driver name='qemu' type='%(format)s' cache='none'/>
       <source file='%(disk)s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
@@ -311,7 +311,8 @@ def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
   </qemu:commandline>
 </domain>
 """ % {"name": name, "mem": mem_mib, "kernel": kernel, "initrd": initrd, "cmdline": cmdline,
-       "disk": disk, "console": console_log, "agent": agent, "mac": mac}
+       "disk": disk, "console": console_log, "agent": agent, "mac": mac,
+       "format": disk_format}
 
 
 def wait_console(path, pattern, timeout=vmlib.BOOT_TIMEOUT, start=0):
