@@ -9,7 +9,8 @@
 
 /* Holding the switch-over: QEMU switches over when what is left fits in bandwidth × downtime
  * limit; 1 ms at 1 MiB/s is under one page, so pre-copy iterates while the guest dirties any
- * page at all. Both start only when the first pass is ending and end once frozen. */
+ * page at all. The 1 ms limit holds from the migration's start, the bandwidth clamp from when
+ * the first pass is ending; both end once frozen. */
 #define MA_MIGRATE_HOLD_DOWNTIME_MS 1ULL
 #define MA_MIGRATE_HOLD_SPEED_MIB 1UL
 

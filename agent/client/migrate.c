@@ -583,6 +583,11 @@ run_migration (Migration *m)
   if (m->opt.freeze && m->speed_wanted == 0
       && virDomainMigrateGetMaxSpeed (m->dom, &m->speed_wanted, 0) < 0)
     m->speed_wanted = 8796093022207UL; /* libvirt's "unlimited" */
+  /* --freeze: the switch-over is held from the start (the downtime limit only matters once
+   * the first pass is done), so that a pass that ends faster than the statistics are read (a
+   * guest of zero pages) never switches over before its freeze */
+  if (m->opt.freeze && m->opt.freeze_retries >= 0)
+    g_atomic_int_set (&m->holding, TRUE);
   m->samples = g_async_queue_new_full (g_free);
   m->migrate_thread = g_thread_new ("migrate", migrate_thread_run, m);
   m->stats_thread = g_thread_new ("stats", stats_thread_run, m);
@@ -603,7 +608,8 @@ run_migration (Migration *m)
         while ((sample = g_async_queue_try_pop (m->samples)) != NULL)
           {
             take_sample (m, sample);
-            if (!g_atomic_int_get (&m->holding))
+            /* not while the freeze holds the switch-over with the bandwidth clamped */
+            if (!g_atomic_int_get (&m->holding) || !g_atomic_int_get (&m->clamping))
               migrate_converge_tick (m, sample);
             g_free (sample);
           }

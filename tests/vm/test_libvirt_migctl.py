@@ -434,9 +434,11 @@ def migrate_killed_held():
                              + migrate_argv("--unsafe", "--freeze", "--bandwidth", "20",
                                             "--freeze-timeout", "120", "--lease", str(LEASE)),
                              stdout=subprocess.DEVNULL, stderr=err, env=env)
-    # the hold: QEMU's downtime limit reads 1 ms while the freeze runs
+    # the freeze runs (the hook sleeps) and the switch-over is held: the downtime limit reads
+    # 1 ms from the migration's start, the bandwidth 1 MiB/s once the freeze was asked for
     until = time.monotonic() + MIGRATE_TIMEOUT
-    while st["pair"].virsh(side, "migrate-getmaxdowntime", "g1", check=False).strip() != "1":
+    while st["pair"].virsh(side, "migrate-getspeed", "g1", check=False).strip() != "1" or \
+            st["pair"].virsh(side, "migrate-getmaxdowntime", "g1", check=False).strip() != "1":
         if p.poll() is not None:
             raise VMError("migctl ended (exit %s) before the hold: %s" % (
                 p.returncode, open(err_path).read()[-3000:]))
