@@ -213,7 +213,7 @@ test_holdoff_new_operation (Fixture *f, gconstpointer data)
 {
   MaLifecycle *lc = ma_agent_get_lifecycle (f->agent);
   g_autoptr(GError) error = NULL;
-  JsonObject *resumed = NULL;
+  g_autoptr(JsonObject) resumed = NULL;
   const char *operation = NULL;
 
   g_assert_true (ma_lifecycle_enter (lc, MA_STATE_PREPARED, "op-1", "test", &error));
