@@ -277,7 +277,7 @@ main (int argc, char **argv)
   MaMigrateOptions help_options = { 0 };
   int global_argc = command_at;
   double timeout = MA_CLIENT_DEFAULT_TIMEOUT_MS / 1000.0;
-  const char *command, *pipelined;
+  const char *command;
   MaFormatter formatter;
   const GOptionEntry entries[] = {
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &connect_uri,
@@ -386,23 +386,20 @@ main (int argc, char **argv)
       g_printerr ("migctl: --force is for --domain\n");
       return MIGCTL_EXIT_USAGE;
     }
-  /* Not yet: a command that only reads could ride on the sync (one round trip, not two), but
-   * the agent on a virtio port may drop input that came before it handled the host's
-   * connection, after answering the sync: one call in 40 went unanswered in vm-agent-port. */
-  pipelined = NULL;
+  /* No command rides on the sync yet (ma_client_set_pipelined): the agent on a virtio port may
+   * drop input that came before it handled the host's connection, after answering the sync
+   * (one call in 40 went unanswered in vm-agent-port). */
   if (domain != NULL)
     {
       const MigctlLibvirtModule *m = load_libvirt_module (&error);
       if (m != NULL)
         client = m->agent_connect (connect_uri, domain, force, (guint) (timeout * 1000),
-                                   pipelined, args, &error);
+                                   NULL, NULL, &error);
     }
   else
     {
       client = ma_client_connect (connect_uri != NULL ? connect_uri : MIGCTL_DEFAULT_CONNECT,
                                   (guint) (timeout * 1000), &error);
-      if (client != NULL && pipelined != NULL)
-        ma_client_set_pipelined (client, pipelined, args);
       if (client != NULL && !ma_client_sync (client, &error))
         g_clear_pointer (&client, ma_client_free);
     }
