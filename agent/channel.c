@@ -59,6 +59,33 @@ channel_hangup (MaChannel *self)
     ma_channel_check_host (self);
 }
 
+/* virtio_console reports POLLHUP exactly while no host is connected (and POLLIN along with
+ * it, data or not). */
+static gboolean
+channel_host_present (MaChannel *self)
+{
+  struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
+
+  return poll (&pfd, 1, 0) >= 0 && (pfd.revents & POLLHUP) == 0;
+}
+
+/* A HUP or ERR from the watch's poll, acted on once nothing is left to read. On a virtio port
+ * that poll can be older than the bytes just read: a host that left and the next one that
+ * connected and wrote in between (one migctl after another) coalesce into that HUP. Hanging
+ * up then would drop the new host's requests after its sync was answered, so a host present
+ * now makes it a reconnect: nothing is dropped. */
+static void
+channel_lost_host (MaChannel *self)
+{
+  if (self->kind == MA_CHANNEL_VIRTIO && channel_host_present (self))
+    {
+      if (self->callbacks.reconnected != NULL)
+        self->callbacks.reconnected (self, self->user_data);
+      return;
+    }
+  channel_hangup (self);
+}
+
 static void
 channel_flush (MaChannel *self)
 {
@@ -120,7 +147,7 @@ channel_on_io (int fd, GIOCondition cond, gpointer user_data)
           if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             {
               if (cond & (G_IO_HUP | G_IO_ERR))
-                channel_hangup (self);
+                channel_lost_host (self);
               break;
             }
           /* EOF or a hard error */
@@ -129,7 +156,7 @@ channel_on_io (int fd, GIOCondition cond, gpointer user_data)
         }
     }
   else if (cond & (G_IO_HUP | G_IO_ERR))
-    channel_hangup (self);
+    channel_lost_host (self);
 
   if (self->watch_id == 0)
     return G_SOURCE_REMOVE;
@@ -254,17 +281,13 @@ ma_channel_is_connected (MaChannel *self)
 void
 ma_channel_check_host (MaChannel *self)
 {
-  struct pollfd pfd = { .fd = self->fd, .events = POLLIN };
   gboolean was_connected = self->connected;
 
   if (self->kind != MA_CHANNEL_VIRTIO || self->dead)
     return;
-  if (poll (&pfd, 1, 0) < 0)
-    return;
-  /* virtio_console reports POLLHUP exactly while no host is connected (and POLLIN
-   * along with it, data or not). A host that went away while we were connected
-   * is not believed here: the watch drains what it sent, and its EOF hangs up. */
-  if ((pfd.revents & POLLHUP) == 0)
+  /* A host that went away while we were connected is not believed here: the watch drains
+   * what it sent, and its EOF hangs up. */
+  if (channel_host_present (self))
     self->connected = TRUE;
   channel_update_watch (self);
   if (self->connected && !was_connected && self->callbacks.connected != NULL)

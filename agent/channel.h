@@ -24,6 +24,10 @@ typedef struct
   void (*hangup) (MaChannel *channel, gpointer user_data);
   /* Virtio only: a host (re)connected. */
   void (*connected) (MaChannel *channel, gpointer user_data);
+  /* Virtio only: the host left and a host is back by the time the agent looked; what was
+   * read meanwhile may be either's, so nothing is dropped (the new host's 0xFF and sync
+   * sort it out). */
+  void (*reconnected) (MaChannel *channel, gpointer user_data);
   /* All queued output has been written. */
   void (*drained) (MaChannel *channel, gpointer user_data);
 } MaChannelCallbacks;

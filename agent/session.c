@@ -211,6 +211,20 @@ session_on_connected (MaChannel *channel, gpointer user_data)
 }
 
 static void
+session_on_reconnected (MaChannel *channel, gpointer user_data)
+{
+  MaSession *self = user_data;
+
+  /* The host's departure was seen only once a host was back: what was read meanwhile may be
+   * the new host's first requests, so nothing is dropped and the parser is not reset (the new
+   * host's leading 0xFF discards a half request of the old one). */
+  g_message ("%s: host reconnected (it left and came back before the agent looked); "
+             "%u queued request(s) kept", self->name, self->queue.length);
+  if (self->callbacks.host_connected != NULL)
+    self->callbacks.host_connected (self, self->callbacks_data);
+}
+
+static void
 session_on_drained (MaChannel *channel, gpointer user_data)
 {
   session_update_reading (user_data);
@@ -225,6 +239,7 @@ ma_session_new (MaAgent *agent, MaCommands *commands, int fd, MaChannelKind kind
     .data = session_on_data,
     .hangup = session_on_hangup,
     .connected = session_on_connected,
+    .reconnected = session_on_reconnected,
     .drained = session_on_drained,
   };
   MaSession *self = g_new0 (MaSession, 1);

@@ -409,14 +409,14 @@ client_wait_reply (MaClient *self, gint64 id, GError **error)
   return client_wait_reply_full (self, id, &ret, NULL, error) ? ret : NULL;
 }
 
-static gboolean
-client_send (MaClient *self, const char *command, JsonObject *args, gint64 id, gboolean reset,
-             GError **error)
+/* Appends one request line (after a 0xFF when reset) to out. */
+static void
+client_append_request (GString *out, const char *command, JsonObject *args, gint64 id,
+                       gboolean reset)
 {
   g_autoptr(JsonObject) obj = json_object_new ();
   g_autoptr(JsonNode) node = NULL;
   g_autofree char *text = NULL;
-  g_autofree char *line = NULL;
 
   json_object_set_string_member (obj, "execute", command);
   if (args != NULL)
@@ -424,8 +424,20 @@ client_send (MaClient *self, const char *command, JsonObject *args, gint64 id, g
   json_object_set_int_member (obj, "id", id);
   node = ma_json_new_object_node (json_object_ref (obj));
   text = ma_json_to_string (node);
-  line = g_strdup_printf ("%s%s\n", reset ? "\xff" : "", text);
-  return ma_client_write_raw (self, line, strlen (line), error);
+  if (reset)
+    g_string_append_c (out, '\xff');
+  g_string_append (out, text);
+  g_string_append_c (out, '\n');
+}
+
+static gboolean
+client_send (MaClient *self, const char *command, JsonObject *args, gint64 id, gboolean reset,
+             GError **error)
+{
+  g_autoptr(GString) line = g_string_new (NULL);
+
+  client_append_request (line, command, args, id, reset);
+  return ma_client_write_raw (self, line->str, line->len, error);
 }
 
 void
@@ -444,21 +456,22 @@ ma_client_sync (MaClient *self, GError **error)
   g_autoptr(JsonObject) args = json_object_new ();
   g_autoptr(JsonNode) ret = NULL;
   gint64 token = g_random_int_range (1, G_MAXINT32 - 1);
+  g_autoptr(GString) lines = g_string_new (NULL);
 
   json_object_set_int_member (args, "id", token);
   /* the request id doubles as the token so client_wait_reply matches it */
-  if (!client_send (self, "sync-delimited", args, token, TRUE, error))
-    return FALSE;
-  /* the pipelined request follows at once with the next id: its reply comes after the sync's
-   * (every attempt sends it again, and a reply to an earlier attempt is a stale id) */
+  client_append_request (lines, "sync-delimited", args, token, TRUE);
+  /* the pipelined request follows in the same write with the next id (one stream packet on
+   * libvirt, which sends a second only after the first went out): its reply comes after the
+   * sync's (every attempt sends it again, and a reply to an earlier attempt is a stale id) */
   self->pipelined_id = 0;
   if (self->pipelined_command != NULL)
-    {
-      if (!client_send (self, self->pipelined_command, self->pipelined_args, token + 1, FALSE,
-                        error))
-        return FALSE;
-      self->pipelined_id = token + 1;
-    }
+    client_append_request (lines, self->pipelined_command, self->pipelined_args, token + 1,
+                           FALSE);
+  if (!ma_client_write_raw (self, lines->str, lines->len, error))
+    return FALSE;
+  if (self->pipelined_command != NULL)
+    self->pipelined_id = token + 1;
   ret = client_wait_reply (self, token, error);
   if (ret == NULL)
     return FALSE;

@@ -66,7 +66,9 @@ load_libvirt_module (GError **error)
   MigctlLibvirtEntry entry = NULL;
   const MigctlLibvirtModule *m;
 
-  module = g_module_open (path, G_MODULE_BIND_LOCAL);
+  /* lazy: of libvirt's many symbols, a command binds only those it calls (saves ~1.5 ms of a
+   * 40 ms `migctl --domain D ping`) */
+  module = g_module_open (path, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
   if (module == NULL)
     {
       g_set_error (error, MIGCTL_ERROR, MIGCTL_EXIT_NO_LIBVIRT,
@@ -277,7 +279,7 @@ main (int argc, char **argv)
   MaMigrateOptions help_options = { 0 };
   int global_argc = command_at;
   double timeout = MA_CLIENT_DEFAULT_TIMEOUT_MS / 1000.0;
-  const char *command;
+  const char *command, *pipelined;
   MaFormatter formatter;
   const GOptionEntry entries[] = {
     { "connect", 'c', 0, G_OPTION_ARG_STRING, &connect_uri,
@@ -386,20 +388,21 @@ main (int argc, char **argv)
       g_printerr ("migctl: --force is for --domain\n");
       return MIGCTL_EXIT_USAGE;
     }
-  /* No command rides on the sync yet (ma_client_set_pipelined): the agent on a virtio port may
-   * drop input that came before it handled the host's connection, after answering the sync
-   * (one call in 40 went unanswered in vm-agent-port). */
+  /* a command that only reads is sent with the sync: one round trip to the guest, not two */
+  pipelined = ma_client_command_only_reads (command) ? command : NULL;
   if (domain != NULL)
     {
       const MigctlLibvirtModule *m = load_libvirt_module (&error);
       if (m != NULL)
         client = m->agent_connect (connect_uri, domain, force, (guint) (timeout * 1000),
-                                   NULL, NULL, &error);
+                                   pipelined, args, &error);
     }
   else
     {
       client = ma_client_connect (connect_uri != NULL ? connect_uri : MIGCTL_DEFAULT_CONNECT,
                                   (guint) (timeout * 1000), &error);
+      if (client != NULL && pipelined != NULL)
+        ma_client_set_pipelined (client, pipelined, args);
       if (client != NULL && !ma_client_sync (client, &error))
         g_clear_pointer (&client, ma_client_free);
     }

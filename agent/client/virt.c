@@ -41,12 +41,6 @@ ma_virt_set_error (GError **error, int code, const char *what)
   g_set_error (error, MIGCTL_ERROR, code, "%s: %s", what, msg != NULL ? msg : "unknown error");
 }
 
-static void
-connection_closed (virConnectPtr conn, int reason, void *opaque)
-{
-  g_main_context_wakeup (NULL);
-}
-
 virConnectPtr
 ma_virt_open (const char *uri, gboolean keepalive, GError **error)
 {
@@ -65,7 +59,9 @@ ma_virt_open (const char *uri, gboolean keepalive, GError **error)
    * command is bounded by its own timeout and spares the round trip) */
   if (keepalive)
     virConnectSetKeepAlive (conn, MA_VIRT_KEEPALIVE_INTERVAL_S, MA_VIRT_KEEPALIVE_COUNT);
-  virConnectRegisterCloseCallback (conn, connection_closed, NULL, NULL);
+  /* No close callback (one round trip to the daemon): the connection's socket is watched by
+   * the GLib loop through gvir_event_register, so a daemon that goes away wakes every wait,
+   * which then asks virConnectIsAlive. */
   return conn;
 }
 

@@ -134,14 +134,21 @@ def ping_dst():
 def burst_dst():
     # An orchestrator's calls right after the migration, each on a fresh
     # connection (as migctl makes one per call), must each be answered.
+    # Each read-only command rides on its connection's sync, so a host that leaves and the
+    # next one that writes at once test the agent's handling of a departure it sees late; an
+    # answer must be the command's own (compared, not counted).
     fails = []
     for i in range(BURST):
-        rc, out, err, dt = vmlib.migctl(MIGCTL, st["dst"].ma_sock, "ping", "--timeout", "3",
+        cmd = "ping" if i % 2 == 0 else "info"
+        rc, out, err, dt = vmlib.migctl(MIGCTL, st["dst"].ma_sock, cmd, "--timeout", "3",
                                         timeout=15)
         if rc != 0:
-            fails.append("call %d: exit %d after %.1f s: %s" % (i + 1, rc, dt, err.strip()))
+            fails.append("call %d (%s): exit %d after %.1f s: %s" % (i + 1, cmd, rc, dt,
+                                                                     err.strip()))
+        elif (out != {}) if cmd == "ping" else not (isinstance(out, dict) and "version" in out):
+            fails.append("call %d (%s): wrong answer %r" % (i + 1, cmd, out))
     if fails:
-        raise VMError("%d of %d calls unanswered: %s" % (len(fails), BURST, "; ".join(fails)))
+        raise VMError("%d of %d calls unanswered or answered wrongly: %s" % (len(fails), BURST, "; ".join(fails)))
     return "%d calls, all answered" % BURST
 
 
