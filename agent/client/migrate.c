@@ -313,20 +313,60 @@ estimate_guest_clock (Migration *m, gint64 connect_start, gint64 connect_end)
   migrate_step (m, "host", "clocks", detail);
 }
 
+/* qemu-ga's ping runs beside the agent's prepare: a libvirt call that waits for the guest, in
+ * a thread of its own while the main loop carries the agent's channel. */
+typedef struct
+{
+  virDomainPtr dom;
+  char *reply;
+  GError *error;
+  gboolean done;
+} QgaPing;
+
+static gpointer
+qga_ping_thread_run (gpointer data)
+{
+  QgaPing *p = data;
+
+  p->reply = ma_virt_qga_command (p->dom, "{\"execute\":\"guest-ping\"}",
+                                  MA_MIGRATE_QGA_TIMEOUT_S, &p->error);
+  g_atomic_int_set (&p->done, TRUE);
+  g_main_context_wakeup (NULL);
+  return NULL;
+}
+
+/* Waits for the ping (the main loop runs meanwhile); TRUE when qemu-ga answered. */
+static gboolean
+qga_ping_finish (Migration *m, GThread *thread, QgaPing *p, GError **error)
+{
+  ma_virt_wait_flag (m->src, &p->done, -1);
+  g_thread_join (thread);
+  if (p->reply == NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&p->error));
+      return FALSE;
+    }
+  g_clear_pointer (&p->reply, g_free);
+  return TRUE;
+}
+
 static int
 preflight (Migration *m)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonNode) info = NULL, prepared = NULL, status = NULL;
   g_autoptr(JsonObject) args = NULL;
-  g_autofree char *ping = NULL;
-  gboolean ready = FALSE;
+  g_autoptr(GError) qga_error = NULL;
+  QgaPing qga = { 0 };
+  GThread *qga_thread;
+  gboolean ready = FALSE, qga_ok;
   JsonObject *obj;
 
   gint64 connect_start = g_get_real_time (), connect_end;
 
-  m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, NULL, NULL,
-                                    &error);
+  /* the status rides on the sync: one round trip less */
+  m->agent = ma_virt_agent_connect (m->dom, FALSE, MA_MIGRATE_AGENT_TIMEOUT_S * 1000, "status",
+                                    NULL, &error);
   connect_end = g_get_real_time ();
   if (m->agent == NULL)
     {
@@ -357,8 +397,11 @@ preflight (Migration *m)
   estimate_guest_clock (m, connect_start, connect_end);
   info = migrate_agent_call (m, "info", NULL, MA_MIGRATE_AGENT_TIMEOUT_S, &error);
   args = migrate_args_operation (m);
+  qga.dom = m->dom;
+  qga_thread = g_thread_new ("qga-ping", qga_ping_thread_run, &qga);
   if (info != NULL)
     prepared = migrate_agent_call (m, "prepare", args, MA_MIGRATE_PREPARE_TIMEOUT_S, &error);
+  qga_ok = qga_ping_finish (m, qga_thread, &qga, &qga_error);
   if (prepared == NULL || !JSON_NODE_HOLDS_OBJECT (prepared))
     {
       g_printerr ("migctl: preflight: %s\n", error != NULL ? error->message : "bad answer");
@@ -393,18 +436,16 @@ preflight (Migration *m)
     }
   else
     migrate_say (m, "preflight: the agent is ready (operation %s)", m->opt.operation);
-  ping = ma_virt_qga_command (m->dom, "{\"execute\":\"guest-ping\"}", MA_MIGRATE_QGA_TIMEOUT_S,
-                              &error);
-  if (ping == NULL)
+  if (!qga_ok)
     {
       if (m->opt.freeze)
         {
           g_printerr ("migctl: --freeze needs qemu-ga, which does not answer: %s\n",
-                      error->message);
+                      qga_error->message);
           return MIGCTL_EXIT_ERROR_REPLY;
         }
-      migrate_say (m, "preflight: qemu-ga does not answer (%s); no freeze is possible", error->message);
-      g_clear_error (&error);
+      migrate_say (m, "preflight: qemu-ga does not answer (%s); no freeze is possible",
+                   qga_error->message);
     }
   else
     migrate_step (m, "host", "qemu-ga ping", "ok");
@@ -518,8 +559,6 @@ renew_if_due (Migration *m)
     }
 }
 
-
-
 /* The stats thread: libvirt's job statistics every tick and the downtime limit the
  * migration should have, on a connection of its own (a statistics call can wait for the
  * migration's own job phases: the main loop never does). */
@@ -548,9 +587,6 @@ stats_thread_run (gpointer data)
     }
   return NULL;
 }
-
-
-
 
 static int
 run_migration (Migration *m)
