@@ -75,6 +75,16 @@
 #   filesystem, and the holders of an OFD lock are found only by following every fd there.
 #   An earlier run at load 3.8 (RUNS=1): mixed 0.456 s, 2.48x lslocks, 1.07x bare, reply
 #   551,124 bytes; rw 0.553 s, 4.67x, 1.00x, 523,208 bytes.
+#   A quiet run (load 1.2-1.4, RUNS=3), later the same day:
+#                         reply     agent   lslocks  fuser   bare    lslocks/ agent/
+#                         bytes     s       s        s       s       agent    bare
+#   mixed                 519,918   0.243   0.722    1.125   0.293   2.97x    0.83x
+#   rw                    516,994   0.333   0.958    1.534   0.354   2.88x    0.94x
+#   lslocks/agent >= 3: NOT met on either (2.97x, 2.88x), the ceiling lslocks / (the bare
+#   pass on all CPUs) being 3.57x and 4.89x. Quiet, lslocks is fast (0.72-0.96 s) while the
+#   agent's statx calls (two per writer in rw: the open mode, then the target's device and
+#   size) are kernel work through io_uring's workers (87% of its profile in the kernel; a
+#   synchronous pass is slower, 0.42-0.45 s, and capping io_uring's workers gained nothing).
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")" && pwd)
