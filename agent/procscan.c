@@ -107,6 +107,11 @@ read_at (int dirfd, const char *name, gsize max, gsize *len_out)
       if (n == 0)
         break;
       len += (gsize) n;
+      /* every file read here is one procfs record (a single_open file, or cmdline): a read
+       * that returns less than asked returned all of it, and the read that would say EOF
+       * is a system call per file saved */
+      if (len < max)
+        break;
     }
   close (fd);
   buf[len] = '\0';
