@@ -131,6 +131,55 @@ readlink_at (int dirfd, const char *name)
   return g_strndup (buf, (gsize) n);
 }
 
+/* A /proc directory read with getdents64 into a buffer of its scan part: no fstat and fcntl
+ * as fdopendir makes, and no last call that returns nothing when the first left room (procfs
+ * fills the buffer while entries remain). */
+#define MA_PROC_DIR_BUF 32768
+
+typedef struct
+{
+  int fd;
+  char *buf; /* MA_PROC_DIR_BUF bytes */
+  gsize len, pos;
+  gboolean eof;
+} ProcDir;
+
+struct proc_dirent64
+{
+  guint64 d_ino;
+  gint64 d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+static const char *
+proc_dir_next (ProcDir *d)
+{
+  while (d->pos >= d->len)
+    {
+      long n;
+
+      if (d->eof)
+        return NULL;
+      n = syscall (SYS_getdents64, d->fd, d->buf, MA_PROC_DIR_BUF);
+      if (n <= 0)
+        {
+          d->eof = TRUE;
+          return NULL;
+        }
+      d->len = (gsize) n;
+      d->pos = 0;
+      if (MA_PROC_DIR_BUF - d->len >= sizeof (struct proc_dirent64) + NAME_MAX + 1)
+        d->eof = TRUE;
+    }
+  {
+    const struct proc_dirent64 *de = (gconstpointer) (d->buf + d->pos);
+    d->pos += de->d_reclen;
+    return de->d_name;
+  }
+}
+
 static gboolean
 parse_pid (const char *name, gint *out)
 {
@@ -470,6 +519,7 @@ typedef struct
   guint n_processes, n_tasks, n_fds, n_vanished;
   StatBatch *batch; /* this thread's */
   FdEntry *fds;     /* MA_PROC_BATCH of them, reused */
+  char *dirbuf;     /* a ProcDir's, reused */
 } ScanPart;
 
 static void
@@ -484,6 +534,7 @@ scan_part_init (ScanPart *part)
   part->batch = g_new0 (StatBatch, 1);
   stat_batch_init (part->batch);
   part->fds = g_new0 (FdEntry, MA_PROC_BATCH);
+  part->dirbuf = g_malloc (MA_PROC_DIR_BUF);
 }
 
 /* Parse "TID (comm) S ppid ... flags ... num_threads": state, comm, whether it is a kernel
@@ -544,18 +595,12 @@ static void
 scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 {
   int taskdir = openat (piddir, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *dir;
-  struct dirent *de;
+  ProcDir dir = { taskdir, part->dirbuf, 0, 0, FALSE };
+  const char *d_name;
 
   if (taskdir < 0)
     return;
-  dir = fdopendir (taskdir);
-  if (dir == NULL)
-    {
-      close (taskdir);
-      return;
-    }
-  while ((de = readdir (dir)) != NULL)
+  while ((d_name = proc_dir_next (&dir)) != NULL)
     {
       char path[48];
       g_autofree char *stat = NULL;
@@ -566,7 +611,7 @@ scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
       gint tid;
       int tdir;
 
-      if (!parse_pid (de->d_name, &tid))
+      if (!parse_pid (d_name, &tid))
         continue;
       part->n_tasks++;
       g_snprintf (path, sizeof path, "%d/stat", tid);
@@ -578,7 +623,7 @@ scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           g_free (comm);
           continue;
         }
-      tdir = openat (taskdir, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      tdir = openat (taskdir, d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (tdir < 0)
         {
           g_free (comm);
@@ -587,7 +632,7 @@ scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
       scan_stuck_task (self, tdir, pid, tid, comm, part);
       close (tdir);
     }
-  closedir (dir);
+  close (taskdir);
 }
 
 static MaOpenFile *
@@ -677,16 +722,10 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
   gboolean want_orphans = g_hash_table_size (self->orphan_inodes) > 0;
   guint wanted_left = 0, n_found = 0, n_ahead = 0;
   gboolean more = TRUE;
-  DIR *dir;
+  ProcDir dir = { fddir, part->dirbuf, 0, 0, FALSE };
 
   if (fddir < 0)
     return FALSE;
-  dir = fdopendir (fddir);
-  if (dir == NULL)
-    {
-      close (fddir);
-      return FALSE;
-    }
   if (g_hash_table_size (self->wanted) > 0)
     wanted_left = GPOINTER_TO_UINT (g_hash_table_lookup (self->wanted_pids, GINT_TO_POINTER (pid)));
   /* targets asked together with the open modes, in the same submission: every one when
@@ -702,16 +741,16 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
 
       while (n < MA_PROC_BATCH && part->batch->n + 2 <= MA_PROC_BATCH)
         {
-          struct dirent *de = readdir (dir);
-          if (de == NULL)
+          const char *d_name = proc_dir_next (&dir);
+          if (d_name == NULL)
             {
               more = FALSE;
               break;
             }
-          if (de->d_name[0] < '0' || de->d_name[0] > '9' || strlen (de->d_name) >= sizeof fds[n].name)
+          if (d_name[0] < '0' || d_name[0] > '9' || strlen (d_name) >= sizeof fds[n].name)
             continue;
-          strcpy (fds[n].name, de->d_name);
-          fds[n].fd = (gint) g_ascii_strtoll (de->d_name, NULL, 10);
+          strcpy (fds[n].name, d_name);
+          fds[n].fd = (gint) g_ascii_strtoll (d_name, NULL, 10);
           fds[n].target_res = G_MININT;
           stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
                           &fds[n].link, &fds[n].link_res);
@@ -755,7 +794,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           stat_batch_run (part->batch);
         }
     }
-  closedir (dir);
+  close (fddir);
   return n_found > 0;
 }
 
@@ -851,6 +890,7 @@ merge_part (MaProcScan *self, ScanPart *part)
   stat_batch_clear (part->batch);
   g_free (part->batch);
   g_free (part->fds);
+  g_free (part->dirbuf);
   self->n_processes += part->n_processes;
   self->n_tasks += part->n_tasks;
   self->n_fds += part->n_fds;
