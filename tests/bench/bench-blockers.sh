@@ -85,6 +85,16 @@
 #   agent's statx calls (two per writer in rw: the open mode, then the target's device and
 #   size) are kernel work through io_uring's workers (87% of its profile in the kernel; a
 #   synchronous pass is slower, 0.42-0.45 s, and capping io_uring's workers gained nothing).
+#   Then fewer system calls a process, since each costs much on this virtual machine: a procfs
+#   record read ends at its first short read (no read that says EOF), and /proc/PID/fd is
+#   read with getdents64 into a reused buffer (no fstat and fcntl of fdopendir, no empty last
+#   call). Same machine, quiet, RUNS=3:
+#   mixed                 450,903   0.201   0.756    1.122   0.291   3.76x    0.69x
+#   rw                    521,101   0.283   0.764    1.115   0.295   2.70x    0.96x
+#   lslocks/agent >= 3: met on mixed, NOT met on rw (2.70x here; 2.88x before with lslocks at
+#   0.958 s: lslocks itself varies 0.72-0.96 s between runs). In rw every fd needs two statx
+#   (the open mode, then the target's device, size and link count for the per-mount and
+#   per-process sums), 200,000 of them, which is most of the agent's 0.26-0.28 s.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")" && pwd)
