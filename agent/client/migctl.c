@@ -302,6 +302,10 @@ main (int argc, char **argv)
     { NULL }
   };
 
+  /* a peer that went away (libvirtd killed, the agent's socket closed) is an error to report,
+   * not a signal to die of: for every command, migrate and its guard included (libvirt's
+   * client writes to its socket without MSG_NOSIGNAL) */
+  signal (SIGPIPE, SIG_IGN);
   context = g_option_context_new (NULL);
   g_option_context_set_summary (context, "Talk to migration-agent.");
   g_option_context_set_description (context, usage_text);
@@ -364,9 +368,6 @@ main (int argc, char **argv)
     }
   if (no_color)
     ma_out_set_color (FALSE);
-  /* a peer that went away (libvirtd killed, the agent's socket closed) is an error to report,
-   * not a signal to die of */
-  signal (SIGPIPE, SIG_IGN);
   if (timeout <= 0 || timeout > 86400)
     {
       g_printerr ("migctl: --timeout must be between 0 and 86400 seconds\n");
