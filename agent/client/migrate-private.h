@@ -55,6 +55,7 @@ typedef struct
   GThread *migrate_thread, *freeze_thread;
   gint migrate_done, freeze_done;
   int migrate_rc, freeze_rc;
+  gboolean migrate_conn_lost; /* the migration's own connection was lost when it failed */
   char *migrate_error, *freeze_error;
   gint64 migration_started, migration_ended, freeze_started;
   guint64 iteration;

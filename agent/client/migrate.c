@@ -207,14 +207,17 @@ migrate_thread_run (gpointer data)
         }
     }
   if (rc < 0)
-    m->migrate_error = g_strdup (virGetLastErrorMessage ());
+    {
+      m->migrate_error = g_strdup (virGetLastErrorMessage ());
+      /* this thread's own connection saw the daemon go first: the main loop's may not yet */
+      m->migrate_conn_lost = ma_virt_connection_lost (conn);
+    }
   m->migrate_rc = rc;
   virTypedParamsFree (params, nparams);
   g_atomic_int_set (&m->migrate_done, 1);
   g_main_context_wakeup (NULL);
   return NULL;
 }
-
 
 static gpointer
 abort_thread_run (gpointer data)
@@ -680,6 +683,14 @@ run_migration (Migration *m)
     }
   g_thread_join (g_steal_pointer (&m->migrate_thread));
   ma_timeline_phase (m->timeline, "migration", m->migration_started, m->migration_ended);
+  if (m->migrate_rc < 0 && (m->migrate_conn_lost || ma_virt_connection_lost (m->src)))
+    {
+      migrate_step (m, "host", "migration failed", m->migrate_error);
+      g_printerr ("migctl: the libvirt connection to the source was lost (%s); the guest's "
+                  "lease (%d s) and freeze watchdog release it\n", m->migrate_error,
+                  m->opt.lease_s);
+      return MIGCTL_EXIT_CONNECTION;
+    }
   if (m->migrate_rc < 0)
     {
       migrate_step (m, "host", "migration failed", m->migrate_error);
@@ -692,8 +703,6 @@ run_migration (Migration *m)
        (double) (m->migration_ended - m->migration_started) / G_USEC_PER_SEC);
   return MIGCTL_EXIT_OK;
 }
-
-
 
 /* The guest still runs on the source: thaw and release there. */
 static void
