@@ -267,6 +267,25 @@ class LibvirtPair:
             log(d.log_tail(80))
 
 
+def run_steps(tap, harness, st, diagnostics):
+    """Run a test's TAP steps, then close its pair of daemons (st["pair"], when one was
+    started) and its harness, whatever happened; the exit status for the test."""
+    rc = 1
+    try:
+        rc = tap.run(on_failure=diagnostics)
+    finally:
+        if "pair" in st:
+            try:
+                st["pair"].close()
+                log("daemons %.1f s, teardown %.1f s" % (st["pair"].timings.get("daemons", 0),
+                                                         st["pair"].timings.get("teardown", 0)))
+            except VMError as e:
+                log("teardown: %s" % e)
+                rc = 1
+        harness.close(rc != 0)
+    return rc
+
+
 def domain_xml(name, kernel, initrd, disk, cmdline, console_log, mem_mib=512,
                agent_channel=True, mac="52:54:00:12:34:56", disk_format="raw"):
     """The VM suite's guest as a TCG domain: direct kernel boot, the data disk (virtio,

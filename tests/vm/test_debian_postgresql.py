@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmlib  # noqa: E402
-from vmlib import VMError, log  # noqa: E402
+from vmlib import VMError  # noqa: E402
 import libvirtlib  # noqa: E402
 import debianlib  # noqa: E402
 
@@ -259,15 +259,4 @@ tap = vmlib.Tap([
     ("each copy boots and recovers with every acknowledged row; the quiesced one replays "
      "less WAL", recoveries),
 ])
-rc = 1
-try:
-    rc = tap.run(on_failure=diagnostics)
-finally:
-    if "pair" in st:
-        try:
-            st["pair"].close()
-        except VMError as e:
-            log("teardown: %s" % e)
-            rc = 1
-    h.close(rc != 0)
-sys.exit(rc)
+sys.exit(libvirtlib.run_steps(tap, h, st, diagnostics))

@@ -216,15 +216,4 @@ tap = vmlib.Tap([
      suspend_after),
     ("--postcopy: a stalled migration switches to post-copy and completes", postcopy),
 ])
-rc = 1
-try:
-    rc = tap.run(on_failure=diagnostics)
-finally:
-    if "pair" in st:
-        try:
-            st["pair"].close()
-        except VMError as e:
-            log("teardown: %s" % e)
-            rc = 1
-    h.close(rc != 0)
-sys.exit(rc)
+sys.exit(libvirtlib.run_steps(tap, h, st, diagnostics))

@@ -583,17 +583,4 @@ tap = vmlib.Tap([
     ("the source's libvirt daemon killed mid-migration", migrate_daemon_lost),
     ("a guest without the agent: refused, or migrated plainly with --no-agent", migrate_no_agent),
 ])
-rc = 1
-try:
-    rc = tap.run(on_failure=diagnostics)
-finally:
-    if "pair" in st:
-        try:
-            st["pair"].close()
-            log("daemons %.1f s, teardown %.1f s" % (st["pair"].timings.get("daemons", 0),
-                                                     st["pair"].timings.get("teardown", 0)))
-        except VMError as e:
-            log("teardown: %s" % e)
-            rc = 1
-    h.close(rc != 0)
-sys.exit(rc)
+sys.exit(libvirtlib.run_steps(tap, h, st, diagnostics))
