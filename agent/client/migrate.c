@@ -591,6 +591,16 @@ stats_thread_run (gpointer data)
   return NULL;
 }
 
+/* The source is out of reach (what says why): what the guest holds is left to its own lease
+ * and freeze watchdog. */
+static int
+source_out_of_reach (Migration *m, const char *what)
+{
+  g_printerr ("migctl: %s; the guest's lease (%d s) and freeze watchdog release it\n", what,
+              m->opt.lease_s);
+  return MIGCTL_EXIT_CONNECTION;
+}
+
 static int
 run_migration (Migration *m)
 {
@@ -675,21 +685,19 @@ run_migration (Migration *m)
     {
       /* the connection is gone or the abort never returned: the thread is left behind; the
        * guest's lease and freeze watchdog release it */
-      g_printerr ("migctl: %s; the guest's lease (%d s) and freeze watchdog release it\n",
-                  ma_virt_connection_lost (m->src) ? "the libvirt connection to the source was lost"
-                                                   : "the aborted migration did not end",
-                  m->opt.lease_s);
-      return MIGCTL_EXIT_CONNECTION;
+      return source_out_of_reach (m, ma_virt_connection_lost (m->src)
+                                       ? "the libvirt connection to the source was lost"
+                                       : "the aborted migration did not end");
     }
   g_thread_join (g_steal_pointer (&m->migrate_thread));
   ma_timeline_phase (m->timeline, "migration", m->migration_started, m->migration_ended);
   if (m->migrate_rc < 0 && (m->migrate_conn_lost || ma_virt_connection_lost (m->src)))
     {
+      g_autofree char *lost = g_strdup_printf ("the libvirt connection to the source was lost "
+                                               "(%s)", m->migrate_error);
+
       migrate_step (m, "host", "migration failed", m->migrate_error);
-      g_printerr ("migctl: the libvirt connection to the source was lost (%s); the guest's "
-                  "lease (%d s) and freeze watchdog release it\n", m->migrate_error,
-                  m->opt.lease_s);
-      return MIGCTL_EXIT_CONNECTION;
+      return source_out_of_reach (m, lost);
     }
   if (m->migrate_rc < 0)
     {
@@ -985,11 +993,7 @@ migrate_run (Migration *m)
       gboolean on_destination;
 
       if (ma_virt_connection_lost (m->src))
-        {
-          g_printerr ("migctl: the libvirt connection to the source was lost; the guest's "
-                      "lease (%d s) and freeze watchdog release it\n", m->opt.lease_s);
-          return MIGCTL_EXIT_CONNECTION;
-        }
+        return source_out_of_reach (m, "the libvirt connection to the source was lost");
       there = virDomainLookupByUUIDString (m->dst, m->uuid);
       if (there != NULL && virDomainGetState (there, &state, &reason, 0) < 0)
         state = VIR_DOMAIN_NOSTATE;
