@@ -156,6 +156,8 @@ struct proc_dirent64
 static const char *
 proc_dir_next (ProcDir *d)
 {
+  const struct proc_dirent64 *de;
+
   while (d->pos >= d->len)
     {
       long n;
@@ -173,11 +175,9 @@ proc_dir_next (ProcDir *d)
       if (MA_PROC_DIR_BUF - d->len >= sizeof (struct proc_dirent64) + NAME_MAX + 1)
         d->eof = TRUE;
     }
-  {
-    const struct proc_dirent64 *de = (gconstpointer) (d->buf + d->pos);
-    d->pos += de->d_reclen;
-    return de->d_name;
-  }
+  de = (gconstpointer) (d->buf + d->pos);
+  d->pos += de->d_reclen;
+  return de->d_name;
 }
 
 static gboolean
