@@ -34,6 +34,18 @@ def check_name(rest):
     return name.strip()
 
 
+def failure_reason(out, end):
+    """The first TAP comment after a failed check (the tests print their exception there), so
+    that the run's closing lines say why, not only what: bounded to one line of 300 characters."""
+    for line in out[end:].splitlines()[1:6]:
+        if TAP_LINE.match(line):
+            break
+        if line.startswith("# ") and line[2:].strip():
+            text = line[2:].strip()
+            return " -- " + (text[:297] + "..." if len(text) > 300 else text)
+    return ""
+
+
 def read_required(path):
     programs, allowed = [], []
     with open(path, encoding="utf-8") as fp:
@@ -93,7 +105,7 @@ def main(argv):
             if n == 0:
                 seen_main[prog] = result
             out = t.get("stdout") or t.get("stdo") or ""
-            tap = TAP_LINE.findall(out)
+            tap = [(m.group(1), m.group(2), m.group(3), m.end()) for m in TAP_LINE.finditer(out)]
             whole_skip = re.search(r"^1\.\.0\s*#\s*skip\s*(.*)$", out, re.M | re.I)
             if whole_skip or (not tap and result in SKIP_RESULTS):
                 skipped += 1
@@ -110,7 +122,7 @@ def main(argv):
                     failed += 1
                     failures.append("%s: %s: %s" % (label, name, result))
                 continue
-            for status, _num, rest in tap:
+            for status, _num, rest, end in tap:
                 directive = re.search(r"#\s*(skip|todo)\b\s*(.*)$", rest, re.I)
                 kind = directive.group(1).lower() if directive else None
                 if kind == "skip":
@@ -123,9 +135,10 @@ def main(argv):
                 else:
                     failed += 1
                     why = " (a TODO counts as a failure)" if kind == "todo" else ""
-                    failures.append("%s: %s: %s %s%s" % (label, prog, status, rest.strip(), why))
+                    failures.append("%s: %s: %s %s%s%s" % (label, prog, status, rest.strip(), why,
+                                                          failure_reason(out, end)))
             # a program that died after some TAP lines still failed
-            if result not in OK_RESULTS | SKIP_RESULTS and not any(s == "not ok" for s, _, _ in tap):
+            if result not in OK_RESULTS | SKIP_RESULTS and not any(t[0] == "not ok" for t in tap):
                 failed += 1
                 failures.append("%s: %s: %s after %d TAP lines" % (label, name, result, len(tap)))
 

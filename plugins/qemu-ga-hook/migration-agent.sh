@@ -21,7 +21,8 @@ TIMEOUT="${MA_QGA_TIMEOUT:-120}"
 
 case "${1:-}" in
   freeze)
-    operation="qemu-ga-$(date +%s%N)"
+    # seconds and the hook's pid: unique per freeze, and portable (busybox date has no %N)
+    operation="qemu-ga-$(date +%s)-$$"
     "$MIGCTL" --no-color --timeout "$TIMEOUT" quiesce "operation=$operation" \
       "lease_seconds=$LEASE"
     status=$?
