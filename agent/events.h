@@ -21,7 +21,9 @@ void ma_events_set_listener (MaEvents *self, MaEventFunc func, gpointer user_dat
 /* Record an event; data is taken (NULL = {}). Returns its sequence number (from 1). */
 guint64 ma_events_emit (MaEvents *self, const char *name, JsonNode *data);
 
-/* {"events": [...], "first-seq": N, "last-seq": N, "missed": N} for seq > after. */
+/* {"events": [...], "first-seq": N, "last-seq": N, "missed": N, "more": B} for seq > after,
+ * at most `limit` events: as JSON text (what `events` sends), or parsed. */
+char *ma_events_since_text (MaEvents *self, guint64 after, guint limit);
 JsonNode *ma_events_since (MaEvents *self, guint64 after, guint limit);
 guint64 ma_events_last_seq (MaEvents *self);
 

@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "events.h"
+#include "json.h"
 #include "lifecycle.h"
 
 static void
@@ -91,6 +92,45 @@ test_events_bounded (void)
   g_assert_false (json_object_get_boolean_member (obj, "more"));
 }
 
+/* Events of every size through a small ring, many times over: the buffer wraps, compacts and
+ * grows, and what comes back is always the last `capacity` events, whole and in order. */
+static void
+test_events_ring_compaction (void)
+{
+  g_autoptr(MaEvents) events = ma_events_new (7);
+
+  for (guint i = 1; i <= 3000; i++)
+    {
+      JsonObject *data = json_object_new ();
+      g_autofree char *pad = g_strnfill ((i * 37) % 700, 'a' + (char) (i % 26));
+
+      json_object_set_int_member (data, "n", i);
+      json_object_set_string_member (data, "pad", pad);
+      ma_events_emit (events, "SIZED", ma_json_new_object_node (data));
+      if (i % 97 == 0 || i == 3000)
+        {
+          g_autoptr(JsonNode) all = ma_events_since (events, 0, 100);
+          JsonObject *obj = json_node_get_object (all);
+          JsonArray *list = json_object_get_array_member (obj, "events");
+          guint n = MIN (i, 7);
+
+          g_assert_cmpuint (json_array_get_length (list), ==, n);
+          g_assert_cmpint (json_object_get_int_member (obj, "first-seq"), ==, i - n + 1);
+          g_assert_cmpint (json_object_get_int_member (obj, "missed"), ==, i - n);
+          for (guint k = 0; k < n; k++)
+            {
+              JsonObject *ev = json_array_get_object_element (list, k);
+              JsonObject *d = json_object_get_object_member (ev, "data");
+              guint want = i - n + 1 + k;
+              g_assert_cmpint (json_object_get_int_member (ev, "seq"), ==, want);
+              g_assert_cmpint (json_object_get_int_member (d, "n"), ==, want);
+              g_assert_cmpuint (strlen (json_object_get_string_member (d, "pad")), ==,
+                                (want * 37) % 700);
+            }
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -98,5 +138,6 @@ main (int argc, char **argv)
   g_test_add_func ("/lifecycle/transitions", test_transitions);
   g_test_add_func ("/lifecycle/allows-table", test_allows_table);
   g_test_add_func ("/events/bounded", test_events_bounded);
+  g_test_add_func ("/events/ring-compaction", test_events_ring_compaction);
   return g_test_run ();
 }
