@@ -11,12 +11,12 @@
  *  - Text, not trees: a json-glib tree of a small event costs about 3 KiB of heap (an object,
  *    a hash table and a node for every member), its text about 190 bytes. Measured in the
  *    soak, the default ring of 1,024 events held 3.3 MiB as trees.
- *  - One buffer, not a block per event: 1,024 small blocks that live for hundreds of
- *    operations, allocated among every request's short-lived ones, kept freed heap from going
- *    back. The buffer is records [seq][length][text NUL] from `head` to `tail`; when the tail
- *    reaches its end the live records move to the start, and it grows (to a quarter more than
- *    they need) only when they would fill more than four fifths of it: every byte of it is
- *    touched, so slack is memory.
+ *  - One buffer, not a block per event: no 1,024 small blocks that live for hundreds of
+ *    operations among every request's short-lived ones (in the soak the difference is within
+ *    its noise, about 50 KiB). The buffer is records [seq][length][text NUL] from `head` to
+ *    `tail`; when the tail reaches its end the live records move to the start, and it grows
+ *    (to a quarter more than they need) only when they would fill more than four fifths of
+ *    it: every byte of it is touched, so slack is memory.
  *  - `events` writes its reply from the texts (a raw node): no tree for up to 1,000 events.
  */
 typedef struct
