@@ -599,6 +599,10 @@ def migctl_ok(binary, sock, *args, timeout=CMD_TIMEOUT):
     out, dt, attempts = migctl_retry(binary, sock, *args,
                                      attempt_timeout=min(timeout, 10),
                                      timeout=max(timeout, 60 * SCALE))
+    if not isinstance(out, (dict, list)):
+        # --json prints the return, always a JSON value: anything else is a finding, said
+        # as such rather than as a step's AttributeError further on
+        raise VMError("migctl %s exited 0 but printed no JSON: %r" % (" ".join(args), out))
     return out, dt
 
 
