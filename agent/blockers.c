@@ -435,15 +435,6 @@ ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancella
   return ma_blockers_query_text (&query, cancellable, error);
 }
 
-JsonNode *
-ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable, GError **error)
-{
-  g_autofree char *text = ma_blockers_collect_text (mountpoints, cancellable, error);
-
-  if (text == NULL)
-    return NULL;
-  return ma_json_parse (text, strlen (text), error);
-}
 
 /* ---- the command ---- */
 

@@ -36,8 +36,5 @@ char *ma_blockers_query_text (const MaBlockersQuery *query, GCancellable *cancel
 /* The default report as text: ma_blockers_query_text () with detail SUMMARY. */
 char *ma_blockers_collect_text (const char *const *mountpoints, GCancellable *cancellable,
                                 GError **error);
-/* The same report as a json-glib tree (parsed from that text), for callers that read it. */
-JsonNode *ma_blockers_collect (const char *const *mountpoints, GCancellable *cancellable,
-                               GError **error);
 
 G_END_DECLS

@@ -64,7 +64,8 @@ typedef struct
   char *operation;
   gboolean blockers;
   JsonNode *snapshot;
-  JsonNode *blockers_report;
+  JsonNode *blockers_report; /* a raw node: the report as blockers wrote it */
+  char *blockers_verdict;
   char *blockers_error;
 } PrepareData;
 
@@ -75,8 +76,29 @@ prepare_data_free (PrepareData *data)
   g_free (data->operation);
   g_clear_pointer (&data->snapshot, json_node_unref);
   g_clear_pointer (&data->blockers_report, json_node_unref);
+  g_free (data->blockers_verdict);
   g_free (data->blockers_error);
   g_free (data);
+}
+
+/* The "verdict" member of a blockers report, from its text. */
+static char *
+blockers_verdict (const char *text, GError **error)
+{
+  static const char *const names[] = { "verdict", NULL };
+  MaJsonSpan span[1];
+  const char *value;
+
+  if (!ma_json_find_members (text, strlen (text), names, span, error))
+    return NULL;
+  value = text + span[0].offset;
+  if (span[0].len < 2 || value[0] != '"' || value[span[0].len - 1] != '"')
+    {
+      g_set_error_literal (error, MA_ERROR, MA_ERROR_GENERIC,
+                           "the blockers report has no verdict");
+      return NULL;
+    }
+  return g_strndup (value + 1, span[0].len - 2);
 }
 
 static void
@@ -88,9 +110,19 @@ prepare_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
   if (data->blockers)
     {
       g_autoptr(GError) error = NULL;
-      data->blockers_report = ma_blockers_collect (NULL, cancellable, &error);
-      if (data->blockers_report == NULL)
-        data->blockers_error = g_strdup (error->message);
+      char *text = ma_blockers_collect_text (NULL, cancellable, &error);
+
+      /* The report goes into the answer as written, and only its verdict is read: a tree of
+       * it (up to a MiB of text) would cost many times that in small blocks. */
+      if (text != NULL)
+        data->blockers_verdict = blockers_verdict (text, &error);
+      if (data->blockers_verdict == NULL)
+        {
+          data->blockers_error = g_strdup (error->message);
+          g_free (text);
+        }
+      else
+        data->blockers_report = ma_json_new_raw_node (text);
     }
   g_task_return_boolean (task, TRUE);
 }
@@ -185,7 +217,6 @@ prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   JsonObject *obj = json_object_new ();
   g_autoptr(GPtrArray) not_ready = g_ptr_array_new_with_free_func (g_free);
-  const char *verdict = NULL;
   PrepareAnswer *answer;
   MaQuiesce *quiesce;
 
@@ -198,11 +229,9 @@ prepare_done (GObject *source, GAsyncResult *result, gpointer user_data)
     g_ptr_array_add (not_ready, g_strdup ("the snapshot is incomplete"));
   if (data->blockers_report != NULL)
     {
-      JsonObject *report = json_node_get_object (data->blockers_report);
-      ma_json_get_string (report, "verdict", &verdict, NULL);
-      if (g_strcmp0 (verdict, "blocked") == 0)
+      if (g_strcmp0 (data->blockers_verdict, "blocked") == 0)
         g_ptr_array_add (not_ready, g_strdup ("blockers: a filesystem freeze would block"));
-      json_object_set_member (obj, "blockers", json_node_copy (data->blockers_report));
+      json_object_set_member (obj, "blockers", g_steal_pointer (&data->blockers_report));
     }
   else
     {
