@@ -27,6 +27,8 @@
 # plugin: ten shells each starting `sleep` on 2 CPUs take 136 ms whoever spawns them; the
 # rest of the agent's 319 ms is two migctl processes (about 7 ms each) and this script's
 # clock readings. 8x would need the agent's freeze+thaw under 287 ms, 13 ms under two floors.
+# Again later (load 0.2): no-op 19.3 ms a phase (floor 25.7); 10 x 100 ms 7.0x the hook, its
+# phase 150.3 ms against a floor of 147.6 ms (0.27 ms a plugin).
 set -euo pipefail
 
 BUILD="${1:-$(dirname "$0")/../../build}"
