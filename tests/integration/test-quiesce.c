@@ -1764,6 +1764,12 @@ test_prepare_runs_checks (Fixture *f, gconstpointer data)
   g_assert_true (json_object_get_boolean_member (json_object_get_object_member (obj, "plugins"),
                                                  "ready"));
   wait_log (f, "db check");
+  /* the verdict prepare reads from the blockers report's text is the one the answer carries:
+   * "blocked" exactly when a not-ready reason names the blockers */
+  g_assert_cmpint (g_strcmp0 (json_object_get_string_member (
+                                json_object_get_object_member (obj, "blockers"), "verdict"),
+                              "blocked") == 0,
+                   ==, not_ready_names (obj, "blockers: "));
 
   /* a check that fails: prepare answers (it is a report), not ready, naming the plugins */
   write_plugin (f, "longtx", "", "[ \"$1\" = check ] && { echo '{\"detail\": \"a long transaction\"}'; exit 1; }; exit 0");
@@ -1772,6 +1778,9 @@ test_prepare_runs_checks (Fixture *f, gconstpointer data)
   g_assert_false (json_object_get_boolean_member (obj, "ready"));
   /* other reasons may stand beside it (the blockers verdict sees the whole machine) */
   g_assert_true (not_ready_names (obj, "plugins"));
+  g_assert_nonnull (json_object_get_string_member (json_object_get_object_member (obj, "blockers"),
+                                                   "verdict"));
+  g_assert_false (not_ready_names (obj, "blockers could not be collected"));
 
   /* quiesce refreshes the snapshot */
   before = ma_test_execute (f->client, "snapshot", NULL);
