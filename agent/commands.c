@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "heaptrim.h"
 #include "json.h"
 
 struct _MaCall
@@ -153,6 +154,7 @@ call_reply (MaCall *call, char *line /* transfer full */)
     }
   if (call->reply_func != NULL)
     call->reply_func (call, owned, call->user_data);
+  ma_heap_trim_schedule ();
 }
 
 void

@@ -15,8 +15,8 @@
  *    operations among every request's short-lived ones (in the soak the difference is within
  *    its noise, about 50 KiB). The buffer is records [seq][length][text NUL] from `head` to
  *    `tail`; when the tail reaches its end the live records move to the start, and it grows
- *    (to a quarter more than they need) only when they would fill more than four fifths of
- *    it: every byte of it is touched, so slack is memory.
+ *    (to a sixteenth more than they need) only when they would fill more than fifteen
+ *    sixteenths of it: every byte of it is touched, so slack is memory.
  *  - `events` writes its reply from the texts (a raw node): no tree for up to 1,000 events.
  */
 typedef struct
@@ -91,8 +91,9 @@ drop_oldest (MaEvents *self)
 }
 
 /* Room for `need` more bytes at the tail: move the live records to the start, and grow when
- * they would fill more than four fifths of the buffer (so that a move frees at least a fifth:
- * with the default ring, one move of about 190 KiB per 200 or so events). */
+ * they would fill more than fifteen sixteenths of the buffer (so that a move frees at least a
+ * sixteenth: with the default ring, one move of about 200 KiB, some 20 microseconds, per 60 or
+ * so events; every page of the buffer is written in turn, so its slack is private memory). */
 static void
 make_room (MaEvents *self, gsize need)
 {
@@ -106,9 +107,9 @@ make_room (MaEvents *self, gsize need)
       self->head = 0;
       self->tail = live;
     }
-  if ((live + need) * 5 > self->size * 4)
+  if ((live + need) * 16 > self->size * 15)
     {
-      gsize size = MAX ((live + need) * 5 / 4, MA_EVENTS_INITIAL_BYTES);
+      gsize size = MAX ((live + need) * 17 / 16, MA_EVENTS_INITIAL_BYTES);
 
       size = (size + MA_EVENTS_INITIAL_BYTES - 1) & ~(gsize) (MA_EVENTS_INITIAL_BYTES - 1);
       self->buf = g_realloc (self->buf, size);

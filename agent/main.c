@@ -18,6 +18,7 @@
 #include "corecmds.h"
 #include "dirtyrate.h"
 #include "freezeguard.h"
+#include "heaptrim.h"
 #include "json.h"
 #include "log.h"
 #include "prepare.h"
@@ -193,6 +194,7 @@ main (int argc, char **argv)
   g_unix_signal_add (SIGTERM, on_signal, &m);
   g_unix_signal_add (SIGINT, on_signal, &m);
   ma_sd_watchdog_start ();
+  ma_heap_trim_enable (TRUE);
   {
     JsonObject *data = json_object_new ();
     json_object_set_string_member (data, "version", MA_VERSION);

@@ -63,6 +63,13 @@ def unit_caps():
     return mask
 
 
+def unit_environment():
+    """The environment the unit in packaging/ gives the agent (its Environment= lines)."""
+    with open(os.path.join(vmlib.SRCROOT, "packaging", "migration-agent.service.in")) as fp:
+        return [kv for line in re.findall(r"^Environment=(.*)$", fp.read(), re.M)
+                for kv in line.split()]
+
+
 def build():
     st["deb"] = vmlib.ensure_deb()
     st["kernel"], st["initrd"] = vmlib.ensure_guest(with_agent=True, flavour="systemd", deb=st["deb"])
@@ -131,6 +138,22 @@ def hardening():
     names = [n for i, n in enumerate(CAPS) if capbnd >> i & 1]
     return "CapBnd=%s, NoNewPrivs, seccomp filter, host mount namespace" % ",".join(
         n[4:].lower() for n in names)
+
+
+def environment():
+    # the unit's malloc settings reach the agent (they keep its private memory near half a
+    # MiB idle); the figure is the agent's own, read in the guest
+    q = st["q"]
+    env = q.read_file("/proc/%s/environ" % st["pid"]).decode(errors="replace").split("\0")
+    want = unit_environment()
+    if not want:
+        raise VMError("the unit declares no Environment= (the test expects the malloc settings)")
+    missing = [kv for kv in want if kv not in env]
+    if missing:
+        raise VMError("the agent's environment lacks %r (it has %r)" % (missing, env))
+    rollup = q.read_file("/proc/%s/smaps_rollup" % st["pid"]).decode()
+    anon = int(re.search(r"^Anonymous:\s+(\d+) kB", rollup, re.M).group(1))
+    return "%s; private anonymous memory %d KiB" % (" ".join(want), anon)
 
 
 def state_dir():
@@ -457,6 +480,7 @@ tap = vmlib.Tap([
     ("udev's rule pulls the unit in from the port's device unit", pulled_by_udev),
     ("Type=notify unit active (running), watchdog 30 s, no restarts", running),
     ("the unit's hardening is in force on the running agent", hardening),
+    ("the unit's environment reaches the agent", environment),
     ("state dir 0700, control socket 0600, migctl works inside the guest", state_dir),
     ("plugins, one as User=nobody, run all phases under the unit", plugins_under_unit),
     ("the shipped systemd-unit plugin freezes and thaws a service", systemd_unit_plugin),
