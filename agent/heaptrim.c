@@ -9,6 +9,16 @@
 static gboolean trim_enabled;
 static guint trim_source;
 static guint trims;
+static gint64 last_reply_us;
+
+static gboolean on_trim_due (gpointer user_data);
+
+static void
+arm (guint ms)
+{
+  trim_source = g_timeout_add (ms, on_trim_due, NULL);
+  g_source_set_name_by_id (trim_source, "[migration-agent] heap trim");
+}
 
 void
 ma_heap_trim_enable (gboolean enabled)
@@ -36,19 +46,37 @@ ma_heap_trim_count (void)
   return trims;
 }
 
+gsize
+ma_heap_free_bytes (void)
+{
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33)
+  struct mallinfo2 info = mallinfo2 ();
+  return info.fordblks + info.fsmblks;
+#else
+  return 0;
+#endif
+}
+
 static gboolean
 on_trim_due (gpointer user_data)
 {
+  gint64 quiet_us = g_get_monotonic_time () - last_reply_us;
+  gint64 wait_us = (gint64) MA_HEAP_TRIM_QUIET_SECONDS * G_USEC_PER_SEC - quiet_us;
+
   trim_source = 0;
-  ma_heap_trim_now ();
+  if (ma_heap_free_bytes () > MA_HEAP_TRIM_EAGER_MAX_BYTES && wait_us > 0)
+    arm ((guint) (wait_us / 1000) + 1); /* large: wait for the quiet */
+  else
+    ma_heap_trim_now ();
   return G_SOURCE_REMOVE;
 }
 
 void
 ma_heap_trim_schedule (void)
 {
-  if (!trim_enabled || trim_source != 0)
+  if (!trim_enabled)
     return;
-  trim_source = g_timeout_add_seconds (MA_HEAP_TRIM_DELAY_SECONDS, on_trim_due, NULL);
-  g_source_set_name_by_id (trim_source, "[migration-agent] heap trim");
+  last_reply_us = g_get_monotonic_time ();
+  if (trim_source == 0)
+    arm (MA_HEAP_TRIM_DELAY_SECONDS * 1000);
 }

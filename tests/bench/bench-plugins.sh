@@ -78,7 +78,8 @@ bench_hook() { # NAME → median ms of freeze+thaw
 
 bench_agent() { # NAME → "total_ms phase_ms" (medians): quiesce+thaw through migctl, one phase
   local dir="$TMP/$1" t0 t1 sock="$TMP/$1/agent.sock" q t
-  "$AGENT" --foreground --listen "unix:$sock" --state-dir "$dir/state" --config "$dir/agent.conf" \
+  # shellcheck disable=SC2046  # the agent as shipped: its systemd unit's environment
+  env $("$(dirname "$0")/unit-env.sh") "$AGENT" --foreground --listen "unix:$sock" --state-dir "$dir/state" --config "$dir/agent.conf" \
     2> "$dir/agent.log" &
   AGENT_PID=$!
   for _ in $(seq 200); do "$MIGCTL" -c "unix:$sock" ping >/dev/null 2>&1 && break; sleep 0.05; done

@@ -19,7 +19,7 @@
 # default length, this 2-CPU machine, quiet; anonymous memory at start / middle / end:
 #   before (tcache, GLib 2.74's slice magazines, ring slack a quarter, no trim)
 #                                        1,644 / 1,648 / 1,652 KiB   (goal: NOT met)
-#   trim after replies, ring slack a sixteenth, without the unit's environment (MA_SOAK_UNIT_ENV=0)
+#   trim after replies, ring slack a sixteenth, without the unit's environment (MA_BENCH_UNIT_ENV=0)
 #                                        1,484 / 1,524 / 1,540 KiB   (goal: NOT met)
 #   the same with the unit's environment (GLIBC_TUNABLES tcache_count=0, G_SLICE=always-malloc)
 #                                        1,020 / 1,024 / 1,012 KiB   (goal: met, no margin)
@@ -43,15 +43,10 @@ if [ -z "$LONG" ]; then
 fi
 export MA_SOAK_EVENTS="${MA_SOAK_EVENTS:-1024}"
 # The agent as shipped: with the environment its systemd unit gives it (GLIBC_TUNABLES and
-# G_SLICE, see the unit's memory note). MA_SOAK_UNIT_ENV=0 measures it without.
-UNIT="$(dirname "$0")/../../packaging/migration-agent.service.in"
-if [ "${MA_SOAK_UNIT_ENV:-1}" = 1 ]; then
-  unit_env=$(sed -n 's/^Environment=//p' "$UNIT")
-  for kv in $unit_env; do export "${kv?}"; done
-  echo "the agent's environment, from the unit: ${unit_env:-(none)}"
-else
-  echo "the agent's environment: without the unit's (MA_SOAK_UNIT_ENV=0)"
-fi
+# G_SLICE, see the unit's memory note). MA_BENCH_UNIT_ENV=0 measures it without.
+unit_env=$("$(dirname "$0")/unit-env.sh")
+for kv in $unit_env; do export "${kv?}"; done
+echo "the agent's environment, from the systemd unit: $(echo ${unit_env:-none})"
 export MIGRATION_AGENT="$AGENT" G_DEBUG=fatal-criticals
 # --long makes the program print its samples on stdout; the shorter default passes it too
 exec "$TEST" --long

@@ -1,5 +1,6 @@
 /* test-heaptrim.c — the heap trim after replies: one timer however many replies, none while
- * disabled, and a trim that really gives the free pages in the middle of the heap back. */
+ * disabled, a trim that really gives the free pages in the middle of the heap back, and a
+ * large free heap kept while replies go on, given back once they stop. */
 #include <glib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,33 @@ anon_kib (void)
   p = strstr (text, "\nAnonymous:");
   g_assert_nonnull (p);
   return g_ascii_strtoll (p + strlen ("\nAnonymous:"), NULL, 10);
+}
+
+/* 4 MB of small blocks, freed but one in 64: glibc cannot give that back by shrinking the
+ * heap (the blocks that stay hold every stretch in place), only the trim can, page by page.
+ * Returns the blocks that stay. */
+static char **
+fragment_heap (void)
+{
+  char **blocks = g_new0 (char *, BLOCKS);
+
+  for (guint i = 0; i < BLOCKS; i++)
+    {
+      blocks[i] = malloc (BLOCK_BYTES);
+      memset (blocks[i], 0x5a, BLOCK_BYTES);
+    }
+  for (guint i = 0; i < BLOCKS; i++)
+    if (i % 64 != 63)
+      g_clear_pointer (&blocks[i], free);
+  return blocks;
+}
+
+static void
+free_blocks (char **blocks)
+{
+  for (guint i = 0; i < BLOCKS; i++)
+    free (blocks[i]);
+  g_free (blocks);
 }
 
 static void
@@ -47,8 +75,6 @@ test_one_timer (void)
   g_assert_cmpuint (ma_heap_trim_count (), ==, before + 1);
 }
 
-/* 4 MB of small blocks, freed but one in 64: glibc cannot give that back by shrinking the
- * heap (the blocks that stay hold every stretch in place), only the trim can, page by page. */
 static void
 test_gives_pages_back (void)
 {
@@ -56,25 +82,54 @@ test_gives_pages_back (void)
   g_test_skip ("needs glibc's own allocator (ASan replaces it)");
   return;
 #else
-  g_autofree char **blocks = g_new0 (char *, BLOCKS);
+  char **blocks = fragment_heap ();
   gint64 freed, trimmed;
 
-  for (guint i = 0; i < BLOCKS; i++)
-    {
-      blocks[i] = malloc (BLOCK_BYTES);
-      memset (blocks[i], 0x5a, BLOCK_BYTES);
-    }
-  for (guint i = 0; i < BLOCKS; i++)
-    if (i % 64 != 63)
-      g_clear_pointer (&blocks[i], free);
   freed = anon_kib ();
   ma_heap_trim_now ();
   trimmed = anon_kib ();
   g_test_message ("private anonymous memory: %" G_GINT64_FORMAT " KiB with 4 MB freed, %"
                   G_GINT64_FORMAT " KiB after the trim", freed, trimmed);
   g_assert_cmpint (freed - trimmed, >=, 2048);
-  for (guint i = 0; i < BLOCKS; i++)
-    free (blocks[i]);
+  free_blocks (blocks);
+#endif
+}
+
+/* A free heap over MA_HEAP_TRIM_EAGER_MAX_BYTES stays while replies go on (the next job would
+ * fault it all in again) and goes back MA_HEAP_TRIM_QUIET_SECONDS after the last one. */
+static void
+test_large_waits_for_quiet (void)
+{
+#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
+  g_test_skip ("needs glibc's own allocator (ASan replaces it)");
+  return;
+#else
+  char **blocks = fragment_heap ();
+  guint before = ma_heap_trim_count ();
+  gint64 start = g_get_monotonic_time (), last, deadline, freed = anon_kib ();
+
+  g_assert_cmpuint (ma_heap_free_bytes (), >, MA_HEAP_TRIM_EAGER_MAX_BYTES);
+  ma_heap_trim_enable (TRUE);
+  /* replies every 100 ms for three delays: no trim */
+  while (g_get_monotonic_time () - start < 3 * MA_HEAP_TRIM_DELAY_SECONDS * G_USEC_PER_SEC)
+    {
+      ma_heap_trim_schedule ();
+      g_usleep (100 * 1000);
+      while (g_main_context_iteration (NULL, FALSE))
+        ;
+    }
+  g_assert_cmpuint (ma_heap_trim_count (), ==, before);
+  last = g_get_monotonic_time ();
+  ma_heap_trim_schedule ();
+  deadline = last + (MA_HEAP_TRIM_QUIET_SECONDS + 10) * G_USEC_PER_SEC;
+  while (ma_heap_trim_count () == before && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (ma_heap_trim_count (), ==, before + 1);
+  g_assert_cmpint (g_get_monotonic_time () - last, >=,
+                   MA_HEAP_TRIM_QUIET_SECONDS * G_USEC_PER_SEC - 100 * 1000);
+  g_assert_cmpint (freed - anon_kib (), >=, 2048);
+  ma_heap_trim_enable (FALSE);
+  free_blocks (blocks);
 #endif
 }
 
@@ -84,5 +139,6 @@ main (int argc, char *argv[])
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/heaptrim/one-timer-however-many-replies", test_one_timer);
   g_test_add_func ("/heaptrim/gives-free-pages-back", test_gives_pages_back);
+  g_test_add_func ("/heaptrim/large-waits-for-quiet", test_large_waits_for_quiet);
   return g_test_run ();
 }
