@@ -15,8 +15,8 @@
  *    operations among every request's short-lived ones (in the soak the difference is within
  *    its noise, about 50 KiB). The buffer is records [seq][length][text NUL] from `head` to
  *    `tail`; when the tail reaches its end the live records move to the start, and it grows
- *    (to a sixteenth more than they need) only when they would fill more than fifteen
- *    sixteenths of it: every byte of it is touched, so slack is memory.
+ *    (to a sixteenth more than they need) only when they would fill more than sixteen
+ *    seventeenths of it: every byte of it is touched, so slack is memory.
  *  - `events` writes its reply from the texts (a raw node): no tree for up to 1,000 events.
  */
 typedef struct
@@ -90,10 +90,12 @@ drop_oldest (MaEvents *self)
     self->head = self->tail = 0;
 }
 
-/* Room for `need` more bytes at the tail: move the live records to the start, and grow when
- * they would fill more than fifteen sixteenths of the buffer (so that a move frees at least a
- * sixteenth: with the default ring, one move of about 200 KiB, some 20 microseconds, per 60 or
- * so events; every page of the buffer is written in turn, so its slack is private memory). */
+/* Room for `need` more bytes at the tail: move the live records to the start, and grow (to a
+ * sixteenth more than they need) when they would fill more than sixteen seventeenths of the
+ * buffer, so that a move frees at least a seventeenth and a buffer just grown is not grown
+ * again at its next move. With the default ring: one move of about 200 KiB, some 20
+ * microseconds, per 60 or so events. Every page of the buffer is written in turn, so its
+ * slack is private memory. */
 static void
 make_room (MaEvents *self, gsize need)
 {
@@ -107,7 +109,7 @@ make_room (MaEvents *self, gsize need)
       self->head = 0;
       self->tail = live;
     }
-  if ((live + need) * 16 > self->size * 15)
+  if ((live + need) * 17 > self->size * 16)
     {
       gsize size = MAX ((live + need) * 17 / 16, MA_EVENTS_INITIAL_BYTES);
 
