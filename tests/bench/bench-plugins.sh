@@ -11,6 +11,8 @@
 # plugins, independent of each other, so in parallel. Each round is one freeze and one
 # thaw; the agent side includes starting migctl twice (as the qemu-ga bridge does).
 # The only change to the stock hook is its log file, moved into the temporary directory.
+# The agent runs with its systemd unit's environment (tests/bench/unit-env.sh;
+# MA_BENCH_UNIT_ENV=0 for none), as in a guest.
 #
 # Columns: "agent ms" is freeze+thaw as a caller sees it (two migctl runs); "phase ms" is
 # one phase inside the agent (the `seconds` of its quiesce and thaw answers, median of
