@@ -23,6 +23,15 @@ own_allocator (void)
 #endif
 }
 
+static gboolean
+skip_without_own_allocator (void)
+{
+  if (own_allocator ())
+    return FALSE;
+  g_test_skip ("needs glibc's own allocator (ASan and memcheck replace it)");
+  return TRUE;
+}
+
 static gint64
 anon_kib (void)
 {
@@ -91,11 +100,8 @@ test_one_timer (void)
 static void
 test_gives_pages_back (void)
 {
-  if (!own_allocator ())
-    {
-      g_test_skip ("needs glibc's own allocator (ASan and memcheck replace it)");
-      return;
-    }
+  if (skip_without_own_allocator ())
+    return;
 
   char **blocks = fragment_heap ();
   gint64 freed, trimmed;
@@ -114,11 +120,8 @@ test_gives_pages_back (void)
 static void
 test_large_waits_for_quiet (void)
 {
-  if (!own_allocator ())
-    {
-      g_test_skip ("needs glibc's own allocator (ASan and memcheck replace it)");
-      return;
-    }
+  if (skip_without_own_allocator ())
+    return;
 
   char **blocks = fragment_heap ();
   guint before = ma_heap_trim_count ();
