@@ -53,21 +53,24 @@ def show(q, unit, *props):
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def unit_setting(key):
+    """The words of every KEY= line of the unit in packaging/."""
+    with open(os.path.join(vmlib.SRCROOT, "packaging", "migration-agent.service.in")) as fp:
+        return [word for line in re.findall(r"^%s=(.*)$" % key, fp.read(), re.M)
+                for word in line.split()]
+
+
 def unit_caps():
     """The capability bounding set the unit in packaging/ declares."""
-    with open(os.path.join(vmlib.SRCROOT, "packaging", "migration-agent.service.in")) as fp:
-        m = re.search(r"^CapabilityBoundingSet=(.*)$", fp.read(), re.M)
     mask = 0
-    for name in m.group(1).split():
+    for name in unit_setting("CapabilityBoundingSet"):
         mask |= 1 << CAPS.index(name)
     return mask
 
 
 def unit_environment():
     """The environment the unit in packaging/ gives the agent (its Environment= lines)."""
-    with open(os.path.join(vmlib.SRCROOT, "packaging", "migration-agent.service.in")) as fp:
-        return [kv for line in re.findall(r"^Environment=(.*)$", fp.read(), re.M)
-                for kv in line.split()]
+    return unit_setting("Environment")
 
 
 def build():
