@@ -24,6 +24,7 @@ PINGS = 20
 BURST = 40
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

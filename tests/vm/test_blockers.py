@@ -27,6 +27,7 @@ DIRTY_MIN = 40 << 20
 GUARD_LIMIT = 6
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

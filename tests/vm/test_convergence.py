@@ -24,6 +24,7 @@ SLOWDOWN = 0.25        # throttled rate must be below this fraction of the free 
 SHORT = 0.5            # seconds: the interval for the free/throttled comparison
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

@@ -38,6 +38,7 @@ import libvirtlib  # noqa: E402
 import debianlib  # noqa: E402
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 if debianlib.missing_tools():
     vmlib.skip_all("cannot build the Debian image: %s" % ", ".join(debianlib.missing_tools()))

@@ -30,6 +30,7 @@ import libvirtlib  # noqa: E402
 import convergence_guest as cg  # noqa: E402
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 
 S = vmlib.SCALE

@@ -30,6 +30,7 @@ from vmlib import VMError, log  # noqa: E402
 import libvirtlib  # noqa: E402
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL, MODULE_DIR = libvirtlib.require_migctl_module()
 
 S = vmlib.SCALE

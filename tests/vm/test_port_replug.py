@@ -26,6 +26,7 @@ RAPID_CALLS = 100
 HOST_STAYS = 1.0  # s a host stays after queueing behind the 3 s dirty-rate (leave_with_queue)
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

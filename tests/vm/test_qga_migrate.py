@@ -13,6 +13,7 @@ import vmlib  # noqa: E402
 from vmlib import VMError, log  # noqa: E402
 
 vmlib.require_host_tools()
+vmlib.retry_after_guest_crash()
 h = vmlib.Harness("qga-migrate")
 st = {}
 

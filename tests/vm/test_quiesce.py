@@ -28,6 +28,7 @@ BRIDGE = "/etc/qemu/fsfreeze-hook.d/migration-agent"
 ORDER = ["vmprobe", "example", "vmfail"]
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

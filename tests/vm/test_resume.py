@@ -24,6 +24,7 @@ MUST_PASS = ["link:eth0", "addresses:eth0", "default-route:ipv4", "gateway:10.0.
              "mount:/data", "write:/data", "kmsg"]
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

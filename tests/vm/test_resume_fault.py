@@ -20,6 +20,7 @@ from vmlib import VMError  # noqa: E402
 OPERATION = "vm-fault-1"
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 MIGCTL = vmlib.find_migctl()
 if not MIGCTL:
     vmlib.skip_all("migctl not found (set MIGCTL=BUILD/agent/client/migctl)")

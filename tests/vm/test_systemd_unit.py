@@ -37,6 +37,7 @@ CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "C
         "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
 
 vmlib.require_host_tools(agent=True)
+vmlib.retry_after_guest_crash()
 for tool in ("/lib/systemd/systemd", "/bin/udevadm", "/bin/systemctl"):
     if not os.path.exists(tool):
         vmlib.skip_all("%s not on the host (the guest borrows the host's systemd)" % tool)
