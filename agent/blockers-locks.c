@@ -66,9 +66,9 @@ index_orphans (FileIndex *index, GPtrArray *files)
   for (guint i = 0; i < files->len; i++)
     {
       MaOpenFile *f = files->pdata[i];
-      for (guint k = 0; k < f->fdinfo.locks->len; k++)
+      for (guint k = 0; k < f->fdinfo->locks->len; k++)
         {
-          const MaLock *line = &g_array_index (f->fdinfo.locks, MaLock, k);
+          const MaLock *line = &g_array_index (f->fdinfo->locks, MaLock, k);
           MaFileKey key = { line->inode, (guint32) makedev (line->major, line->minor), 0 };
           GPtrArray *list;
 
@@ -140,8 +140,8 @@ find_lock_holders (Report *r, Locks *l)
           for (guint j = 0; candidates != NULL && j < candidates->len; j++)
             {
               MaOpenFile *of = candidates->pdata[j];
-              for (guint k = 0; k < of->fdinfo.locks->len; k++)
-                if (fdinfo_lock_matches (lock, &g_array_index (of->fdinfo.locks, MaLock, k)))
+              for (guint k = 0; k < of->fdinfo->locks->len; k++)
+                if (fdinfo_lock_matches (lock, &g_array_index (of->fdinfo->locks, MaLock, k)))
                   {
                     add_holder (l->holders, of->pid, of->fd);
                     row.file = row.file != NULL ? row.file : of;

@@ -6,10 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/io_uring.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -17,6 +15,7 @@
 
 #include "error.h"
 #include "paths.h"
+#include "statbatch.h"
 #include "syscalls.h"
 
 #define MA_PROC_SCAN_MAX_THREADS 4
@@ -24,7 +23,6 @@
 #define MA_PROC_CMDLINE_MAX_BYTES 4096
 #define MA_PROC_DELETED_SUFFIX " (deleted)"
 /* fds looked at together: one io_uring submission for the open modes of this many */
-#define MA_PROC_BATCH 256
 /* while a lock's fd is looked for, targets are resolved this many (at least) at a time */
 #define MA_PROC_WANTED_STEP 8
 /* a process's lock files are mostly the first it opens after its standard streams: their
@@ -49,13 +47,24 @@ ma_file_key_equal (gconstpointer a, gconstpointer b)
   return x->ino == y->ino && x->devno == y->devno && x->pid == y->pid;
 }
 
+/* What an open file owns (the struct itself may live in an array). */
+static void
+open_file_clear (MaOpenFile *file)
+{
+  g_free (file->path);
+  if (file->fdinfo != NULL)
+    {
+      ma_fdinfo_clear (file->fdinfo);
+      g_free (file->fdinfo);
+    }
+}
+
 void
 ma_open_file_free (MaOpenFile *file)
 {
   if (file == NULL)
     return;
-  g_free (file->path);
-  ma_fdinfo_clear (&file->fdinfo);
+  open_file_clear (file);
   g_free (file);
 }
 
@@ -287,20 +296,28 @@ devno_of (MaProcScan *self, int piddir, const struct statx *stx)
                                         : fallback;
 }
 
+static MaOpenFile
+open_file_value (gint pid, gint fd, const struct statx *stx, guint32 devno, gboolean writable)
+{
+  MaOpenFile file = { 0 };
+
+  file.pid = pid;
+  file.fd = fd;
+  file.ino = stx->stx_ino;
+  file.mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (gint) stx->stx_mnt_id : -1;
+  file.devno = devno;
+  file.writable = writable != FALSE;
+  file.size = (stx->stx_mask & STATX_SIZE) ? stx->stx_size : 0;
+  file.deleted = stx->stx_nlink == 0 && S_ISREG (stx->stx_mode);
+  return file;
+}
+
 static MaOpenFile *
 open_file_new (gint pid, gint fd, const struct statx *stx, guint32 devno, gboolean writable)
 {
-  MaOpenFile *file = g_new0 (MaOpenFile, 1);
+  MaOpenFile file = open_file_value (pid, fd, stx, devno, writable);
 
-  file->pid = pid;
-  file->fd = fd;
-  file->ino = stx->stx_ino;
-  file->mnt_id = (stx->stx_mask & STATX_MNT_ID) ? (gint) stx->stx_mnt_id : -1;
-  file->devno = devno;
-  file->writable = writable;
-  file->size = (stx->stx_mask & STATX_SIZE) ? stx->stx_size : 0;
-  file->deleted = stx->stx_nlink == 0 && S_ISREG (stx->stx_mode);
-  return file;
+  return g_memdup2 (&file, sizeof file);
 }
 
 const char *
@@ -328,174 +345,6 @@ ma_proc_scan_file_path (MaProcScan *self, MaOpenFile *file)
   return file->path;
 }
 
-/* ---- statx in batches ----
- *
- * A pass makes one statx per fd (the open mode, from the link) and one more per fd it
- * resolves; system calls are most of its cost. Through an io_uring a whole batch is one
- * system call. Where the kernel refuses one (old, disabled, filtered), each runs on its own;
- * MA_PROC_SCAN_NO_URING=1 asks for that too (the tests run both). */
-
-typedef struct
-{
-  int dirfd;
-  const char *name;
-  int flags;
-  unsigned mask;
-  struct statx *out;
-  int *res; /* 0 or -errno */
-} StatCall;
-
-typedef struct
-{
-  int ring; /* -1: one by one */
-  void *sq_map, *cq_map, *sqe_map;
-  gsize sq_map_size, cq_map_size, sqe_map_size;
-  unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
-  struct io_uring_sqe *sqes;
-  struct io_uring_cqe *cqes;
-  guint n;
-  StatCall calls[MA_PROC_BATCH];
-} StatBatch;
-
-static void
-stat_batch_clear (StatBatch *b)
-{
-  if (b->sqe_map != NULL && b->sqe_map != MAP_FAILED)
-    munmap (b->sqe_map, b->sqe_map_size);
-  if (b->cq_map != NULL && b->cq_map != MAP_FAILED && b->cq_map != b->sq_map)
-    munmap (b->cq_map, b->cq_map_size);
-  if (b->sq_map != NULL && b->sq_map != MAP_FAILED)
-    munmap (b->sq_map, b->sq_map_size);
-  if (b->ring >= 0)
-    close (b->ring);
-  b->sq_map = b->cq_map = b->sqe_map = NULL;
-  b->ring = -1;
-}
-
-static void
-stat_batch_init (StatBatch *b)
-{
-  struct io_uring_params p = { 0 };
-  char *sq, *cq;
-
-  memset (b, 0, sizeof *b);
-  b->ring = -1;
-  if (g_strcmp0 (g_getenv ("MA_PROC_SCAN_NO_URING"), "1") == 0)
-    return;
-  b->ring = (int) syscall (__NR_io_uring_setup, MA_PROC_BATCH, &p);
-  if (b->ring < 0)
-    return;
-  b->sq_map_size = p.sq_off.array + p.sq_entries * sizeof (unsigned);
-  b->cq_map_size = p.cq_off.cqes + p.cq_entries * sizeof (struct io_uring_cqe);
-  if (p.features & IORING_FEAT_SINGLE_MMAP)
-    b->sq_map_size = b->cq_map_size = MAX (b->sq_map_size, b->cq_map_size);
-  b->sqe_map_size = p.sq_entries * sizeof (struct io_uring_sqe);
-  b->sq_map = mmap (NULL, b->sq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                    b->ring, IORING_OFF_SQ_RING);
-  b->cq_map = (p.features & IORING_FEAT_SINGLE_MMAP)
-                ? b->sq_map
-                : mmap (NULL, b->cq_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                        b->ring, IORING_OFF_CQ_RING);
-  b->sqe_map = mmap (NULL, b->sqe_map_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                     b->ring, IORING_OFF_SQES);
-  if (b->sq_map == MAP_FAILED || b->cq_map == MAP_FAILED || b->sqe_map == MAP_FAILED
-      || p.sq_entries < MA_PROC_BATCH || p.cq_entries < MA_PROC_BATCH)
-    {
-      stat_batch_clear (b);
-      return;
-    }
-  sq = b->sq_map;
-  cq = b->cq_map;
-  b->sq_tail = (unsigned *) (gpointer) (sq + p.sq_off.tail);
-  b->sq_mask = (unsigned *) (gpointer) (sq + p.sq_off.ring_mask);
-  b->sq_array = (unsigned *) (gpointer) (sq + p.sq_off.array);
-  b->cq_head = (unsigned *) (gpointer) (cq + p.cq_off.head);
-  b->cq_tail = (unsigned *) (gpointer) (cq + p.cq_off.tail);
-  b->cq_mask = (unsigned *) (gpointer) (cq + p.cq_off.ring_mask);
-  b->cqes = (struct io_uring_cqe *) (gpointer) (cq + p.cq_off.cqes);
-  b->sqes = b->sqe_map;
-}
-
-static void
-stat_batch_add (StatBatch *b, int dirfd, const char *name, int flags, unsigned mask,
-                struct statx *out, int *res)
-{
-  g_assert (b->n < MA_PROC_BATCH);
-  *res = G_MININT; /* not run yet */
-  b->calls[b->n++] = (StatCall){ dirfd, name, flags, mask, out, res };
-}
-
-static void
-stat_call_now (const StatCall *c)
-{
-  *c->res = statx (c->dirfd, c->name, c->flags, c->mask, c->out) == 0 ? 0 : -errno;
-}
-
-/* Run every call added since the last run; each one's res says how it went. */
-static void
-stat_batch_run (StatBatch *b)
-{
-  guint n = b->n, submitted = 0, completed = 0;
-  unsigned tail;
-
-  b->n = 0;
-  if (b->ring < 0)
-    {
-      for (guint i = 0; i < n; i++)
-        stat_call_now (&b->calls[i]);
-      return;
-    }
-  tail = *b->sq_tail;
-  for (guint i = 0; i < n; i++, tail++)
-    {
-      unsigned idx = tail & *b->sq_mask;
-      struct io_uring_sqe *sqe = &b->sqes[idx];
-
-      memset (sqe, 0, sizeof *sqe);
-      sqe->opcode = IORING_OP_STATX;
-      sqe->fd = b->calls[i].dirfd;
-      sqe->addr = (guint64) (guintptr) b->calls[i].name;
-      sqe->len = b->calls[i].mask;
-      sqe->statx_flags = (guint32) b->calls[i].flags;
-      sqe->off = (guint64) (guintptr) b->calls[i].out;
-      sqe->user_data = i;
-      b->sq_array[idx] = idx;
-    }
-  __atomic_store_n (b->sq_tail, tail, __ATOMIC_RELEASE);
-  while (completed < n)
-    {
-      long ret = syscall (__NR_io_uring_enter, b->ring, n - submitted, n - completed,
-                          IORING_ENTER_GETEVENTS, NULL, 0);
-      unsigned head;
-
-      if (ret < 0 && (errno == EINTR || errno == EAGAIN || errno == EBUSY))
-        continue;
-      if (ret < 0)
-        {
-          /* not expected with these arguments: the rest one by one, and no ring after */
-          g_warning ("io_uring_enter: %s; resolving fds one at a time", g_strerror (errno));
-          for (guint i = 0; i < n; i++)
-            if (*b->calls[i].res == G_MININT)
-              stat_call_now (&b->calls[i]);
-          stat_batch_clear (b);
-          return;
-        }
-      submitted += (guint) ret;
-      head = *b->cq_head;
-      while (head != __atomic_load_n (b->cq_tail, __ATOMIC_ACQUIRE))
-        {
-          const struct io_uring_cqe *cqe = &b->cqes[head & *b->cq_mask];
-          if (cqe->user_data < n)
-            {
-              *b->calls[cqe->user_data].res = cqe->res;
-              completed++;
-            }
-          head++;
-        }
-      __atomic_store_n (b->cq_head, head, __ATOMIC_RELEASE);
-    }
-}
-
 /* One entry of /proc/PID/fd while its batch is worked on. */
 typedef struct
 {
@@ -513,12 +362,12 @@ typedef struct
 {
   GPtrArray *lock_files;
   GPtrArray *orphan_files;
-  GPtrArray *writers;
+  GArray *writers;  /* MaOpenFile values: one small struct each, no allocation of its own */
   GPtrArray *stuck;
   GArray *qemu_ga_pids;
   guint n_processes, n_tasks, n_fds, n_vanished;
-  StatBatch *batch; /* this thread's */
-  FdEntry *fds;     /* MA_PROC_BATCH of them, reused */
+  MaStatBatch *batch; /* this thread's */
+  FdEntry *fds;     /* MA_STAT_BATCH_SIZE of them, reused */
   char *dirbuf;     /* a ProcDir's, reused */
 } ScanPart;
 
@@ -528,12 +377,13 @@ scan_part_init (ScanPart *part)
   memset (part, 0, sizeof *part);
   part->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   part->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
-  part->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  part->writers = g_array_new (FALSE, FALSE, sizeof (MaOpenFile));
+  g_array_set_clear_func (part->writers, (GDestroyNotify) open_file_clear);
   part->stuck = g_ptr_array_new_with_free_func ((GDestroyNotify) stuck_task_free);
   part->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
-  part->batch = g_new0 (StatBatch, 1);
-  stat_batch_init (part->batch);
-  part->fds = g_new0 (FdEntry, MA_PROC_BATCH);
+  part->batch = g_new0 (MaStatBatch, 1);
+  ma_stat_batch_init (part->batch);
+  part->fds = g_new0 (FdEntry, MA_STAT_BATCH_SIZE);
   part->dirbuf = g_malloc (MA_PROC_DIR_BUF);
 }
 
@@ -635,17 +485,6 @@ scan_tasks (MaProcScan *self, int piddir, gint pid, ScanPart *part)
   close (taskdir);
 }
 
-static MaOpenFile *
-open_file_copy (const MaOpenFile *file)
-{
-  MaOpenFile *copy = g_new0 (MaOpenFile, 1);
-
-  *copy = *file;
-  copy->path = g_strdup (file->path);
-  copy->fdinfo.locks = NULL;
-  return copy;
-}
-
 /* What one resolved fd is: a wanted lock's, a writer, an orphan lock's holder. Counts the
  * lock files found (their process is described during the pass); no path is read here. */
 static guint
@@ -669,15 +508,16 @@ scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gb
     }
   is_writer = writable && S_ISREG (stx->stx_mode)
               && g_hash_table_contains (self->selected_devs, GUINT_TO_POINTER (devno));
-  if (is_lock || is_writer)
+  if (is_writer)
     {
-      MaOpenFile *file = open_file_new (pid, e->fd, stx, devno, writable);
-      if (is_lock && is_writer)
-        g_ptr_array_add (part->writers, open_file_copy (file));
-      g_ptr_array_add (is_lock ? part->lock_files : part->writers, file);
       /* a writer's process is described only if the report lists it, afterwards */
-      if (is_lock)
-        n_found++;
+      MaOpenFile file = open_file_value (pid, e->fd, stx, devno, writable);
+      g_array_append_val (part->writers, file);
+    }
+  if (is_lock)
+    {
+      g_ptr_array_add (part->lock_files, open_file_new (pid, e->fd, stx, devno, writable));
+      n_found++;
     }
   if (want_orphans)
     {
@@ -685,15 +525,18 @@ scan_fd (MaProcScan *self, int piddir, int fddir, gint pid, const FdEntry *e, gb
       if (g_hash_table_contains (self->orphan_inodes, &key))
         {
           g_autoptr(MaOpenFile) file = open_file_new (pid, e->fd, stx, devno, writable);
+          g_auto(MaFdinfo) fdinfo = { 0 };
           char name[48];
           g_autofree char *text = NULL;
           gsize len = 0;
 
           g_snprintf (name, sizeof name, "fdinfo/%d", e->fd);
           text = read_at (piddir, name, MA_PROC_SMALL_FILE_BYTES * 16, &len);
-          if (text != NULL && ma_fdinfo_parse (text, len, &file->fdinfo, NULL)
-              && file->fdinfo.locks->len > 0)
+          if (text != NULL && ma_fdinfo_parse (text, len, &fdinfo, NULL)
+              && fdinfo.locks->len > 0)
             {
+              file->fdinfo = g_memdup2 (&fdinfo, sizeof fdinfo);
+              fdinfo.locks = NULL; /* the file's now */
               g_ptr_array_add (part->orphan_files, g_steal_pointer (&file));
               n_found++;
             }
@@ -739,7 +582,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
       FdEntry *fds = part->fds;
       guint n = 0, n_early = 0;
 
-      while (n < MA_PROC_BATCH && part->batch->n + 2 <= MA_PROC_BATCH)
+      while (n < MA_STAT_BATCH_SIZE && part->batch->n + 2 <= MA_STAT_BATCH_SIZE)
         {
           const char *d_name = proc_dir_next (&dir);
           if (d_name == NULL)
@@ -752,11 +595,11 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           strcpy (fds[n].name, d_name);
           fds[n].fd = (gint) g_ascii_strtoll (d_name, NULL, 10);
           fds[n].target_res = G_MININT;
-          stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
+          ma_stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
                           &fds[n].link, &fds[n].link_res);
           if (n_ahead > 0)
             {
-              stat_batch_add (part->batch, fddir, fds[n].name, TARGET_STATX_FLAGS,
+              ma_stat_batch_add (part->batch, fddir, fds[n].name, TARGET_STATX_FLAGS,
                               TARGET_STATX_MASK, &fds[n].target, &fds[n].target_res);
               n_ahead--;
               n_early++;
@@ -764,7 +607,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           n++;
         }
       g_atomic_int_add (&self->n_statx, (gint) n_early);
-      stat_batch_run (part->batch);
+      ma_stat_batch_run (part->batch);
 
       for (guint i = 0; i < n;)
         {
@@ -788,10 +631,10 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
                                                  : n;
           for (guint j = i; j < end; j++)
             if (fd_needs_target (&fds[j], wanted_left, want_orphans))
-              stat_batch_add (part->batch, fddir, fds[j].name, TARGET_STATX_FLAGS,
+              ma_stat_batch_add (part->batch, fddir, fds[j].name, TARGET_STATX_FLAGS,
                               TARGET_STATX_MASK, &fds[j].target, &fds[j].target_res);
           g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
-          stat_batch_run (part->batch);
+          ma_stat_batch_run (part->batch);
         }
     }
   close (fddir);
@@ -878,16 +721,67 @@ scan_worker (gpointer data)
   return NULL;
 }
 
+/* by pid, then fd */
+static gint
+open_file_order (const MaOpenFile *x, const MaOpenFile *y)
+{
+  return x->pid != y->pid ? (x->pid < y->pid ? -1 : 1) : (x->fd < y->fd ? -1 : x->fd > y->fd);
+}
+
+static gint
+compare_open_files (gconstpointer a, gconstpointer b)
+{
+  return open_file_order (*(MaOpenFile *const *) a, *(MaOpenFile *const *) b);
+}
+
+static gint
+compare_open_file_values (gconstpointer a, gconstpointer b)
+{
+  return open_file_order (a, b);
+}
+
+/* A part's writers join the scan's, in order: the part's are in order already (a worker
+ * takes the processes in /proc's order and /proc/PID/fd lists fds in order), so a merge in
+ * one pass, no sort of 100,000 pointers; a part out of order is sorted first. */
+static void
+merge_writers (MaProcScan *self, GArray *store)
+{
+  GPtrArray *merged;
+  guint i = 0, j = 0;
+
+  for (guint k = 1; k < store->len; k++)
+    if (open_file_order (&g_array_index (store, MaOpenFile, k - 1),
+                         &g_array_index (store, MaOpenFile, k)) > 0)
+      {
+        g_array_sort (store, compare_open_file_values);
+        break;
+      }
+  merged = g_ptr_array_sized_new (self->writers->len + store->len);
+  while (i < self->writers->len || j < store->len)
+    {
+      MaOpenFile *a = i < self->writers->len ? self->writers->pdata[i] : NULL;
+      MaOpenFile *b = j < store->len ? &g_array_index (store, MaOpenFile, j) : NULL;
+      if (b == NULL || (a != NULL && open_file_order (a, b) <= 0))
+        i++;
+      else
+        a = b, j++;
+      g_ptr_array_add (merged, a);
+    }
+  g_ptr_array_unref (self->writers);
+  self->writers = merged;
+  g_ptr_array_add (self->writer_stores, store);
+}
+
 static void
 merge_part (MaProcScan *self, ScanPart *part)
 {
   g_ptr_array_extend_and_steal (self->lock_files, part->lock_files);
   g_ptr_array_extend_and_steal (self->orphan_files, part->orphan_files);
-  g_ptr_array_extend_and_steal (self->writers, part->writers);
+  merge_writers (self, part->writers); /* keeps the part's array */
   g_ptr_array_extend_and_steal (self->stuck, part->stuck);
   g_array_append_vals (self->qemu_ga_pids, part->qemu_ga_pids->data, part->qemu_ga_pids->len);
   g_array_unref (part->qemu_ga_pids);
-  stat_batch_clear (part->batch);
+  ma_stat_batch_clear (part->batch);
   g_free (part->batch);
   g_free (part->fds);
   g_free (part->dirbuf);
@@ -895,14 +789,6 @@ merge_part (MaProcScan *self, ScanPart *part)
   self->n_tasks += part->n_tasks;
   self->n_fds += part->n_fds;
   self->n_vanished += part->n_vanished;
-}
-
-static gint
-compare_open_files (gconstpointer a, gconstpointer b)
-{
-  const MaOpenFile *x = *(MaOpenFile *const *) a, *y = *(MaOpenFile *const *) b;
-
-  return x->pid != y->pid ? (x->pid < y->pid ? -1 : 1) : (x->fd < y->fd ? -1 : x->fd > y->fd);
 }
 
 static gint
@@ -926,7 +812,8 @@ ma_proc_scan_new (MaMountTable *mounts)
   self->wanted_pids = g_hash_table_new (NULL, NULL);
   self->lock_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
   self->orphan_files = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
-  self->writers = g_ptr_array_new_with_free_func ((GDestroyNotify) ma_open_file_free);
+  self->writers = g_ptr_array_new ();
+  self->writer_stores = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
   self->stuck = g_ptr_array_new_with_free_func ((GDestroyNotify) stuck_task_free);
   self->qemu_ga_pids = g_array_new (FALSE, FALSE, sizeof (gint));
   self->proc_info = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) proc_info_free);
@@ -949,6 +836,7 @@ ma_proc_scan_free (MaProcScan *self)
   g_ptr_array_unref (self->lock_files);
   g_ptr_array_unref (self->orphan_files);
   g_ptr_array_unref (self->writers);
+  g_ptr_array_unref (self->writer_stores);
   g_ptr_array_unref (self->stuck);
   g_array_unref (self->qemu_ga_pids);
   g_hash_table_unref (self->proc_info);
@@ -1032,7 +920,6 @@ ma_proc_scan_run (MaProcScan *self, GCancellable *cancellable, GError **error)
   close (procfd);
   g_ptr_array_sort (self->lock_files, compare_open_files);
   g_ptr_array_sort (self->orphan_files, compare_open_files);
-  g_ptr_array_sort (self->writers, compare_open_files);
   g_ptr_array_sort (self->stuck, compare_stuck);
   self->seconds = (double) (g_get_monotonic_time () - started) / G_USEC_PER_SEC;
   return !g_cancellable_set_error_if_cancelled (cancellable, error);

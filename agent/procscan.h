@@ -20,21 +20,22 @@ typedef struct
 guint ma_file_key_hash (gconstpointer key);
 gboolean ma_file_key_equal (gconstpointer a, gconstpointer b);
 
-/* What one file descriptor turned out to be. */
+/* What one file descriptor turned out to be. Small: a scan may keep one per writable fd
+ * of every process (100,000 and more on a big database guest). */
 typedef struct
 {
   gint pid;
   gint fd;
   guint32 devno;    /* superblock device (through the mount id, so btrfs subvolumes are right) */
-  guint64 ino;
   gint mnt_id;
-  gboolean writable; /* opened O_WRONLY or O_RDWR */
-  gboolean deleted;  /* the file has no name left (st_nlink 0) */
+  guint64 ino;
   guint64 size;      /* the target's size in bytes (what the cache knows) */
   char *path;        /* raw bytes, " (deleted)" removed when deleted; NULL until
                       * ma_proc_scan_file_path () resolves it (only what is reported is) */
-  gboolean path_tried;
-  MaFdinfo fdinfo;   /* only read for fds that may hold an OFD/orphan lock (locks NULL otherwise) */
+  MaFdinfo *fdinfo;  /* only read for fds that may hold an OFD/orphan lock, else NULL */
+  guint writable : 1;   /* opened O_WRONLY or O_RDWR */
+  guint deleted : 1;    /* the file has no name left (st_nlink 0) */
+  guint path_tried : 1;
 } MaOpenFile;
 
 typedef struct
@@ -73,7 +74,8 @@ typedef struct
   /* outputs */
   GPtrArray *lock_files;    /* MaOpenFile*: fds matching wanted keys, one per key */
   GPtrArray *orphan_files;  /* MaOpenFile*: fds whose fdinfo lists locks on orphan inodes */
-  GPtrArray *writers;       /* MaOpenFile*: regular files open for writing on selected devs */
+  GPtrArray *writers;       /* MaOpenFile*: regular files open for writing on selected devs,
+                             * by pid and fd (held in writer_stores) */
   GPtrArray *stuck;         /* MaStuckTask*: user tasks in D state */
   GArray *qemu_ga_pids;     /* gint */
   guint n_processes;
@@ -85,6 +87,7 @@ typedef struct
 
   /* private */
   GHashTable *proc_info;    /* pid → MaProcInfo* */
+  GPtrArray *writer_stores; /* GArray* of MaOpenFile values: what writers points into */
   GHashTable *wanted_pids;  /* pid → number of wanted keys */
   GHashTable *ns_mounts;    /* "mnt:[N]" → GHashTable mnt_id → devno */
   GMutex lock;
