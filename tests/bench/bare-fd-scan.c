@@ -1,8 +1,11 @@
 /* bare-fd-scan.c — the floor for the blockers benchmark: one pass over /proc that only
  * lstat()s every /proc/PID/fd entry (the cheapest way to learn every fd's open mode).
  *
- * usage: bare-fd-scan [THREADS] [pidfd]
+ * usage: bare-fd-scan [THREADS] [pidfd|targets]
  *   THREADS  split the processes over this many threads (default 1): the floor on all CPUs
+ *   targets  also stat() the target of every writable fd (following the link): the least a
+ *            report must learn to say which writers are regular files on which filesystem,
+ *            and how big (the agent's statx of a writer's target), one call after the other
  *   pidfd    learn the open modes the other way, pidfd_getfd() each slot of the fd table
  *            (FDSize in /proc/PID/status), fcntl(F_GETFL) and close: no /proc/PID/fd lookups;
  *            a process that refuses it (EPERM, e.g. a non-dumpable one) is passed over, so
@@ -26,7 +29,8 @@ typedef struct
   size_t n_pids;
   size_t first, step;
   int use_pidfd;
-  unsigned long processes, fds, writable;
+  int targets;
+  unsigned long processes, fds, writable, regular;
 } Part;
 
 static void
@@ -57,6 +61,9 @@ scan_lstat (int procfd, int pid, Part *part)
         {
           part->fds++;
           part->writable += (st.st_mode & S_IWUSR) != 0;
+          if (part->targets && (st.st_mode & S_IWUSR) != 0
+              && fstatat (fddir, fe->d_name, &st, 0) == 0 && S_ISREG (st.st_mode))
+            part->regular++;
         }
     }
   closedir (dir);
@@ -128,9 +135,10 @@ main (int argc, char **argv)
   size_t n_pids = 0, cap = 0;
   int threads = argc > 1 ? atoi (argv[1]) : 1;
   int use_pidfd = argc > 2 && strcmp (argv[2], "pidfd") == 0;
+  int targets = argc > 2 && strcmp (argv[2], "targets") == 0;
   pthread_t tids[MAX_THREADS];
   Part parts[MAX_THREADS];
-  unsigned long processes = 0, fds = 0, writable = 0;
+  unsigned long processes = 0, fds = 0, writable = 0, regular = 0;
 
   if (proc == NULL || threads < 1 || threads > MAX_THREADS)
     return 1;
@@ -151,7 +159,7 @@ main (int argc, char **argv)
   for (int t = 0; t < threads; t++)
     {
       parts[t] = (Part){ .pids = pids, .n_pids = n_pids, .first = (size_t) t,
-                         .step = (size_t) threads, .use_pidfd = use_pidfd };
+                         .step = (size_t) threads, .use_pidfd = use_pidfd, .targets = targets };
       if (pthread_create (&tids[t], NULL, scan_part, &parts[t]) != 0)
         return 1;
     }
@@ -161,8 +169,12 @@ main (int argc, char **argv)
       processes += parts[t].processes;
       fds += parts[t].fds;
       writable += parts[t].writable;
+      regular += parts[t].regular;
     }
   free (pids);
-  printf ("%lu processes, %lu fds, %lu writable\n", processes, fds, writable);
+  printf ("%lu processes, %lu fds, %lu writable", processes, fds, writable);
+  if (targets)
+    printf (" (%lu of them regular files)", regular);
+  printf ("\n");
   return 0;
 }

@@ -206,7 +206,7 @@ bench_population() {
     mountpoint=$(stat -c %m "$files")
 
     # the tools take turns, so that a load that comes and goes weighs on all of them alike
-    local tools=(lslocks lsof fuser bare bare_all pidfd agent migctl)
+    local tools=(lslocks lsof fuser bare bare_all bare_targets pidfd agent migctl)
     local load_before load_after anon_after anon_quiet
     load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     for _ in $(seq "$runs"); do
@@ -215,6 +215,7 @@ bench_population() {
         measure fuser 0 fuser -m "$mountpoint"
         measure bare 0 "$work/bare-fd-scan"
         measure bare_all 0 "$work/bare-fd-scan" "$(nproc)"
+        measure bare_targets 0 "$work/bare-fd-scan" "$(nproc)" targets
         measure pidfd 0 "$work/bare-fd-scan" "$(nproc)" pidfd
         measure agent 1 "$work/bench-call" "$work/agent.sock"
         measure migctl 1 "$migctl" -c "unix:$work/agent.sock" --json blockers
@@ -252,6 +253,7 @@ PY
     printf '%-44s %8s %8s\n' "fuser -m $mountpoint" "${wall[fuser]}" "${cpu[fuser]}"
     printf '%-44s %8s %8s\n' "bare lstat pass over /proc/*/fd" "${wall[bare]}" "${cpu[bare]}"
     printf '%-44s %8s %8s\n' "  the same on all $(nproc) CPUs" "${wall[bare_all]}" "${cpu[bare_all]}"
+    printf '%-44s %8s %8s\n' "  + the writable fds' targets, all CPUs" "${wall[bare_targets]}" "${cpu[bare_targets]}"
     printf '%-44s %8s %8s\n' "  open modes by pidfd_getfd instead" "${wall[pidfd]}" "${cpu[pidfd]}"
     printf '%-44s %8s %8s\n' "blockers: agent reply on its socket" "${wall[agent]}" "${cpu[agent]}"
     printf '%-44s %8s %8s\n' "blockers: migctl --json (+ client check)" "${wall[migctl]}" "${cpu[migctl]}"
@@ -273,6 +275,7 @@ PY
     echo "  fuser   / blockers: ${r_f}x"
     echo "  blockers / bare:    ${r_b}x   (goal <= 1.2: $(goal "$r_b" le 1.2))"
     echo "  lslocks / (bare pass on all CPUs): $(ratio "${wall[lslocks]}" "${wall[bare_all]}")x   (the ceiling for any report that learns every fd's open mode)"
+    echo "  lslocks / (bare pass + writable fds' targets, all CPUs): $(ratio "${wall[lslocks]}" "${wall[bare_targets]}")x   (the same for one that also learns what each writer writes to, by plain system calls)"
     echo "through migctl --json (adds migctl's check and print of the reply):"
     echo "  lslocks / blockers: ${r_ml}x   (goal >= 3: $(goal "$r_ml" ge 3))"
     echo "  fuser   / blockers: ${r_mf}x"
