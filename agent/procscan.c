@@ -22,7 +22,6 @@
 #define MA_PROC_SMALL_FILE_BYTES 4096
 #define MA_PROC_CMDLINE_MAX_BYTES 4096
 #define MA_PROC_DELETED_SUFFIX " (deleted)"
-/* fds looked at together: one io_uring submission for the open modes of this many */
 /* while a lock's fd is looked for, targets are resolved this many (at least) at a time */
 #define MA_PROC_WANTED_STEP 8
 /* a process's lock files are mostly the first it opens after its standard streams: their
@@ -367,8 +366,8 @@ typedef struct
   GArray *qemu_ga_pids;
   guint n_processes, n_tasks, n_fds, n_vanished;
   MaStatBatch *batch; /* this thread's */
-  FdEntry *fds;     /* MA_STAT_BATCH_SIZE of them, reused */
-  char *dirbuf;     /* a ProcDir's, reused */
+  FdEntry *fds;       /* MA_STAT_BATCH_SIZE of them, reused */
+  char *dirbuf;       /* a ProcDir's, reused */
 } ScanPart;
 
 static void
@@ -596,11 +595,11 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           fds[n].fd = (gint) g_ascii_strtoll (d_name, NULL, 10);
           fds[n].target_res = G_MININT;
           ma_stat_batch_add (part->batch, fddir, fds[n].name, AT_SYMLINK_NOFOLLOW, STATX_MODE,
-                          &fds[n].link, &fds[n].link_res);
+                             &fds[n].link, &fds[n].link_res);
           if (n_ahead > 0)
             {
               ma_stat_batch_add (part->batch, fddir, fds[n].name, TARGET_STATX_FLAGS,
-                              TARGET_STATX_MASK, &fds[n].target, &fds[n].target_res);
+                                 TARGET_STATX_MASK, &fds[n].target, &fds[n].target_res);
               n_ahead--;
               n_early++;
             }
@@ -632,7 +631,7 @@ scan_fds (MaProcScan *self, int piddir, gint pid, ScanPart *part)
           for (guint j = i; j < end; j++)
             if (fd_needs_target (&fds[j], wanted_left, want_orphans))
               ma_stat_batch_add (part->batch, fddir, fds[j].name, TARGET_STATX_FLAGS,
-                              TARGET_STATX_MASK, &fds[j].target, &fds[j].target_res);
+                                 TARGET_STATX_MASK, &fds[j].target, &fds[j].target_res);
           g_atomic_int_add (&self->n_statx, (gint) part->batch->n);
           ma_stat_batch_run (part->batch);
         }
@@ -761,11 +760,13 @@ merge_writers (MaProcScan *self, GArray *store)
     {
       MaOpenFile *a = i < self->writers->len ? self->writers->pdata[i] : NULL;
       MaOpenFile *b = j < store->len ? &g_array_index (store, MaOpenFile, j) : NULL;
-      if (b == NULL || (a != NULL && open_file_order (a, b) <= 0))
+      gboolean take_a = b == NULL || (a != NULL && open_file_order (a, b) <= 0);
+
+      g_ptr_array_add (merged, take_a ? a : b);
+      if (take_a)
         i++;
       else
-        a = b, j++;
-      g_ptr_array_add (merged, a);
+        j++;
     }
   g_ptr_array_unref (self->writers);
   self->writers = merged;
